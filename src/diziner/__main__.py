@@ -1,0 +1,3 @@
+from diziner.cli import entry
+
+entry()

@@ -1,0 +1,74 @@
+"""The ``diziner`` command line.
+
+Sub-commands live in :mod:`diziner.commands`; each module there defines
+``register(app: typer.Typer) -> None``. Modules are discovered automatically, so a new
+command is one new file. User errors (:class:`diziner.errors.DizinerError`) become one
+line on stderr and exit code 2 — never a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from diziner.errors import DizinerError
+
+app = typer.Typer(
+    name="diziner",
+    help="Zero-shot NER by disagreement-guided instruction refinement (DiZiNER).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Zero-shot NER by disagreement-guided instruction refinement (DiZiNER)."""
+
+
+def _register_commands() -> None:
+    import diziner.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"diziner.commands.{info.name}")
+        reg = getattr(mod, "register", None)
+        if reg is not None:
+            reg(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except DizinerError as e:
+        print(f"error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # typer/click exits (e.g. --help)
+        return int(e.code or 0)
+    except Exception as e:  # click usage errors and the like (typer may vendor click)
+        names = {c.__name__ for c in type(e).__mro__}
+        if "ClickException" in names:
+            e.show()  # type: ignore[attr-defined]
+            return int(getattr(e, "exit_code", 2) or 2)
+        if "Abort" in names:
+            return 1
+        raise
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``diziner`` CLI: one module each, with ``register(app)``."""
