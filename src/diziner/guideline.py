@@ -15,22 +15,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from diziner.schema import Schema, load_yaml_model
+from diziner.schema import ExampleMention, Schema, WorkedExample, load_yaml_model
 
-
-class ExampleMention(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str
-    label: str
-
-
-class WorkedExample(BaseModel):
-    """A sentence and its correct annotation; ``mentions`` must occur in ``text``."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: str
-    mentions: list[ExampleMention] = Field(default_factory=list)
-    rationale: str = ""
+__all__ = ["ExampleMention", "WorkedExample", "Provenance", "Instruction", "Guideline", "load_guideline"]
 
 
 class Provenance(BaseModel):

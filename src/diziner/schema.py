@@ -51,6 +51,21 @@ class LabelDef(BaseModel):
         return v.strip()
 
 
+class ExampleMention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    label: str
+
+
+class WorkedExample(BaseModel):
+    """A sentence and its correct annotation; every mention's text must occur in ``text``."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    mentions: list[ExampleMention] = Field(default_factory=list)
+    rationale: str = ""
+
+
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +73,8 @@ class Schema(BaseModel):
     description: str = ""
     goal: str
     labels: list[LabelDef]
+    # Optional sentence-level demonstrations written by the schema author (few-shot prompts use them).
+    demonstrations: list[WorkedExample] = Field(default_factory=list)
 
     @field_validator("goal")
     @classmethod
@@ -75,6 +92,12 @@ class Schema(BaseModel):
             if lab.name in seen:
                 raise ValueError(f"duplicate label {lab.name!r}")
             seen.add(lab.name)
+        for i, demo in enumerate(self.demonstrations):
+            for m in demo.mentions:
+                if m.label not in seen:
+                    raise ValueError(f"demonstration {i + 1}: label {m.label!r} is not in the schema")
+                if m.text not in demo.text:
+                    raise ValueError(f"demonstration {i + 1}: mention {m.text!r} does not occur in its text")
         return self
 
     @property
@@ -173,4 +196,4 @@ def dump_schema(schema: Schema) -> str:
     return yaml.safe_dump(schema.model_dump(), sort_keys=False, allow_unicode=True, width=100)
 
 
-__all__ = ["LabelDef", "Schema", "load_schema", "dump_schema", "load_yaml_model", "ConfigError"]
+__all__ = ["LabelDef", "ExampleMention", "WorkedExample", "Schema", "load_schema", "dump_schema", "load_yaml_model", "ConfigError"]
