@@ -11,14 +11,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_TOKEN_RE = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]", re.UNICODE)
+_TOKEN_RE = re.compile(r"\w+(?:[-.]\w+|['’](?!s\b)\w+)*|['’]s\b|[^\w\s]", re.UNICODE)
 
 
 def tokenize(text: str) -> list[tuple[int, int]]:
     """Split ``text`` into word and punctuation tokens; returns (start, end) offsets.
 
     Words may contain inner hyphens, apostrophes and dots ("U.S", "don't", "COVID-19");
-    every other non-space character is its own token.
+    a possessive "'s" is its own token ("Valve's" → "Valve", "'s") so that a name ends
+    on a token boundary; every other non-space character is its own token.
     """
     return [(m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
 

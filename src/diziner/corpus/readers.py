@@ -1,0 +1,560 @@
+"""Readers for annotation files: CoNLL columns, JSONL spans, plain text, nested JSON.
+
+:func:`read_corpus` returns an :class:`AnnotatedCorpus`; :func:`iter_documents` streams
+``(Document, spans)`` pairs. Formats (see docs/formats.md):
+
+* ``conll`` — one token per line, tag in the last column (TAB or spaces), blank line
+  between sentences, optional ``-DOCSTART-`` lines. Tags in BIO, IOB1, IOBES or BILOU
+  are normalised to BIO. Each sentence is a Document whose text is its tokens joined by
+  single spaces; the dataset's tokenisation is kept as the token offsets.
+* ``jsonl`` — one object per line: ``{"id", "text", "spans": [{"start","end","label"}]}``;
+  ``"entities"`` (objects, also with ``start_offset``/``end_offset``) and doccano's
+  ``"label": [[start, end, label], ...]`` are accepted as well.
+* ``text`` — one document per non-blank line, no spans.
+* ``genia`` — a JSON list of ``{"sentence": [tokens], "ner": [{"index": [token ids], "type": T}]}``;
+  nested spans are kept.
+
+Every problem with the input raises :class:`InputError` naming the file, the line and
+the problem. Repairs that do not stop reading (empty tokens, repaired tag sequences,
+whitespace-only lines) are listed in ``AnnotatedCorpus.problems`` as
+``"<file>:<line>: <kind>: <detail>"``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from diziner.corpus.bio import TagProblem, bio_to_spans, detect_scheme, normalize_tags, split_tag
+from diziner.corpus.model import AnnotatedCorpus, Document, Span
+from diziner.errors import DizinerError, InputError
+
+FORMATS = ("conll", "jsonl", "text", "genia")
+FORMAT_ALIASES = {"json": "genia", "nested": "genia", "txt": "text", "bio": "conll", "tsv": "conll"}
+DOCSTART = "-DOCSTART-"
+
+# Problem kinds (the word after the location in a problem line).
+EMPTY_TOKEN = "empty-token"
+REPAIRED_TAG = "repaired-tags"
+WHITESPACE_LINE = "whitespace-line"
+_PROBLEM_RE = re.compile(r":\s([a-z][a-z-]*):\s")
+
+
+def problem_kind(problem: str) -> str:
+    """The kind of a problem line (``empty-token``, ``repaired-tags``, ...), or ``other``."""
+    m = _PROBLEM_RE.search(problem)
+    return m.group(1) if m else "other"
+
+
+def _problem(path: Path, line: int | None, kind: str, detail: str) -> str:
+    where = f"{path}:{line}" if line is not None else str(path)
+    return f"{where}: {kind}: {detail}"
+
+
+# --------------------------------------------------------------------------- format
+
+
+def canonical_format(fmt: str | None) -> str | None:
+    """Normalise a user-given format name; raises DizinerError for an unknown one."""
+    if fmt is None or fmt == "auto":
+        return None
+    f = fmt.strip().lower()
+    f = FORMAT_ALIASES.get(f, f)
+    if f not in FORMATS:
+        raise DizinerError(f"unknown format {fmt!r} (use one of {', '.join(FORMATS)})")
+    return f
+
+
+def _looks_like_conll_line(line: str) -> bool:
+    cols = line.split("\t") if "\t" in line else line.split()
+    return len(cols) >= 2 and (cols[-1] == "O" or re.match(r"^[BIESLU]-\S", cols[-1]) is not None)
+
+
+_CONLL_SUFFIXES = {".tsv", ".conll", ".conll03", ".iob", ".iob1", ".iob2", ".bio", ".iobes", ".bioes", ".bilou"}
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the format from the extension and the first lines of the file.
+
+    ``.jsonl`` -> jsonl; content starting with ``[`` -> genia, with ``{`` -> jsonl;
+    ``.json`` -> genia; ``.tsv``/``.conll``/``.iob``/``.bio``... -> conll; otherwise conll
+    when 80 % of the first 50 content lines end in a tag column (or all hold a TAB),
+    else text.
+    """
+    p = Path(path)
+    data = _read_bytes(p)
+    head = data[:65536].decode("utf-8", errors="replace").lstrip("\ufeff")
+    stripped = head.lstrip()
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        return "jsonl"
+    if stripped.startswith("["):
+        return "genia"
+    if stripped.startswith("{"):
+        return "jsonl"
+    if suffix == ".json":
+        return "genia"
+    if suffix in _CONLL_SUFFIXES:
+        return "conll"
+    lines = [ln.rstrip("\r\n ") for ln in head.splitlines()[:200]]
+    content = [ln for ln in lines if ln.strip() and not ln.startswith(DOCSTART)]
+    if not content:
+        return "conll" if any(ln.startswith(DOCSTART) for ln in lines) else "text"
+    sample = content[:50]
+    tagged = sum(_looks_like_conll_line(ln) for ln in sample)
+    if tagged >= max(1, int(0.8 * len(sample))) or all("\t" in ln for ln in sample):
+        return "conll"
+    return "text"
+
+
+# --------------------------------------------------------------------------- bytes/lines
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, None, "is a directory, not a file") from None
+    except OSError as e:
+        raise InputError(path, None, f"cannot read file ({e.strerror or e})") from None
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, decoded line without its newline); bad UTF-8 names the line."""
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(path, None, "file is empty")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(path, n, f"bytes that are not UTF-8 at column {e.start + 1}") from None
+        if text.endswith("\r"):
+            text = text[:-1]
+        yield n, text
+
+
+def _decode_all(path: Path) -> str:
+    data = _read_bytes(path)
+    if not data.strip():
+        raise InputError(path, None, "file is empty")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(path, line, "bytes that are not UTF-8") from None
+
+
+def _short(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(e).split())[:120]
+
+
+# --------------------------------------------------------------------------- conll
+
+
+class _ConllState:
+    def __init__(self, path: Path, scheme: str, problems: list[str]):
+        self.path = path
+        self.scheme = scheme
+        self.problems = problems
+        self.pending_repairs: list[str] = []  # kept only if the file turns out not to be IOB1
+        self.all_tags: list[str] = []
+        self.ncols: int | None = None
+        self.ncols_line = 0
+        self.groups = 0  # number of -DOCSTART- groups with content
+        self.group_open = False  # a -DOCSTART- was seen and no sentence yet
+        self.saw_docstart = False
+        self.n_docs = 0
+
+
+def _conll_sentence(
+    st: _ConllState, rows: list[tuple[int, str, str]], group: int | None
+) -> tuple[Document, list[Span]]:
+    """Build one Document from (line, token, tag) rows."""
+    words: list[str] = []
+    raw_tags: list[str] = []
+    lines: list[int] = []
+    for line, tok, tag in rows:
+        if not tok.strip():
+            st.problems.append(
+                _problem(st.path, line, EMPTY_TOKEN, f"token is empty (tag {tag}); dropped")
+            )
+            continue
+        words.append(tok)
+        raw_tags.append(tag)
+        lines.append(line)
+    tokens: list[tuple[int, int]] = []
+    pos = 0
+    for w in words:
+        tokens.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    text = " ".join(words)
+    doc_id = f"{st.path.stem}:{st.n_docs}"
+    meta: dict[str, Any] = {"line": rows[0][0] if rows else None}
+    if group is not None:
+        meta["group"] = group
+    doc = Document(doc_id, text, tokens, meta)
+    st.n_docs += 1
+    tags, repairs = normalize_tags(raw_tags, st.scheme)
+    st.all_tags.extend(raw_tags)
+    st.all_tags.append("O")
+    for rp in repairs:
+        msg = _problem(st.path, lines[rp.index], REPAIRED_TAG, rp.message)
+        (st.pending_repairs if st.scheme == "auto" else st.problems).append(msg)
+    return doc, bio_to_spans(doc, tags)
+
+
+def _iter_conll(path: Path, scheme: str, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    st = _ConllState(path, scheme, problems)
+    rows: list[tuple[int, str, str]] = []
+    group: int | None = None
+    for n, line in _iter_lines(path):
+        body = line.rstrip()
+        if not body:
+            if line:
+                problems.append(_problem(path, n, WHITESPACE_LINE, "whitespace-only line read as a sentence break"))
+            if rows:
+                yield _conll_sentence(st, rows, group)
+                rows = []
+            continue
+        cols = body.split("\t") if "\t" in body else body.split()
+        if cols[0] == DOCSTART:
+            if rows:
+                yield _conll_sentence(st, rows, group)
+                rows = []
+            if not st.saw_docstart or not st.group_open:
+                group = st.groups
+                st.groups += 1
+            st.saw_docstart = True
+            st.group_open = True
+            continue
+        if len(cols) < 2:
+            raise InputError(path, n, f"expected a token and a tag separated by TAB or spaces, got {body!r}")
+        if st.ncols is None:
+            st.ncols, st.ncols_line = len(cols), n
+        elif len(cols) != st.ncols:
+            raise InputError(
+                path, n, f"{len(cols)} columns, but line {st.ncols_line} has {st.ncols} (columns must be consistent)"
+            )
+        tag = cols[-1].strip()
+        try:
+            split_tag(tag)
+        except ValueError as e:
+            raise InputError(path, n, str(e)) from None
+        st.group_open = False
+        rows.append((n, cols[0], tag))
+    if rows:
+        yield _conll_sentence(st, rows, group)
+    if st.n_docs == 0:
+        raise InputError(path, None, "no sentences found (only blank or -DOCSTART- lines)")
+    detected = detect_scheme(st.all_tags) if scheme == "auto" else scheme
+    if not (scheme == "auto" and detected == "iob1"):
+        problems.extend(st.pending_repairs)
+    out["scheme"] = detected
+    out["groups"] = st.groups if st.saw_docstart else None
+
+
+# --------------------------------------------------------------------------- jsonl
+
+
+def _int_field(path: Path, n: int, value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(path, n, f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def _make_span(path: Path, n: int, doc: Document, start: Any, end: Any, label: Any, text: Any = None) -> Span:
+    s = _int_field(path, n, start, "span start")
+    e = _int_field(path, n, end, "span end")
+    if not isinstance(label, str) or not label.strip() or any(c.isspace() for c in label):
+        raise InputError(path, n, f"span label must be a non-empty string without spaces, got {label!r}")
+    if not 0 <= s < e <= len(doc.text):
+        raise InputError(path, n, f"span offsets [{s}, {e}) out of range for a text of {len(doc.text)} characters")
+    if text is not None and text != doc.text[s:e]:
+        raise InputError(path, n, f"span text {text!r} does not match the text at [{s}, {e}): {doc.text[s:e]!r}")
+    return Span(doc.id, s, e, label, doc.text[s:e])
+
+
+def _spans_from_record(path: Path, n: int, doc: Document, rec: dict[str, Any]) -> list[Span]:
+    spans: list[Span] = []
+    if "spans" in rec or "entities" in rec:
+        key = "spans" if "spans" in rec else "entities"
+        items = rec[key]
+        if not isinstance(items, list):
+            raise InputError(path, n, f'"{key}" must be a list')
+        for it in items:
+            if isinstance(it, dict):
+                start = it.get("start", it.get("start_offset"))
+                end = it.get("end", it.get("end_offset"))
+                if start is None or end is None or "label" not in it:
+                    raise InputError(path, n, f'each item of "{key}" needs "start", "end" and "label"')
+                spans.append(_make_span(path, n, doc, start, end, it["label"], it.get("text")))
+            elif isinstance(it, list) and len(it) == 3:
+                spans.append(_make_span(path, n, doc, *it))
+            else:
+                raise InputError(path, n, f'each item of "{key}" must be an object or [start, end, label]')
+    elif "label" in rec:
+        items = rec["label"]
+        if not isinstance(items, list):
+            raise InputError(path, n, '"label" must be a list of [start, end, label]')
+        for it in items:
+            if not (isinstance(it, list) and len(it) == 3):
+                raise InputError(path, n, '"label" must be a list of [start, end, label]')
+            spans.append(_make_span(path, n, doc, *it))
+    return sorted(set(spans))
+
+
+def _tokens_field(path: Path, n: int, value: Any, text: str) -> list[tuple[int, int]]:
+    if not isinstance(value, list):
+        raise InputError(path, n, '"tokens" must be a list of [start, end] pairs')
+    toks: list[tuple[int, int]] = []
+    prev = 0
+    for t in value:
+        if not (isinstance(t, list) and len(t) == 2):
+            raise InputError(path, n, '"tokens" must be a list of [start, end] pairs')
+        s = _int_field(path, n, t[0], "token start")
+        e = _int_field(path, n, t[1], "token end")
+        if not prev <= s < e <= len(text):
+            raise InputError(path, n, f"token [{s}, {e}) out of range or out of order")
+        toks.append((s, e))
+        prev = e
+    return toks
+
+
+_JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata", "sentence", "ner"}
+
+
+def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    seen: set[str] = set()
+    count = 0
+    for n, line in _iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, n, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
+        if not isinstance(rec, dict):
+            raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
+        if "sentence" in rec and "text" not in rec:
+            doc, spans = _genia_record(path, n, rec, count)
+        else:
+            doc, spans = _jsonl_record(path, n, rec, count)
+        if doc.id in seen:
+            raise InputError(path, n, f"duplicate document id {doc.id!r}")
+        seen.add(doc.id)
+        count += 1
+        yield doc, spans
+    if count == 0:
+        raise InputError(path, None, "no documents found")
+    out["groups"] = None
+
+
+def _jsonl_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[Document, list[Span]]:
+    text = rec.get("text")
+    if not isinstance(text, str):
+        raise InputError(path, n, 'each line needs a "text" string')
+    doc_id = rec.get("id", f"{path.stem}:{index}")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        raise InputError(path, n, f'"id" must be a string or an integer, got {doc_id!r}')
+    meta = rec.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise InputError(path, n, '"metadata" must be an object')
+    meta = dict(meta)
+    meta.setdefault("line", n)
+    for k, v in rec.items():
+        if k not in _JSONL_KNOWN and isinstance(v, (str, int, float, bool)) and k not in meta:
+            meta[k] = v  # e.g. "status" of an annotation run
+    tokens = _tokens_field(path, n, rec["tokens"], text) if rec.get("tokens") is not None else None
+    doc = Document(str(doc_id), text, tokens, meta)
+    return doc, _spans_from_record(path, n, doc, rec)
+
+
+# --------------------------------------------------------------------------- genia / nested json
+
+
+def _genia_record(path: Path, n: int, rec: Any, index: int) -> tuple[Document, list[Span]]:
+    if not isinstance(rec, dict):
+        raise InputError(path, n, f"expected an object with \"sentence\" and \"ner\", got {type(rec).__name__}")
+    words = rec.get("sentence")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise InputError(path, n, '"sentence" must be a list of token strings')
+    ner = rec.get("ner", [])
+    if not isinstance(ner, list):
+        raise InputError(path, n, '"ner" must be a list')
+    tokens: list[tuple[int, int]] = []
+    pos = 0
+    kept: list[int] = []  # token index in the record -> position in tokens, -1 when empty
+    for w in words:
+        if not w.strip():
+            kept.append(-1)
+            continue
+        kept.append(len(tokens))
+        tokens.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    text = " ".join(w for w in words if w.strip())
+    doc_id = rec.get("id", f"{path.stem}:{index}")
+    doc = Document(str(doc_id), text, tokens, {"line": n})
+    spans: list[Span] = []
+    for ent in ner:
+        if not isinstance(ent, dict) or "index" not in ent or "type" not in ent:
+            raise InputError(path, n, 'each "ner" item needs "index" (token ids) and "type"')
+        idx = ent["index"]
+        lab = ent["type"]
+        if not isinstance(idx, list) or not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+            raise InputError(path, n, f'"index" must be a non-empty list of token ids, got {idx!r}')
+        if any(not 0 <= i < len(words) for i in idx):
+            raise InputError(path, n, f"token id out of range in {idx} (sentence has {len(words)} tokens)")
+        ids = sorted(idx)
+        if ids != list(range(ids[0], ids[-1] + 1)):
+            raise InputError(path, n, f"mention tokens {idx} are not contiguous")
+        if not isinstance(lab, str) or not lab.strip() or any(c.isspace() for c in lab):
+            raise InputError(path, n, f"mention type must be a non-empty string without spaces, got {lab!r}")
+        pos_ids = [kept[i] for i in ids if kept[i] >= 0]
+        if not pos_ids:
+            raise InputError(path, n, f"mention {idx} covers only empty tokens")
+        s, e = tokens[pos_ids[0]][0], tokens[pos_ids[-1]][1]
+        spans.append(Span(doc.id, s, e, lab, text[s:e]))
+    return doc, sorted(set(spans))
+
+
+def _iter_genia(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    text = _decode_all(path)
+    dec = json.JSONDecoder()
+
+    def line_of(pos: int) -> int:
+        return text.count("\n", 0, pos) + 1
+
+    def fail(pos: int, problem: str) -> InputError:
+        return InputError(path, line_of(pos), problem)
+
+    i = len(text) - len(text.lstrip())
+    if not text.startswith("[", i):
+        raise fail(i, "expected a JSON list of sentence records starting with '['")
+    i += 1
+    count = 0
+    seen: set[str] = set()
+    line_base, line_pos = 1, 0  # incremental line counting
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            raise fail(i, "invalid JSON (unterminated list)")
+        if text[i] == "]":
+            rest = text[i + 1 :].strip()
+            if rest:
+                raise fail(i + 1, "invalid JSON (extra data after the list)")
+            break
+        if count:
+            if text[i] != ",":
+                raise fail(i, "invalid JSON (expected ',' or ']')")
+            i += 1
+            while i < len(text) and text[i].isspace():
+                i += 1
+        try:
+            rec, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise InputError(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise fail(i, f"invalid JSON ({_short(e)})") from None
+        line_base += text.count("\n", line_pos, i)
+        line_pos = i
+        doc, spans = _genia_record(path, line_base, rec, count)
+        if doc.id in seen:
+            raise InputError(path, line_base, f"duplicate document id {doc.id!r}")
+        seen.add(doc.id)
+        count += 1
+        i = end
+        yield doc, spans
+    if count == 0:
+        raise InputError(path, None, "no sentence records found")
+    out["groups"] = None
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _iter_text(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    count = 0
+    for n, line in _iter_lines(path):
+        if not line.strip():
+            continue
+        yield Document(f"{path.stem}:{count}", line, None, {"line": n}), []
+        count += 1
+    if count == 0:
+        raise InputError(path, None, "no documents found")
+    out["groups"] = None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def iter_documents(
+    path: str | Path,
+    format: str | None = None,
+    *,
+    scheme: str = "auto",
+    problems: list[str] | None = None,
+    info: dict[str, Any] | None = None,
+) -> Iterator[tuple[Document, list[Span]]]:
+    """Stream ``(document, spans)`` pairs from ``path``.
+
+    ``format`` is one of :data:`FORMATS` (or None to detect it); ``scheme`` the CoNLL tag
+    scheme (``auto``, ``bio``, ``iob1``, ``iobes``, ``bilou``). Repairs are appended to
+    ``problems``; after the iterator is exhausted ``info`` holds ``format``, ``groups``
+    (number of -DOCSTART- groups, or None) and, for CoNLL, the detected ``scheme``.
+    """
+    p = Path(path)
+    fmt = canonical_format(format) or detect_format(p)
+    if scheme != "auto" and scheme not in ("bio", "iob1", "iobes", "bilou"):
+        raise DizinerError(f"unknown tag scheme {scheme!r} (use auto, bio, iob1, iobes or bilou)")
+    probs = problems if problems is not None else []
+    out = info if info is not None else {}
+    out["format"] = fmt
+    if fmt == "conll":
+        yield from _iter_conll(p, scheme, probs, out)
+    elif fmt == "jsonl":
+        yield from _iter_jsonl(p, probs, out)
+    elif fmt == "genia":
+        yield from _iter_genia(p, probs, out)
+    else:
+        yield from _iter_text(p, probs, out)
+
+
+def read_corpus(path: str | Path, format: str | None = None, *, scheme: str = "auto") -> AnnotatedCorpus:
+    """Read a whole file into an :class:`AnnotatedCorpus` (format detected when None)."""
+    return read_info(path, format, scheme=scheme)[0]
+
+
+def read_info(path: str | Path, format: str | None = None, *, scheme: str = "auto") -> tuple[AnnotatedCorpus, dict[str, Any]]:
+    """Like :func:`read_corpus`, also returning ``info`` (format, groups, detected scheme)."""
+    problems: list[str] = []
+    info: dict[str, Any] = {}
+    docs: list[Document] = []
+    spans: dict[str, list[Span]] = {}
+    for doc, sps in iter_documents(path, format, scheme=scheme, problems=problems, info=info):
+        docs.append(doc)
+        spans[doc.id] = sps
+    return AnnotatedCorpus(docs, spans, problems, info.get("groups")), info
+
+
+__all__ = [
+    "FORMATS",
+    "TagProblem",
+    "canonical_format",
+    "detect_format",
+    "iter_documents",
+    "problem_kind",
+    "read_corpus",
+    "read_info",
+]

@@ -1,0 +1,241 @@
+"""Span-level evaluation: strict P/R/F1 (micro, macro, per label) and nervaluate-style views.
+
+Strict scoring keys a span on ``(doc_id, start, end, label)`` (:meth:`Span.key`); gold
+and predicted spans are sets (duplicates count once). On flat BIO data the micro figures
+equal seqeval's default mode. Definitions: docs/evaluation.md.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from diziner.corpus.model import AnnotatedCorpus, Document, Span
+from diziner.errors import DizinerError
+
+VIEWS = ("strict", "exact", "partial", "type")
+
+
+def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
+    """Precision, recall and F1 from counts; 0 where undefined (seqeval's zero_division=0)."""
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    denom = p + r
+    f = 2 * p * r / denom if denom else 0.0
+    return {"precision": p, "recall": r, "f1": f}
+
+
+def score_spans(gold: Iterable[Span], pred: Iterable[Span]) -> dict[str, Any]:
+    """Strict span scores.
+
+    Returns ``{"micro": {precision, recall, f1, tp, fp, fn}, "macro": {precision, recall,
+    f1, labels}, "per_label": {label: {precision, recall, f1, support, tp, fp, fn}}}``.
+    ``macro`` is the unweighted mean over the labels present in gold; ``per_label`` also
+    lists labels that occur only in predictions (support 0).
+    """
+    g = {s.key() for s in gold}
+    p = {s.key() for s in pred}
+    tp_keys = g & p
+    by_label: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tp, n_pred, n_gold
+    for k in tp_keys:
+        by_label[k[3]][0] += 1
+    for k in p:
+        by_label[k[3]][1] += 1
+    for k in g:
+        by_label[k[3]][2] += 1
+    micro: dict[str, Any] = prf(len(tp_keys), len(p), len(g))
+    micro.update(tp=len(tp_keys), fp=len(p) - len(tp_keys), fn=len(g) - len(tp_keys))
+    per_label: dict[str, dict[str, Any]] = {}
+    for lab in sorted(by_label):
+        tp, n_p, n_g = by_label[lab]
+        row: dict[str, Any] = prf(tp, n_p, n_g)
+        row.update(support=n_g, tp=tp, fp=n_p - tp, fn=n_g - tp)
+        per_label[lab] = row
+    gold_labels = [lab for lab in per_label if per_label[lab]["support"] > 0]
+    macro: dict[str, Any] = {
+        m: (sum(per_label[lab][m] for lab in gold_labels) / len(gold_labels) if gold_labels else 0.0)
+        for m in ("precision", "recall", "f1")
+    }
+    macro["labels"] = len(gold_labels)
+    return {"micro": micro, "macro": macro, "per_label": per_label}
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _overlap(a: Span, b: Span) -> int:
+    return max(0, min(a.end, b.end) - max(a.start, b.start))
+
+
+def match_spans(gold: Iterable[Span], pred: Iterable[Span]) -> list[tuple[Span | None, Span | None]]:
+    """One-to-one alignment of gold and predicted spans within each document.
+
+    Pairs are formed greedily in this order of preference: same boundaries and label;
+    same boundaries; overlapping with the same label; overlapping; within a class the
+    larger character overlap first, then the earlier position. Unpaired spans come back
+    as ``(gold, None)`` (missed) or ``(None, pred)`` (spurious).
+    """
+    gd: dict[str, list[Span]] = defaultdict(list)
+    pd: dict[str, list[Span]] = defaultdict(list)
+    for s in set(gold):
+        gd[s.doc_id].append(s)
+    for s in set(pred):
+        pd[s.doc_id].append(s)
+    pairs: list[tuple[Span | None, Span | None]] = []
+    for doc_id in sorted(set(gd) | set(pd)):
+        gs, ps = sorted(gd.get(doc_id, [])), sorted(pd.get(doc_id, []))
+        cands = []
+        for gi, g in enumerate(gs):
+            for pi, p in enumerate(ps):
+                ov = _overlap(g, p)
+                if ov <= 0:
+                    continue
+                same_b = g.start == p.start and g.end == p.end
+                same_l = g.label == p.label
+                rank = 0 if (same_b and same_l) else 1 if same_b else 2 if same_l else 3
+                cands.append((rank, -ov, g.start, p.start, gi, pi))
+        cands.sort()
+        used_g: set[int] = set()
+        used_p: set[int] = set()
+        for _, _, _, _, gi, pi in cands:
+            if gi in used_g or pi in used_p:
+                continue
+            used_g.add(gi)
+            used_p.add(pi)
+            pairs.append((gs[gi], ps[pi]))
+        pairs += [(g, None) for gi, g in enumerate(gs) if gi not in used_g]
+        pairs += [(None, p) for pi, p in enumerate(ps) if pi not in used_p]
+    return pairs
+
+
+def score_views(gold: Iterable[Span], pred: Iterable[Span]) -> dict[str, dict[str, Any]]:
+    """The four MUC/SemEval-2013 views over one alignment (:func:`match_spans`).
+
+    For a paired (gold, pred): ``strict`` correct iff boundaries and label match;
+    ``exact`` correct iff boundaries match; ``partial`` correct iff boundaries match,
+    partial if they only overlap; ``type`` correct iff labels match (any overlap).
+    Otherwise the pair is incorrect. Unpaired gold = missed, unpaired pred = spurious.
+    Precision = (correct + 0.5 partial) / predicted, recall = (correct + 0.5 partial) / gold.
+    """
+    counts = {v: {"correct": 0, "incorrect": 0, "partial": 0, "missed": 0, "spurious": 0} for v in VIEWS}
+    for g, p in match_spans(gold, pred):
+        if p is None:
+            for v in VIEWS:
+                counts[v]["missed"] += 1
+            continue
+        if g is None:
+            for v in VIEWS:
+                counts[v]["spurious"] += 1
+            continue
+        same_b = g.start == p.start and g.end == p.end
+        same_l = g.label == p.label
+        counts["strict"]["correct" if same_b and same_l else "incorrect"] += 1
+        counts["exact"]["correct" if same_b else "incorrect"] += 1
+        counts["partial"]["correct" if same_b else "partial"] += 1
+        counts["type"]["correct" if same_l else "incorrect"] += 1
+    out: dict[str, dict[str, Any]] = {}
+    for v, c in counts.items():
+        n_gold = c["correct"] + c["incorrect"] + c["partial"] + c["missed"]
+        n_pred = c["correct"] + c["incorrect"] + c["partial"] + c["spurious"]
+        hit = c["correct"] + 0.5 * c["partial"]
+        p_ = hit / n_pred if n_pred else 0.0
+        r_ = hit / n_gold if n_gold else 0.0
+        f_ = 2 * p_ * r_ / (p_ + r_) if p_ + r_ else 0.0
+        out[v] = {"precision": p_, "recall": r_, "f1": f_, **c}
+    return out
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+def align_corpora(gold: AnnotatedCorpus, pred: AnnotatedCorpus, *, by: str = "auto", subset: bool = False) -> tuple[list[Span], list[Span], dict[str, Any]]:
+    """Gold and predicted spans of two corpora over the same documents.
+
+    ``by="id"`` matches documents by id; ``by="order"`` by position (for two CoNLL files
+    of the same sentences; predicted spans are re-keyed to the gold ids); ``auto`` uses
+    ids when the id sets agree, else order when both have the same number of documents
+    with the same texts. With ``subset=True`` only the gold documents present in ``pred``
+    are scored (by id). Texts of matched documents must be equal. Mismatches raise
+    :class:`DizinerError`. Returns (gold spans, pred spans, info).
+    """
+    if by not in ("auto", "id", "order"):
+        raise DizinerError(f"unknown document matching {by!r} (use auto, id or order)")
+    g_ids = [d.id for d in gold.documents]
+    p_ids = [d.id for d in pred.documents]
+    g_set, p_set = set(g_ids), set(p_ids)
+    if by == "auto":
+        if g_set == p_set or (subset and p_set <= g_set):
+            by = "id"
+        elif len(g_ids) == len(p_ids) and not subset:
+            by = "order"
+        else:
+            raise DizinerError(_mismatch(g_ids, p_ids, g_set, p_set, subset))
+    gdocs = {d.id: d for d in gold.documents}
+    if by == "id":
+        extra = [i for i in p_ids if i not in g_set]
+        missing = [i for i in g_ids if i not in p_set]
+        if extra or (missing and not subset):
+            raise DizinerError(_mismatch(g_ids, p_ids, g_set, p_set, subset))
+        used = [gdocs[i] for i in g_ids if i in p_set]
+        pairs = [(gdocs[d.id], d) for d in pred.documents]
+    else:
+        if len(g_ids) != len(p_ids):
+            raise DizinerError(
+                f"gold has {len(g_ids)} documents and pred has {len(p_ids)}: cannot match them by order"
+            )
+        used = list(gold.documents)
+        pairs = list(zip(gold.documents, pred.documents))
+    gold_spans: list[Span] = []
+    pred_spans: list[Span] = []
+    for gdoc, pdoc in pairs:
+        if _norm(gdoc) != _norm(pdoc):
+            raise DizinerError(
+                f"document {gdoc.id!r} (gold) and {pdoc.id!r} (pred) have different texts: "
+                f"{_clip(gdoc.text)!r} vs {_clip(pdoc.text)!r}",
+                hint="gold and pred must annotate the same documents",
+            )
+        for s in pred.spans_of(pdoc.id):
+            pred_spans.append(Span(gdoc.id, s.start, s.end, s.label, s.text))
+    for d in used:
+        gold_spans.extend(gold.spans_of(d.id))
+    return gold_spans, pred_spans, {"matched_by": by, "documents": len(used)}
+
+
+def _norm(doc: Document) -> str:
+    return doc.text
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _mismatch(g_ids: list[str], p_ids: list[str], g_set: set[str], p_set: set[str], subset: bool) -> str:
+    missing = [i for i in g_ids if i not in p_set]
+    extra = [i for i in p_ids if i not in g_set]
+    parts = [f"gold and pred documents do not match (gold {len(g_ids)}, pred {len(p_ids)})"]
+    if missing and not subset:
+        parts.append(f"{len(missing)} gold ids not in pred (first: {missing[0]!r})")
+    if extra:
+        parts.append(f"{len(extra)} pred ids not in gold (first: {extra[0]!r})")
+    return "; ".join(parts)
+
+
+def evaluate_corpora(
+    gold: AnnotatedCorpus,
+    pred: AnnotatedCorpus,
+    *,
+    by: str = "auto",
+    subset: bool = False,
+    views: bool = False,
+) -> dict[str, Any]:
+    """Score ``pred`` against ``gold``: :func:`score_spans` plus ``documents``,
+    ``matched_by`` and, with ``views=True``, ``views`` (:func:`score_views`)."""
+    g, p, info = align_corpora(gold, pred, by=by, subset=subset)
+    result = score_spans(g, p)
+    result.update(info)
+    if views:
+        result["views"] = score_views(g, p)
+    return result
+
+
+__all__ = ["VIEWS", "align_corpora", "evaluate_corpora", "match_spans", "prf", "score_spans", "score_views"]
