@@ -1,0 +1,672 @@
+"""The consensus supervisor: label-free, no LLM (the default with the embedded pool).
+
+It turns one iteration's hotspots into short rules with worked examples, using the
+elite-weighted consensus as the reference (or gold spans in gold-supervised mode), and
+writes model-specific notes for annotators whose readings differ from the reference.
+The rules are in ``docs/supervisor.md``; in short:
+
+1. Reference spans per document: the consensus of the analysis (``documents[].consensus``
+   tags, plus every hotspot's ``consensus`` spans), or the gold spans when ``gold`` is given.
+2. Each hotspot's readings are compared with the reference inside the hotspot window;
+   every difference is a finding keyed by (error type, label): ``missed`` (the reference
+   has a span an annotator left out), ``type_confusion`` (same extent, other label),
+   ``boundary`` (overlapping, other extent), ``spurious`` (a reading where the reference
+   has nothing). Findings are grouped into patterns.
+3. Patterns are ranked by (hotspots where the elite agree, hotspots, annotator support of
+   the reference) and cut to ``max_patterns``, then ``max_new_common``. Negative patterns
+   (``spurious``) are used only with gold, or with ≥ ``min_annotators_for_negative``
+   annotators and at least ``min_negative_support`` of them leaving the text untagged
+   where the elite agree: with weak, low-recall annotators an untagged consensus is
+   mostly a shared miss, not evidence.
+4. Each pattern becomes one rule plus worked examples: the sentence around a hotspot and
+   every reference span inside it (validated: labels in Σ, mentions occur in the text).
+5. Earlier instructions stay unless contradicted: an earlier worked example is removed
+   when a strong new reference (elite agree, or gold) labels a string in it otherwise;
+   an earlier consensus/gold instruction whose examples were all removed goes too.
+6. Model-specific notes: per annotator, its most frequent error types (from ``profiles``,
+   or from the hotspot readings against gold), with an example; other annotators are
+   never named.
+7. Limits and the change-ratio bound are enforced by :mod:`diziner.supervise.validate`.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diziner.corpus.bio import iter_bio_entities
+from diziner.guideline import Guideline, Instruction, Provenance
+from diziner.schema import ExampleMention, WorkedExample
+from diziner.supervise.base import Limits, SupervisionResult, apply_goal_switches
+from diziner.supervise.validate import (
+    Addition,
+    ValidationCounts,
+    enforce_change_ratio,
+    merge_model_specific,
+    next_top_id,
+    validate_instructions,
+)
+
+__all__ = ["ConsensusSupervisor", "RefSpan", "reference_spans", "sentence_window"]
+
+ERROR_ORDER = ("missed", "type_confusion", "boundary", "spurious")  # positive lessons first
+_SENT_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+(?=[\"“'‘(\[]?[A-Z0-9À-Ý])|\n\s*")
+
+
+@dataclass(frozen=True, order=True)
+class RefSpan:
+    start: int
+    end: int
+    label: str
+    text: str
+
+    def overlaps(self, s: int, e: int) -> bool:
+        return self.start < e and s < self.end
+
+
+def _span_of(d: Any) -> tuple[int, int, str, str] | None:
+    if isinstance(d, dict):
+        try:
+            return int(d["start"]), int(d["end"]), str(d["label"]), str(d.get("text", ""))
+        except (KeyError, TypeError, ValueError):
+            return None
+    try:
+        return int(d.start), int(d.end), str(d.label), str(getattr(d, "text", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _clean_spans(raw: Iterable[Any], text: str | None, labels: dict[str, str]) -> list[RefSpan]:
+    """Valid, non-overlapping spans (first one wins) with their text taken from the document."""
+    out: list[RefSpan] = []
+    for d in raw:
+        t = _span_of(d)
+        if t is None:
+            continue
+        s, e, lab, surface = t
+        lab = labels.get(lab) or labels.get(lab.casefold())
+        if lab is None or s < 0 or e <= s:
+            continue
+        if text is not None:
+            if e > len(text):
+                continue
+            surface = text[s:e]
+        out.append(RefSpan(s, e, lab, surface))
+    out.sort()
+    kept: list[RefSpan] = []
+    for sp in out:
+        if kept and sp.start < kept[-1].end:
+            continue
+        kept.append(sp)
+    return kept
+
+
+def _align_tokens(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
+    out, cur = [], 0
+    for tok in tokens:
+        j = text.find(tok, cur)
+        if j < 0 or not tok:
+            return None
+        out.append((j, j + len(tok)))
+        cur = j + len(tok)
+    return out
+
+
+def reference_spans(analysis: dict, documents: dict[str, str], labels: Iterable[str],
+                    gold: dict | None = None) -> dict[str, list[RefSpan]]:
+    """Reference spans per document id: gold when given, else the analysis consensus."""
+    lmap = {lab: lab for lab in labels}
+    lmap.update({k.casefold(): v for k, v in list(lmap.items())})
+    if gold is not None:
+        return {str(doc): _clean_spans(spans or [], documents.get(str(doc)), lmap) for doc, spans in gold.items()}
+    raw: dict[str, list[Any]] = {}
+    for d in analysis.get("documents") or []:
+        doc_id, text = str(d.get("id")), documents.get(str(d.get("id")))
+        tags, toks = d.get("consensus"), d.get("tokens")
+        if text is None or not tags or not toks or len(tags) != len(toks):
+            continue
+        offs = _align_tokens(text, [str(t) for t in toks])
+        if offs is None:
+            continue
+        for a, b, lab in iter_bio_entities([str(t) for t in tags]):
+            raw.setdefault(doc_id, []).append({"start": offs[a][0], "end": offs[b - 1][1], "label": lab})
+    for h in analysis.get("hotspots") or []:
+        doc_id = str(h.get("document"))
+        raw.setdefault(doc_id, []).extend(h.get("consensus") or h.get("elite_consensus") or [])
+    return {doc: _clean_spans(spans, documents.get(doc), lmap) for doc, spans in raw.items()}
+
+
+def sentence_window(text: str, start: int, end: int, max_chars: int = 300,
+                    spans: Iterable[RefSpan] = ()) -> tuple[int, int]:
+    """Character range of the sentence around ``text[start:end]``, at most about ``max_chars``.
+
+    Sentences end at ``.!?`` followed by space and a capital or digit, or at a line break.
+    A long sentence is cut at spaces around the span. The range is widened so that no
+    span of ``spans`` is cut in half.
+    """
+    lo, hi = 0, len(text)
+    for m in _SENT_END.finditer(text):
+        if m.end() <= start:
+            lo = m.end()
+        elif m.start() >= end:
+            hi = m.start() + (1 if text[m.start()] in ".!?。！？" else 0)
+            while hi < m.end() and not text[hi].isspace():
+                hi += 1
+            break
+    if hi - lo > max_chars:
+        half = max(0, (max_chars - (end - start)) // 2)
+        a, b = max(lo, start - half), min(hi, end + half)
+        if a > lo:
+            sp = text.find(" ", a, start)
+            a = sp + 1 if sp != -1 else a
+        if b < hi:
+            sp = text.rfind(" ", end, b)
+            b = sp if sp != -1 else b
+        lo, hi = a, b
+    for sp in spans:
+        if sp.start < lo < sp.end:
+            lo = sp.start
+        if sp.start < hi < sp.end:
+            hi = sp.end
+    while lo < hi and text[lo].isspace():
+        lo += 1
+    while hi > lo and text[hi - 1].isspace():
+        hi -= 1
+    return lo, hi
+
+
+def _q(s: str) -> str:
+    return f"“{' '.join(s.split())}”"
+
+
+def _qlist(items: list[str]) -> str:
+    items = [_q(x) for x in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@dataclass
+class _Finding:
+    hotspot: dict
+    kind: str
+    label: str  # pattern label: "PER", or "ORG→PER" for type confusion
+    ref: RefSpan | None  # the reference span (None for spurious)
+    reading: RefSpan | None  # an annotator's reading (None for missed)
+    annotators: list[str]
+    support: float  # fraction of annotators that agree with the reference here
+
+
+@dataclass
+class _Pattern:
+    kind: str
+    label: str
+    findings: list[_Finding] = field(default_factory=list)
+    id: str = ""
+
+    @property
+    def hotspot_ids(self) -> list:
+        seen: list = []
+        for f in self.findings:
+            hid = f.hotspot.get("id", f.hotspot.get("_index"))
+            if hid not in seen:
+                seen.append(hid)
+        return seen
+
+    @property
+    def elite_hotspots(self) -> int:
+        return len({id(f.hotspot) for f in self.findings if f.hotspot.get("elite_agree")})
+
+    @property
+    def support(self) -> float:
+        return sum(f.support for f in self.findings) / max(1, len(self.findings))
+
+    def priority(self) -> tuple:
+        return (self.elite_hotspots, len(self.hotspot_ids), round(self.support, 6), -ERROR_ORDER.index(self.kind))
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.label} ({len(self.hotspot_ids)} hotspots, {self.elite_hotspots} with elite agreement)"
+
+
+def _classify_window(h: dict, ref: list[RefSpan], readings: dict[str, list[RefSpan]], annotators: list[str]) -> list[_Finding]:
+    """Findings of one hotspot: every way an annotator's reading differs from the reference."""
+    k = max(1, len(annotators))
+    out: list[_Finding] = []
+    for r in ref:
+        agree = [a for a in annotators if r in readings.get(a, [])]
+        groups: dict[tuple, list[str]] = {}
+        for a in annotators:
+            if a in agree:
+                continue
+            over = [s for s in readings.get(a, []) if s.overlaps(r.start, r.end)]
+            if not over:
+                groups.setdefault(("missed", r.label, None), []).append(a)
+                continue
+            s = over[0]
+            if (s.start, s.end) == (r.start, r.end):
+                groups.setdefault(("type_confusion", f"{r.label}→{s.label}", s), []).append(a)
+            elif s.label == r.label:
+                groups.setdefault(("boundary", r.label, s), []).append(a)
+            else:
+                groups.setdefault(("type_confusion", f"{r.label}→{s.label}", s), []).append(a)
+        for (kind, lab, s), anns in groups.items():
+            out.append(_Finding(h, kind, lab, r, s, anns, len(agree) / k))
+    seen: set[RefSpan] = set()
+    for a in annotators:
+        for s in readings.get(a, []):
+            if s in seen or any(r.overlaps(s.start, s.end) for r in ref):
+                continue
+            seen.add(s)
+            taggers = [b for b in annotators if any(x.overlaps(s.start, s.end) for x in readings.get(b, []))]
+            out.append(_Finding(h, "spurious", s.label, None, s, taggers, 1 - len(taggers) / k))
+    return out
+
+
+class ConsensusSupervisor:
+    """Rules and worked examples from the pool's consensus (or gold); no LLM calls."""
+
+    name = "consensus"
+
+    def __init__(self, *, max_example_chars: int = 300, min_annotators_for_negative: int = 3,
+                 min_negative_support: float = 0.6, min_profile_errors: int = 1,
+                 example_texts_per_rule: int = 3):
+        self.max_example_chars = max_example_chars
+        self.min_annotators_for_negative = min_annotators_for_negative
+        self.min_negative_support = min_negative_support
+        self.min_profile_errors = min_profile_errors
+        self.example_texts_per_rule = example_texts_per_rule
+
+    async def revise(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
+                     iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
+        return self.revise_sync(guideline, analysis, documents, iteration=iteration, limits=limits, gold=gold)
+
+    # ------------------------------------------------------------------ main
+    def revise_sync(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
+                    iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
+        """The synchronous body of :meth:`revise`."""
+        prev = apply_goal_switches(guideline, limits)
+        schema = prev.schema_
+        labels = schema.label_names
+        mode = "gold" if gold is not None else "consensus"
+        annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
+        refs = reference_spans(analysis, documents, labels, gold)
+        lmap = {lab: lab for lab in labels}
+        lmap.update({k.casefold(): v for k, v in list(lmap.items())})
+        notes: list[str] = []
+
+        # 1-2. findings and patterns
+        findings: list[_Finding] = []
+        for n, h in enumerate(analysis.get("hotspots") or []):
+            h = dict(h)
+            h.setdefault("_index", n)
+            doc = str(h.get("document"))
+            if gold is not None and doc not in refs:
+                continue  # gold mode: no reference for this document
+            text = documents.get(doc)
+            ws = int(h.get("window_char_start", h.get("char_start", 0)))
+            we = int(h.get("window_char_end", h.get("char_end", 0)))
+            readings = {str(a): _clean_spans(v or [], text, lmap) for a, v in (h.get("readings") or {}).items()}
+            for v in readings.values():
+                for s in v:
+                    ws, we = min(ws, s.start), max(we, s.end)
+            ref = [r for r in refs.get(doc, []) if r.overlaps(ws, we)]
+            if gold is not None:
+                h["elite_agree"] = True  # gold is the reference: every finding is trusted
+            anns = annotators or sorted(readings)
+            findings += _classify_window(h, ref, readings, anns)
+        patterns: dict[tuple[str, str], _Pattern] = {}
+        for f in findings:
+            if f.kind == "spurious" and not self._negative_ok(f, len(annotators), gold is not None):
+                continue
+            patterns.setdefault((f.kind, f.label), _Pattern(f.kind, f.label)).findings.append(f)
+        ranked = sorted(patterns.values(), key=lambda p: p.priority(), reverse=True)
+        n_found = len(ranked)
+        ranked = ranked[: limits.max_patterns]
+        for i, p in enumerate(ranked, start=1):
+            p.id = f"it{iteration}-P{i}"
+        if n_found > len(ranked):
+            notes.append(f"{n_found} patterns found; kept the {len(ranked)} with the highest priority (max_patterns)")
+
+        # 3-4. rules with worked examples
+        counts = ValidationCounts()
+        existing_texts = {" ".join(e.text.split()) for e in schema.demonstrations}
+        for ins in prev.all_common() + [i for a in prev.model_specific for i in prev.for_annotator(a)]:
+            existing_texts |= {" ".join(e.text.split()) for e in ins.examples}
+        new_rules: list[tuple[_Pattern, Instruction]] = []
+        for p in ranked:
+            ins = self._rule(p, refs, documents, iteration, limits, existing_texts, mode, len(annotators))
+            if ins is None:
+                notes.append(f"pattern {p.id} ({p.describe()}): no valid worked example, no rule written")
+                continue
+            new_rules.append((p, ins))
+        if len(new_rules) > limits.max_new_common:
+            notes.append(f"{len(new_rules)} new rules; kept {limits.max_new_common} (max_new_common)")
+            new_rules = new_rules[: limits.max_new_common]
+
+        # 5. earlier instructions stay unless contradicted
+        claims = self._claims(findings, len(annotators), gold is not None)
+        common, contradicted = self._drop_contradicted(prev.common, claims, "common")
+        model_specific: dict[str, list[Instruction]] = {}
+        for ann, items in prev.model_specific.items():
+            kept, c2 = self._drop_contradicted(items, claims, ann)
+            contradicted += c2
+            if kept:
+                model_specific[ann] = kept
+        if contradicted:
+            notes.append(f"{len(contradicted)} earlier worked examples or instructions contradicted by the new reference were removed")
+
+        start = next_top_id(common)
+        added_common: list[Instruction] = []
+        for n, (p, ins) in enumerate(new_rules):
+            added_common.append(ins.model_copy(update={"id": str(start + n)}))
+        added_common = validate_instructions(added_common, labels, limits.max_examples_per_instruction, counts)
+        common = common + added_common
+
+        # 6. model-specific notes
+        new_specific = self._model_specific(analysis, findings, refs, documents, annotators, iteration, limits,
+                                            mode, existing_texts, gold is not None)
+        additions_ms: dict[str, list[Addition]] = {}
+        for ann in sorted(set(new_specific) | set(model_specific)):
+            fresh = validate_instructions(new_specific.get(ann, []), labels, limits.max_examples_per_instruction, counts,
+                                          scope=ann)
+            merged, ms_notes = merge_model_specific(ann, model_specific.get(ann, []), fresh, limits.max_model_specific,
+                                                    annotators)
+            notes += ms_notes
+            if merged:
+                model_specific[ann] = merged
+            else:
+                model_specific.pop(ann, None)
+            n_new = min(len(fresh), limits.max_model_specific)
+            additions_ms[ann] = [Addition(ann, merged[i].id) for i in range(n_new)]
+
+        # changelog
+        bits = []
+        if added_common:
+            bits.append("added common " + ", ".join(
+                f"{ins.id} ({ins.provenance.patterns[0] if ins.provenance.patterns else ''})" for ins in added_common))
+        if any(additions_ms.values()):
+            bits.append("model-specific notes for " + ", ".join(a for a, v in additions_ms.items() if v))
+        if contradicted:
+            bits.append("removed contradicted " + ", ".join(contradicted))
+        log = f"iteration {iteration}: {self.name} supervisor ({mode}): " + ("; ".join(bits) if bits else "no change")
+        new = prev.model_copy(update={
+            "common": common, "model_specific": model_specific, "iteration": iteration,
+            "changelog": list(prev.changelog) + [log]})
+
+        # 7. change-ratio bound: trim newest additions (model-specific last-in first out, then common)
+        additions = [Addition("common", i.id) for i in added_common]
+        ms_round: list[Addition] = []
+        queues = [list(v) for _, v in sorted(additions_ms.items())]
+        while any(queues):
+            for q in queues:
+                if q:
+                    ms_round.append(q.pop(0))
+        additions += ms_round
+        final, report = enforce_change_ratio(prev, new, additions, limits.max_change_ratio)
+        if report["trimmed"]:
+            notes.append(f"change ratio {report['ratio_proposed']:.3f} > {limits.max_change_ratio}: trimmed "
+                         + ", ".join(report["trimmed"]))
+            final = final.model_copy(update={"changelog": final.changelog[:-1] + [
+                final.changelog[-1] + f" (trimmed to the change-ratio bound: {', '.join(report['trimmed'])})"]})
+        if report["rejected"]:
+            notes.append("revision rejected by the change-ratio bound; previous guideline kept")
+        notes += counts.problems[:50]
+        output = {
+            "supervisor": self.name,
+            "mode": mode,
+            "iteration": iteration,
+            "patterns": [self._pattern_json(p) for p in ranked],
+            "new_common": [i.model_dump(mode="json") for i in added_common],
+            "model_specific": {a: [i.model_dump(mode="json") for i in v] for a, v in new_specific.items()},
+            "contradicted": contradicted,
+            "validation": {"dropped_examples": counts.dropped_examples, "dropped_mentions": counts.dropped_mentions,
+                           "trimmed_examples": counts.trimmed_examples, "problems": counts.problems},
+            "enforcement": report,
+            "notes": notes,
+        }
+        return SupervisionResult(guideline=final, outputs={"consensus": output}, dropped_examples=counts.dropped_examples,
+                                 dropped_mentions=counts.dropped_mentions, notes=notes, ok=True,
+                                 rejected=bool(report["rejected"]))
+
+    # ------------------------------------------------------------------ helpers
+    def _negative_ok(self, f: _Finding, k: int, gold: bool) -> bool:
+        if gold:
+            return True
+        return (k >= self.min_annotators_for_negative and f.support >= self.min_negative_support
+                and bool(f.hotspot.get("elite_agree")))
+
+    def _example(self, doc: str, text: str | None, focus: tuple[int, int], refs: dict[str, list[RefSpan]],
+                 rationale: str, hotspot: dict) -> WorkedExample | None:
+        if text is None:  # no document text: fall back to the hotspot context (mentions by text)
+            ctx = str(hotspot.get("context", "")).strip("…").strip()
+            if not ctx:
+                return None
+            ms = [ExampleMention(text=s.text, label=s.label) for s in refs.get(doc, []) if s.text and s.text in ctx]
+            return WorkedExample(text=ctx, mentions=ms, rationale=rationale)
+        spans = refs.get(doc, [])
+        lo, hi = sentence_window(text, focus[0], focus[1], self.max_example_chars, spans)
+        inside = [s for s in spans if lo <= s.start and s.end <= hi]
+        raw = text[lo:hi]
+        ex_text = " ".join(raw.split())
+        ms = [ExampleMention(text=" ".join(s.text.split()), label=s.label) for s in inside]
+        return WorkedExample(text=ex_text, mentions=ms, rationale=rationale)
+
+    def _rule(self, p: _Pattern, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
+              limits: Limits, existing: set[str], mode: str, k: int) -> Instruction | None:
+        ordered = sorted(p.findings, key=lambda f: (bool(f.hotspot.get("elite_agree")), f.support), reverse=True)
+        examples: list[WorkedExample] = []
+        shown: list[_Finding] = []
+        for f in ordered:
+            if len(examples) >= limits.max_examples_per_instruction:
+                break
+            doc = str(f.hotspot.get("document"))
+            anchor = f.ref or f.reading
+            assert anchor is not None
+            ex = self._example(doc, documents.get(doc), (anchor.start, anchor.end), refs,
+                               self._rationale(f, mode, k), f.hotspot)
+            if ex is None or ex.text in existing:
+                continue
+            if f.kind != "spurious" and not ex.mentions:
+                continue
+            existing.add(ex.text)
+            examples.append(ex)
+            shown.append(f)
+        if not examples:
+            return None
+        text = self._rule_text(p, shown or ordered, mode, k)
+        return Instruction(id="0", text=text, examples=examples,
+                           provenance=Provenance(added_in=iteration, patterns=[p.id], source=mode))
+
+    @staticmethod
+    def _support_phrase(fs: list[_Finding], mode: str, k: int) -> str:
+        if mode == "gold":
+            return "reference annotation"
+        best = max(fs, key=lambda f: f.support)
+        n = round(best.support * k)
+        elite = any(f.hotspot.get("elite_agree") for f in fs)
+        if best.kind == "spurious":
+            s = f"left untagged by {n} of {k} annotators"
+        else:
+            s = f"{n} of {k} annotators"
+        return s + ("; the most reliable annotators agree" if elite else "")
+
+    def _rule_text(self, p: _Pattern, fs: list[_Finding], mode: str, k: int) -> str:
+        sup = self._support_phrase(fs, mode, k)
+        uniq = lambda xs: list(dict.fromkeys(xs))[: self.example_texts_per_rule]
+        if p.kind == "missed":
+            names = uniq([f.ref.text for f in fs if f.ref])
+            return f"Tag {p.label} mentions such as {_qlist(names)} as {p.label}; they are easy to miss ({sup})."
+        if p.kind == "type_confusion":
+            gold_lab, _, wrong = p.label.partition("→")
+            names = uniq([f.ref.text for f in fs if f.ref])
+            return f"Label mentions such as {_qlist(names)} as {gold_lab}, not {wrong} ({sup})."
+        if p.kind == "boundary":
+            f = fs[0]
+            assert f.ref is not None and f.reading is not None
+            r, s = f.ref, f.reading
+            if s.start <= r.start and r.end <= s.end:
+                how = f"tag only the name itself: {_q(r.text)}, not {_q(s.text)}"
+            elif r.start <= s.start and s.end <= r.end:
+                how = f"tag the whole name as one span: {_q(r.text)}, not just {_q(s.text)}"
+            else:
+                how = f"mark the exact extent: {_q(r.text)}, not {_q(s.text)}"
+            return f"For {p.label} mentions, {how} ({sup})."
+        names = uniq([f.reading.text for f in fs if f.reading])
+        return f"Do not tag {_qlist(names)} as {p.label}: it is not a {p.label} mention here ({sup})."
+
+    @staticmethod
+    def _rationale(f: _Finding, mode: str, k: int) -> str:
+        who = "The reference annotation" if mode == "gold" else "The annotators' consensus"
+        if f.kind == "missed" and f.ref:
+            return f"{who} tags {_q(f.ref.text)} as {f.ref.label}; it was left untagged by some annotators."
+        if f.kind == "type_confusion" and f.ref and f.reading:
+            return f"{who} labels {_q(f.ref.text)} as {f.ref.label}, not {f.reading.label}."
+        if f.kind == "boundary" and f.ref and f.reading:
+            return f"{who} tags {_q(f.ref.text)}; {_q(f.reading.text)} has the wrong extent."
+        if f.reading:
+            return f"{who} does not tag {_q(f.reading.text)} as {f.reading.label}."
+        return ""
+
+    @staticmethod
+    def _pattern_json(p: _Pattern) -> dict:
+        return {
+            "id": p.id, "error_type": p.kind, "label": p.label, "description": p.describe(),
+            "hotspots": p.hotspot_ids, "elite_hotspots": p.elite_hotspots, "support": round(p.support, 4),
+            "findings": [{"document": f.hotspot.get("document"),
+                          "reference": f"{f.ref.text}/{f.ref.label}" if f.ref else "O",
+                          "reading": f"{f.reading.text}/{f.reading.label}" if f.reading else "O",
+                          "n_annotators": len(f.annotators), "support": round(f.support, 4)} for f in p.findings],
+        }
+
+    # ---- contradiction
+    def _claims(self, findings: list[_Finding], k: int, gold: bool) -> dict[str, str | None]:
+        """Surface text → label (None: not an entity) from strong evidence; ambiguous texts are left out."""
+        seen: dict[str, set] = {}
+        for f in findings:
+            if not (gold or f.hotspot.get("elite_agree")):
+                continue
+            if f.ref is not None:
+                seen.setdefault(f.ref.text, set()).add(f.ref.label)
+            elif f.kind == "spurious" and f.reading is not None and self._negative_ok(f, k, gold):
+                seen.setdefault(f.reading.text, set()).add(None)
+        return {t: next(iter(v)) for t, v in seen.items() if len(v) == 1 and t.strip()}
+
+    @staticmethod
+    def _contradicts(ex: WorkedExample, claims: dict[str, str | None]) -> str | None:
+        for m in ex.mentions:
+            if m.text in claims and claims[m.text] != m.label:
+                want = claims[m.text] or "untagged"
+                return f"{m.text!r} is {m.label} in the example but {want} in the new reference"
+        mtexts = [m.text for m in ex.mentions]
+        for t, lab in claims.items():
+            if lab is None or t in mtexts or any(t in mt for mt in mtexts):
+                continue
+            if re.search(r"(?<!\w)" + re.escape(t) + r"(?!\w)", ex.text):
+                return f"{t!r} is untagged in the example but {lab} in the new reference"
+        return None
+
+    def _drop_contradicted(self, items: list[Instruction], claims: dict[str, str | None], scope: str
+                           ) -> tuple[list[Instruction], list[str]]:
+        removed: list[str] = []
+        if not claims:
+            return list(items), removed
+        out: list[Instruction] = []
+        for ins in items:
+            keep_ex = []
+            for n, ex in enumerate(ins.examples):
+                why = self._contradicts(ex, claims)
+                if why:
+                    removed.append(f"{scope} {ins.id} example {n + 1} ({why})")
+                else:
+                    keep_ex.append(ex)
+            children, r2 = self._drop_contradicted(ins.children, claims, scope)
+            removed += r2
+            if ins.examples and not keep_ex and ins.provenance.source in ("consensus", "gold") and not children:
+                removed.append(f"{scope} {ins.id} (all its examples were contradicted)")
+                continue
+            out.append(ins.model_copy(update={"examples": keep_ex, "children": children}))
+        return out, removed
+
+    # ---- model-specific
+    def _model_specific(self, analysis: dict, findings: list[_Finding], refs: dict[str, list[RefSpan]],
+                        documents: dict[str, str], annotators: list[str], iteration: int, limits: Limits,
+                        mode: str, existing: set[str], gold: bool) -> dict[str, list[Instruction]]:
+        if limits.max_model_specific <= 0:
+            return {}
+        profiles = analysis.get("profiles") or {}
+        k = len(annotators)
+        out: dict[str, list[Instruction]] = {}
+        for ann in annotators:
+            evidence: dict[str, list[_Finding]] = {t: [] for t in ERROR_ORDER}
+            for f in findings:
+                if f.kind == "spurious":
+                    if ann in f.annotators:
+                        evidence["spurious"].append(f)
+                elif ann in f.annotators:
+                    evidence[f.kind].append(f)
+            if gold or not profiles.get(ann):
+                tally = Counter({t: len(v) for t, v in evidence.items()})
+            else:
+                tally = Counter({t: int(profiles[ann].get(t, 0) or 0) for t in ERROR_ORDER})
+            allowed = [t for t in ERROR_ORDER if t != "spurious"
+                       or gold or k >= self.min_annotators_for_negative]
+            kinds = sorted((t for t in allowed if tally[t] >= self.min_profile_errors),
+                           key=lambda t: (-tally[t], ERROR_ORDER.index(t)))
+            items: list[Instruction] = []
+            for t in kinds:
+                if len(items) >= limits.max_model_specific:
+                    break
+                ins = self._specific_instruction(ann, t, tally[t], evidence[t], refs, documents, iteration, mode, k,
+                                                 existing, limits)
+                if ins is not None:
+                    items.append(ins)
+            if items:
+                out[ann] = items
+        return out
+
+    def _specific_instruction(self, ann: str, kind: str, n: int, evidence: list[_Finding],
+                              refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int, mode: str,
+                              k: int, existing: set[str], limits: Limits) -> Instruction | None:
+        ev = sorted(evidence, key=lambda f: (bool(f.hotspot.get("elite_agree")), f.support), reverse=True)
+        examples: list[WorkedExample] = []
+        first: _Finding | None = None
+        for f in ev:
+            if len(examples) >= min(1, limits.max_examples_per_instruction):
+                break
+            doc = str(f.hotspot.get("document"))
+            anchor = f.ref or f.reading
+            assert anchor is not None
+            ex = self._example(doc, documents.get(doc), (anchor.start, anchor.end), refs,
+                               self._rationale(f, mode, k), f.hotspot)
+            if ex is None or ex.text in existing or (kind != "spurious" and not ex.mentions):
+                continue
+            existing.add(ex.text)
+            examples.append(ex)
+            first = f
+        ref = "the reference annotation" if mode == "gold" else "the consensus"
+        if first is None and ev:
+            first = ev[0]
+        eg = ""
+        if first is not None:
+            if kind == "missed" and first.ref:
+                eg = f", e.g. {_q(first.ref.text)} ({first.ref.label})"
+            elif kind == "type_confusion" and first.ref and first.reading:
+                eg = f", e.g. {_q(first.ref.text)} is {first.ref.label}, not {first.reading.label}"
+            elif kind == "boundary" and first.ref and first.reading:
+                eg = f", e.g. tag {_q(first.ref.text)}, not {_q(first.reading.text)}"
+            elif kind == "spurious" and first.reading:
+                eg = f", e.g. {_q(first.reading.text)} as {first.reading.label}"
+        text = {
+            "missed": f"You often leave entities untagged that {ref} tags ({n} in the last round){eg}. "
+                      "Tag every name of the listed types, also when you are unsure.",
+            "type_confusion": f"You often give a mention another label than {ref} ({n} in the last round){eg}. "
+                              "Check each label against the definitions.",
+            "boundary": f"Your spans often have another extent than in {ref} ({n} in the last round){eg}. "
+                        "Tag the whole name and nothing more.",
+            "spurious": f"You often tag text that {ref} leaves untagged ({n} in the last round){eg}. "
+                        "Tag names of the listed types only.",
+        }[kind]
+        return Instruction(id="0", text=text, examples=examples,
+                           provenance=Provenance(added_in=iteration, patterns=[f"it{iteration}-{kind}"], source=mode))

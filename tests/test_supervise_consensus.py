@@ -1,0 +1,235 @@
+"""The consensus supervisor on hand-written analyses (and one real analysis)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from diziner.guideline import Guideline, Instruction, Provenance
+from diziner.guideline_render import change_ratio
+from diziner.schema import ExampleMention, LabelDef, Schema, WorkedExample
+from diziner.supervise.base import Limits, Supervisor
+from diziner.supervise.consensus import (
+    ConsensusSupervisor,
+    reference_spans,
+    sentence_window,
+)
+
+DOCS = {
+    "d1": "Apple will sell the iPhone 15 in India next month.",
+    "d2": "Samsung showed the Galaxy S24 in Seoul.",
+    "d3": "Priya Raman joined Nordlicht Systems in Berlin.",
+    "d4": "The company said the app was popular.",
+}
+ANNS = ["alpha", "beta", "gamma"]
+
+
+def _s(doc, text, label):
+    start = DOCS[doc].index(text)
+    return {"start": start, "end": start + len(text), "label": label, "text": text}
+
+
+def _schema():
+    return Schema(name="tech", goal="Tag people, organisations, places and products.", labels=[
+        LabelDef(name=n, definition=f"A named {n.lower()}.") for n in ("PER", "ORG", "LOC", "PRODUCT")])
+
+
+def _hot(i, doc, text, readings, consensus, elite_agree=True):
+    s = _s(doc, text, "X")
+    return {"id": i, "document": doc, "char_start": s["start"], "char_end": s["end"], "text": text,
+            "context": DOCS[doc], "category": "both", "elite_agree": elite_agree, "mean_u_star": 0.9,
+            "errors": [], "readings": readings, "consensus": consensus}
+
+
+def _analysis():
+    ip, gal, nord = _s("d1", "iPhone 15", "PRODUCT"), _s("d2", "Galaxy S24", "PRODUCT"), _s("d3", "Nordlicht Systems", "ORG")
+    hs = [
+        _hot(0, "d1", "iPhone 15", {"alpha": [ip], "beta": [ip], "gamma": []}, [ip]),
+        _hot(1, "d2", "Galaxy S24", {"alpha": [gal], "beta": [gal], "gamma": [_s("d2", "Galaxy S24", "ORG")]}, [gal]),
+        _hot(2, "d3", "Nordlicht Systems", {"alpha": [nord], "beta": [nord], "gamma": [_s("d3", "Nordlicht", "ORG")]},
+             [nord]),
+        _hot(3, "d4", "the app", {"alpha": [], "beta": [], "gamma": [_s("d4", "the app", "PRODUCT")]}, []),
+    ]
+    toks = ["Apple", "will", "sell", "the", "iPhone", "15", "in", "India", "next", "month", "."]
+    tags = ["B-ORG", "O", "O", "O", "B-PRODUCT", "I-PRODUCT", "O", "B-LOC", "O", "O", "O"]
+    ex = {"document": "d1", "text": "iPhone 15", "label": "O", "consensus": "iPhone 15/PRODUCT",
+          "context": "Apple will sell the [iPhone 15] in India next month."}
+    zero = {"spurious": 0, "missed": 0, "type_confusion": 0, "boundary": 0, "examples": {}}
+    return {
+        "annotators": ANNS, "weights": {"alpha": 0.4, "beta": 0.4, "gamma": 0.2}, "elite": ["alpha", "beta"],
+        "mean_pairwise_f1": 0.5, "documents": [{"id": "d1", "tokens": toks, "consensus": tags}],
+        "hotspots": hs,
+        "profiles": {"alpha": zero, "beta": zero,
+                     "gamma": {"spurious": 1, "missed": 3, "type_confusion": 1, "boundary": 2,
+                               "examples": {"missed": [ex]}}},
+    }
+
+
+def _run(g=None, analysis=None, limits=None, gold=None, iteration=1):
+    g = g or Guideline.initial(_schema())
+    return asyncio.run(ConsensusSupervisor().revise(g, analysis or _analysis(), DOCS, iteration=iteration,
+                                                    limits=limits or Limits(max_change_ratio=1.0), gold=gold))
+
+
+def _all_examples(g):
+    out = [e for i in g.all_common() for e in i.examples]
+    for a in g.model_specific:
+        out += [e for i in g.for_annotator(a) for e in i.examples]
+    return out
+
+
+def test_is_a_supervisor():
+    assert isinstance(ConsensusSupervisor(), Supervisor)
+
+
+def test_reference_from_document_tags_and_hotspots():
+    refs = reference_spans(_analysis(), DOCS, ["PER", "ORG", "LOC", "PRODUCT"])
+    assert [(r.text, r.label) for r in refs["d1"]] == [("Apple", "ORG"), ("iPhone 15", "PRODUCT"), ("India", "LOC")]
+    assert [(r.text, r.label) for r in refs["d3"]] == [("Nordlicht Systems", "ORG")]
+
+
+def test_sentence_window():
+    t = "First one. Apple sells the iPhone 15 here. Last one."
+    s = t.index("iPhone")
+    lo, hi = sentence_window(t, s, s + 9)
+    assert t[lo:hi] == "Apple sells the iPhone 15 here."
+    long = "word " * 100 + "Target " + "word " * 100
+    s = long.index("Target")
+    lo, hi = sentence_window(long, s, s + 6, max_chars=60)
+    assert "Target" in long[lo:hi] and hi - lo <= 60
+
+
+def test_rules_examples_and_provenance():
+    r = _run()
+    assert r.ok and r.error is None
+    out = r.outputs["consensus"]
+    assert [(p["error_type"], p["label"]) for p in out["patterns"]] == [
+        ("missed", "PRODUCT"), ("type_confusion", "PRODUCT→ORG"), ("boundary", "ORG"), ("spurious", "PRODUCT")]
+    rules = r.guideline.common
+    assert [i.id for i in rules] == ["1", "2", "3", "4"]
+    assert rules[0].text == ("Tag PRODUCT mentions such as “iPhone 15” as PRODUCT; they are easy to miss "
+                             "(2 of 3 annotators; the most reliable annotators agree).")
+    ex = rules[0].examples[0]
+    assert ex.text == DOCS["d1"]
+    assert [(m.text, m.label) for m in ex.mentions] == [("Apple", "ORG"), ("iPhone 15", "PRODUCT"), ("India", "LOC")]
+    assert rules[1].text.startswith("Label mentions such as “Galaxy S24” as PRODUCT, not ORG")
+    assert "tag the whole name as one span: “Nordlicht Systems”, not just “Nordlicht”" in rules[2].text
+    assert rules[3].text.startswith("Do not tag “the app” as PRODUCT")
+    assert rules[3].examples[0].mentions == []  # a negative example
+    assert rules[0].provenance == Provenance(added_in=1, patterns=["it1-P1"], source="consensus")
+    assert r.guideline.iteration == 1 and r.guideline.changelog[-1].startswith("iteration 1: consensus supervisor")
+    labels = set(_schema().label_names)
+    for e in _all_examples(r.guideline):
+        assert all(m.label in labels and m.text in e.text for m in e.mentions)
+    json.dumps(r.outputs)  # JSON-ready
+
+
+def test_model_specific_only_for_disagreeing_annotator_and_never_names_others():
+    r = _run()
+    assert list(r.guideline.model_specific) == ["gamma"]
+    items = r.guideline.model_specific["gamma"]
+    assert len(items) == 3  # max_model_specific
+    assert items[0].text.startswith("You often leave entities untagged that the consensus tags (3 in the last round)")
+    assert items[1].text.startswith("Your spans often have another extent")  # boundary: 2
+    for ins in items:
+        assert "alpha" not in ins.text and "beta" not in ins.text
+
+
+def test_limits_cut_patterns_and_rules():
+    r = _run(limits=Limits(max_patterns=3, max_new_common=2, max_model_specific=1, max_change_ratio=1.0))
+    assert len(r.outputs["consensus"]["patterns"]) == 3
+    assert len(r.guideline.common) == 2
+    assert len(r.guideline.model_specific["gamma"]) == 1
+
+
+def test_negative_rules_need_three_annotators():
+    a = _analysis()
+    for h in a["hotspots"]:
+        h["readings"].pop("beta")
+    a["annotators"] = ["alpha", "gamma"]
+    r = _run(analysis=a)
+    kinds = [p["error_type"] for p in r.outputs["consensus"]["patterns"]]
+    assert "spurious" not in kinds and "missed" in kinds
+
+
+def test_gold_mode_uses_gold_as_reference():
+    gold = {"d2": [_s("d2", "Samsung", "ORG"), _s("d2", "Galaxy S24", "PRODUCT"), _s("d2", "Seoul", "LOC")],
+            "d4": []}
+    a = _analysis()
+    r = _run(analysis=a, gold=gold)
+    pats = r.outputs["consensus"]["patterns"]
+    assert r.outputs["consensus"]["mode"] == "gold"
+    assert all(p["findings"][0]["document"] in ("d2", "d4") for p in pats)
+    rule = next(i for i in r.guideline.common if "Galaxy S24" in i.text)
+    assert rule.provenance.source == "gold" and "reference annotation" in rule.text
+    assert [(m.text, m.label) for m in rule.examples[0].mentions] == [
+        ("Samsung", "ORG"), ("Galaxy S24", "PRODUCT"), ("Seoul", "LOC")]
+
+
+def test_earlier_instructions_kept_unless_contradicted():
+    bad = WorkedExample(text="Samsung showed the Galaxy S24 in Seoul.",
+                        mentions=[ExampleMention(text="Galaxy S24", label="ORG")])
+    ok = WorkedExample(text="Ada Lovelace wrote notes.", mentions=[ExampleMention(text="Ada Lovelace", label="PER")])
+    g = Guideline(schema=_schema(), goal="Tag names.", iteration=1, common=[
+        Instruction(id="1", text="Old consensus rule.", examples=[bad],
+                    provenance=Provenance(added_in=1, source="consensus")),
+        Instruction(id="2", text="Keep me.", examples=[ok], provenance=Provenance(added_in=1, source="consensus")),
+    ])
+    r = _run(g=g, iteration=2)
+    texts = [i.text for i in r.guideline.common]
+    assert "Old consensus rule." not in texts and "Keep me." in texts
+    assert r.guideline.common[0].id == "2" and r.guideline.common[1].id == "3"  # new rules continue the numbering
+    assert any("Galaxy S24" in c for c in r.outputs["consensus"]["contradicted"])
+
+
+def test_goal_switches_and_change_ratio_bound():
+    r = _run(limits=Limits(remove_goal=True, max_change_ratio=1.0))
+    assert r.guideline.goal == ""
+    prev = Guideline.initial(_schema())
+    r2 = _run(g=prev, limits=Limits(max_change_ratio=0.0))  # every addition trimmed: no change at all
+    assert not r2.rejected and r2.ok and r2.guideline.common == [] and r2.guideline.model_specific == {}
+    assert change_ratio(prev, r2.guideline) == 0.0 and r2.guideline.iteration == 1
+    # a removal cannot be trimmed away: the revision is rejected and Θ(t) kept
+    bad = WorkedExample(text="Samsung showed the Galaxy S24 in Seoul.",
+                        mentions=[ExampleMention(text="Galaxy S24", label="ORG")])
+    g = Guideline(schema=_schema(), goal="Tag names.", iteration=1, common=[
+        Instruction(id="1", text="Old rule.", examples=[bad], provenance=Provenance(added_in=1, source="consensus"))])
+    r4 = _run(g=g, limits=Limits(max_change_ratio=0.0), iteration=2)
+    assert r4.rejected and r4.ok and r4.guideline.common == g.common and r4.guideline.iteration == 2
+    assert "rejected" in r4.guideline.changelog[-1]
+    full = _run(g=prev, limits=Limits(max_change_ratio=1.0)).guideline
+    top = full.common[0]
+    only_top = prev.model_copy(update={"common": [top.model_copy(update={"examples": top.examples[:1]})]})
+    bound = change_ratio(prev, only_top) + 1e-6
+    r3 = _run(g=prev, limits=Limits(max_change_ratio=bound))
+    assert change_ratio(prev, r3.guideline) <= bound
+    assert r3.outputs["consensus"]["enforcement"]["trimmed"]
+    assert [i.text for i in r3.guideline.common] == [top.text], "the highest-priority rule survives trimming"
+
+
+def test_on_a_real_analysis(examples_dir):
+    import random
+
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document, Span
+    from diziner.schema import load_schema
+
+    docs, gold = [], {}
+    for line in (examples_dir / "gold.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        docs.append(Document(rec["id"], rec["text"]))
+        gold[rec["id"]] = [Span(rec["id"], s["start"], s["end"], s["label"], s["text"]) for s in rec["spans"]]
+    rng = random.Random(0)
+    ann = {}
+    for k in range(3):  # noisy copies of gold: low recall, some type confusion
+        ann[f"m{k}"] = {d.id: [s if rng.random() > 0.1 else Span(s.doc_id, s.start, s.end, "ORG", s.text)
+                               for s in gold[d.id] if rng.random() > 0.4] for d in docs}
+    schema = load_schema(examples_dir / "schema.yaml")
+    analysis = analyze(docs, ann, labels=schema.label_names).to_json()
+    g0 = Guideline.initial(schema)
+    res = asyncio.run(ConsensusSupervisor().revise(g0, analysis, {d.id: d.text for d in docs}, iteration=1,
+                                                   limits=Limits()))
+    assert res.ok and res.guideline.common
+    assert change_ratio(g0, res.guideline) <= 0.4 + 1e-9
+    for e in _all_examples(res.guideline):
+        assert e.mentions and all(m.text in e.text and m.label in schema.label_names for m in e.mentions)
+    Guideline.model_validate(json.loads(json.dumps(res.guideline.model_dump(by_alias=True, mode="json"))))
