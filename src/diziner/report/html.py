@@ -1,0 +1,384 @@
+"""Build the self-contained HTML report of a refine run or a ``diziner analyze`` folder.
+
+One file, no network: CSS, SVG charts, data (JSON in ``<script type="application/json">``
+with ``<``, ``>`` and ``&`` escaped as ``\\u003c``...) and a little JS are inline; a
+Content-Security-Policy meta tag forbids any external load. All text from documents,
+models and run files is escaped by Jinja2 autoescaping or by :mod:`.fragments`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from diziner.errors import InputError
+from diziner.report import charts
+from diziner.report.data import (
+    IterationData,
+    ReportData,
+    hotspot_anchor,
+    hotspot_categories,
+    ledger_table,
+    link_rules_to_hotspots,
+    load_report_data,
+    metrics_rows,
+    per_annotator_agreement,
+    rule_anchor,
+)
+from diziner.report.fragments import (
+    fmt_cost,
+    fmt_num,
+    guideline_diff,
+    highlight,
+    span_chips,
+    window,
+    yaml_diff,
+)
+from diziner.report.template import CSS, GENERATOR, JS, TEMPLATE
+
+__all__ = ["build_report", "is_our_report", "json_for_script", "render_report"]
+
+
+def json_for_script(obj: Any) -> Markup:
+    """JSON safe to place inside ``<script type="application/json">`` (no ``</``, ``<!--``, ``&``)."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text)
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+# --------------------------------------------------------------------------- sections
+
+def _charts(data: ReportData, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    its = [r for r in rows if isinstance(r.get("iteration"), int)]
+    if len(its) >= 2:
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in its:
+            for a, v in (r.get("per_annotator_agreement") or {}).items():
+                if _num(v) is not None:
+                    series.setdefault(str(a), []).append((r["iteration"], float(v)))
+        mp = [(r["iteration"], float(r["mean_pairwise_f1"])) for r in its if _num(r.get("mean_pairwise_f1")) is not None]
+        if mp:
+            series["mean pairwise F1"] = mp
+        if series:
+            out.append({"id": "chart-agreement", "caption": "Mean strict-span F1 of each annotator with the others, per iteration.",
+                        "svg": Markup(charts.line_chart(series, "Agreement per annotator", "F1",
+                                                        dashed={"mean pairwise F1"}))})
+    last = next((it for it in reversed(data.iterations) if it.analysis), None)
+    if last is not None:
+        a = last.analysis or {}
+        names = [str(n) for n in a.get("annotators") or list((a.get("weights") or {}).keys())]
+        agr = per_annotator_agreement(a)
+        w = {str(k): float(v) for k, v in (a.get("weights") or {}).items() if _num(v) is not None}
+        if names and (agr or w):
+            out.append({"id": "chart-annotators", "caption": f"Agreement with the others and weight of each annotator ({last.label}).",
+                        "svg": Markup(charts.grouped_bars(names, {"agreement (F1)": agr, "weight": w},
+                                                          f"Annotators ({last.label})"))})
+    groups = []
+    for r in rows:
+        cats = r.get("hotspots_by_category")
+        if isinstance(cats, dict):
+            name = str(r.get("iteration")) if r.get("iteration") is not None else "analysis"
+            groups.append((name, {str(k): int(v) for k, v in cats.items() if isinstance(v, int)}))
+    if not groups and last is not None:
+        groups = [(last.label, hotspot_categories(last.hotspots))]
+    if groups:
+        out.append({"id": "chart-hotspots", "caption": "Number of hotspots by category.",
+                    "svg": Markup(charts.stacked_bars(groups, "Hotspots by category"))})
+    f1: dict[str, list[tuple[float, float]]] = {}
+    for r in its:
+        for k, v in (r.get("f1") or {}).items():
+            val = v.get("f1") if isinstance(v, dict) else v
+            if _num(val) is not None:
+                f1.setdefault(str(k), []).append((r["iteration"], float(val)))
+    if f1:
+        out.append({"id": "chart-f1", "caption": "Strict span F1 against the gold annotation (gold was given).",
+                    "svg": Markup(charts.line_chart(f1, "F1 vs gold", "F1", dashed={"consensus"}))})
+    return out
+
+
+def _heatmaps(data: ReportData) -> list[dict[str, Any]]:
+    out = []
+    for it in data.iterations:
+        a = it.analysis or {}
+        pf = a.get("pairwise_f1") or {}
+        names = [str(n) for n in a.get("annotators") or list(pf)]
+        if not names or not pf:
+            continue
+        m = [[_num((pf.get(x) or {}).get(y)) if x != y else 1.0 for y in names] for x in names]
+        agr = [(k, fmt_num(_num(v))) for k, v in (a.get("agreement") or {}).items() if not isinstance(v, (dict, list))]
+        elite = set(map(str, a.get("elite") or []))
+        weights = [(n, fmt_num(_num((a.get("weights") or {}).get(n))), n in elite) for n in names]
+        out.append({"key": it.key, "label": it.label,
+                    "svg": Markup(charts.heatmap(names, m, f"Pairwise strict span F1 ({it.label})")),
+                    "agreement": agr, "weights": weights})
+    return out
+
+
+def _doc_text(it: IterationData, doc_id: str) -> str | None:
+    t = it.texts.get(doc_id)
+    if t is not None:
+        return t
+    for d in (it.analysis or {}).get("documents") or []:
+        if str(d.get("id")) == doc_id and isinstance(d.get("text"), str):
+            return d["text"]
+    return None
+
+
+def _hotspot_cards(data: ReportData, rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    back: dict[str, list[dict[str, str]]] = {}
+    for (ikey, scope, rid), links in rule_links.items():
+        for link in links:
+            if link["anchor"]:
+                label = f"rule {rid}" if scope == "common" else f"{scope} rule {rid}"
+                label += f" (iteration {ikey})"
+                back.setdefault(link["anchor"], []).append({"anchor": rule_anchor(ikey, scope, rid), "label": label})
+    cards = []
+    for it in data.iterations:
+        for i, h in enumerate(it.hotspots):
+            if not isinstance(h, dict):
+                continue
+            doc = str(h.get("document", ""))
+            cs, ce = h.get("char_start"), h.get("char_end")
+            hot = (cs, ce) if isinstance(cs, int) and isinstance(ce, int) else None
+            readings = h.get("readings") or {}
+            consensus = h.get("consensus")
+            text = _doc_text(it, doc)
+            card: dict[str, Any] = {
+                "anchor": hotspot_anchor(it.key, i), "index": h.get("id", i), "iter_key": it.key,
+                "iter_label": it.label, "category": str(h.get("category") or "uncategorised"), "document": doc,
+                "tokens": (f"{h.get('token_start')}–{h.get('token_end')}" if h.get("token_start") is not None else ""),
+                "mean_u_star": fmt_num(_num(h.get("mean_u_star"))) if _num(h.get("mean_u_star")) is not None else None,
+                "elite_agree": h.get("elite_agree") if isinstance(h.get("elite_agree"), bool) else None,
+                "has_text": text is not None and hot is not None,
+                "rules": back.get(hotspot_anchor(it.key, i), []),
+                "errors": [{"type": str(e.get("type", "")), "reading": str(e.get("reading", "")),
+                            "consensus": str(e.get("consensus", "") or ""),
+                            "annotators": ", ".join(map(str, e.get("annotators") or []))}
+                           for e in h.get("errors") or [] if isinstance(e, dict)],
+            }
+            if card["has_text"]:
+                assert text is not None and hot is not None
+                all_sp = [s for v in readings.values() for s in v if isinstance(s, dict)] + list(consensus or [])
+                lo = min([hot[0]] + [s["start"] for s in all_sp if isinstance(s.get("start"), int)])
+                hi = max([hot[1]] + [s["end"] for s in all_sp if isinstance(s.get("end"), int)])
+                lo, hi = max(0, lo), min(len(text), hi)
+                clo, chi = window(text, lo, hi, 100)
+                card["context"] = highlight(text, [], clo, chi, hot=hot)
+                rlo, rhi = window(text, lo, hi, 25)
+                card["readings"] = [(str(k), highlight(text, list(v), rlo, rhi, hot=hot)) for k, v in readings.items()]
+                card["consensus"] = highlight(text, list(consensus), rlo, rhi, hot=hot) if consensus is not None else None
+            else:
+                ctx = str(h.get("context") or h.get("text") or "")
+                htext = str(h.get("text") or "")
+                k = ctx.find(htext) if htext else -1
+                card["context"] = highlight(ctx, [], hot=(k, k + len(htext))) if k >= 0 else highlight(ctx, [])
+                card["readings"] = [(str(k2), span_chips(list(v))) for k2, v in readings.items()]
+                card["consensus"] = span_chips(list(consensus)) if consensus is not None else None
+            cards.append(card)
+    return cards
+
+
+def _rules_view(g: Any, ikey: str, scope: str, rules: list[Any], links: dict, depth: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for r in rules:
+        ls = links.get((ikey, scope, r.id), [])
+        out.append({
+            "anchor": rule_anchor(ikey, scope, r.id), "id": r.id, "text": r.text, "depth": depth,
+            "examples": [{"text": ex.text, "rationale": ex.rationale,
+                          "mentions": "; ".join(f"{m.text} = {m.label}" for m in ex.mentions) or "no mention"}
+                         for ex in r.examples],
+            "added_in": r.provenance.added_in, "source": r.provenance.source,
+            "changed_in": ", ".join(map(str, r.provenance.changed_in)),
+            "links": [{"anchor": link["anchor"],
+                       "text": (f"{link['pattern']} → hotspot #{link['index']} (iteration {link['iteration']})"
+                                if link["anchor"] else str(link["pattern"]))} for link in ls],
+        })
+        out += _rules_view(g, ikey, scope, r.children, links, depth + 1)
+    return out
+
+
+def _external_diff(prev: IterationData, cur: IterationData) -> tuple[str, str] | None:
+    """Summary line and readable text of ``diziner.guideline_render.diff_guidelines`` (when available)."""
+    try:
+        from diziner.guideline_render import diff_guidelines
+    except Exception:
+        return None
+    try:
+        d = diff_guidelines(prev.guideline, cur.guideline, name_a=prev.label, name_b=cur.label)
+        return str(d.summary()), str(d.to_text())
+    except Exception:  # a diff we cannot compute must not stop the report; ours is still shown
+        return None
+
+
+def _guidelines(data: ReportData, links: dict) -> tuple[list[dict[str, Any]], Any]:
+    out = []
+    prev: IterationData | None = None
+    schema = None
+    sel = data.selected_iteration
+    with_g = [it for it in data.iterations if it.guideline is not None]
+    for it in with_g:
+        g = it.guideline
+        schema = schema or g.schema_
+        scopes = [{"title": "Common instructions C", "rules": _rules_view(g, it.key, "common", g.common, links)}]
+        for ann, rules in g.model_specific.items():
+            scopes.append({"title": f"Model-specific instructions R for {ann}",
+                           "rules": _rules_view(g, it.key, ann, rules, links)})
+        diff = None
+        ydiff = Markup("")
+        ext = None
+        if prev is not None:
+            diff = guideline_diff(prev.guideline, g)
+            ext = _external_diff(prev, it)
+            ydiff = yaml_diff(prev.guideline_yaml, it.guideline_yaml, f"iteration {prev.t}", f"iteration {it.t}")
+        n_rules = len(g.all_common()) + sum(len(g.for_annotator(a)) for a in g.model_specific)
+        out.append({"key": it.key, "label": it.label, "goal": g.goal, "scopes": scopes, "diff": diff,
+                    "yaml_diff": ydiff, "diff_summary": ext[0] if ext else None,
+                    "diff_text": ext[1] if ext else None, "n_rules": n_rules, "selected": it.t == sel and sel is not None,
+                    "open": (it.t == sel) if sel is not None else it is with_g[-1]})
+        prev = it
+    return out, schema
+
+
+def _ledger(data: ReportData) -> dict[str, Any] | None:
+    if not data.ledger:
+        return None
+    tab = ledger_table(data.ledger)
+
+    def view(acc: dict[str, Any]) -> dict[str, Any]:
+        v = dict(acc)
+        v.update({k: fmt_num(acc[k]) for k in ("calls", "failed", "cached", "tokens_in", "tokens_out")})
+        v["latency"] = f"{acc['latency_s']:.1f}"
+        v["cost"] = fmt_cost(acc)
+        return v
+
+    return {"rows": [view(r) for r in tab["rows"]], "by_annotator": [view(r) for r in tab["by_annotator"]],
+            "by_purpose": [view(r) for r in tab["by_purpose"]], "total": view(tab["total"])}
+
+
+def _f1_of(row: dict[str, Any]) -> str:
+    f1 = row.get("f1") or {}
+    v = f1.get("consensus") if isinstance(f1, dict) else None
+    v = v.get("f1") if isinstance(v, dict) else v
+    return fmt_num(_num(v))
+
+
+# --------------------------------------------------------------------------- render / write
+
+def render_report(data: ReportData) -> str:
+    """The report HTML for loaded run or analysis data."""
+    import jinja2
+
+    rows = metrics_rows(data)
+    links = link_rules_to_hotspots(data)
+    sel = data.selected_iteration
+    metric_rows = [{"iteration": r.get("iteration"), "mpf1": fmt_num(_num(r.get("mean_pairwise_f1"))),
+                    "hotspots": fmt_num(r.get("hotspots") if isinstance(r.get("hotspots"), int)
+                                        else sum((r.get("hotspots_by_category") or {}).values()) or None),
+                    "elite": ", ".join(map(str, r.get("elite") or [])), "f1": _f1_of(r),
+                    "selected": sel is not None and r.get("iteration") == sel}
+                   for r in rows] if data.kind == "run" else []
+    has_f1 = any(r.get("f1") for r in rows)
+    guidelines, schema = _guidelines(data, links)
+    hotspots = _hotspot_cards(data, links)
+    ledger = _ledger(data)
+    facts: list[tuple[str, str]] = []
+    if data.kind == "run":
+        facts.append(("iterations", str(len(data.iterations))))
+        if sel is not None:
+            facts.append(("selected iteration", str(sel)))
+        pool = data.run_info.get("pool")
+        if isinstance(pool, list):
+            facts.append(("annotators", ", ".join(
+                f"{p.get('id')} ({p.get('backend', '?')}: {p.get('model', '?')})" for p in pool if isinstance(p, dict))))
+    last = next((it for it in reversed(data.iterations) if it.analysis), None)
+    if last is not None:
+        a = last.analysis or {}
+        facts.append(("annotators" if data.kind == "analysis" else "annotators (last analysis)",
+                      ", ".join(map(str, a.get("annotators") or []))))
+        facts.append(("elite set", ", ".join(map(str, a.get("elite") or []))))
+        if _num(a.get("mean_pairwise_f1")) is not None:
+            facts.append(("mean pairwise F1", fmt_num(_num(a.get("mean_pairwise_f1")))))
+        facts.append(("documents", str(len(a.get("documents") or []))))
+        facts.append(("hotspots", str(len(last.hotspots))))
+    page_data = {
+        "kind": data.kind,
+        "default_iteration": (str(sel) if sel is not None and any(it.t == sel and it.analysis for it in data.iterations)
+                              else (last.key if last is not None else None)),
+        "iterations": [{"key": it.key, "label": it.label, "categories": hotspot_categories(it.hotspots)}
+                       for it in data.iterations if it.analysis is not None],
+        "hotspots": len(hotspots),
+    }
+    title = f"diziner report — {data.root.resolve().name}"
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    tpl = env.from_string(TEMPLATE)
+    return tpl.render(
+        generator=GENERATOR, title=title,
+        subtitle="refine run" if data.kind == "run" else "disagreement analysis",
+        root=str(data.root), kind_label="refine run directory" if data.kind == "run" else "analyze folder",
+        facts=facts, metric_rows=metric_rows, has_f1=has_f1, notes=data.notes,
+        charts=_charts(data, rows), heatmaps=_heatmaps(data), hotspots=hotspots,
+        guidelines=guidelines, schema=schema, ledger=ledger,
+        css=Markup(CSS), js=Markup(JS), data_json=json_for_script(page_data),
+    )
+
+
+def is_our_report(path: Path) -> bool:
+    """True when ``path`` is an HTML report written by diziner (its generator meta tag)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{GENERATOR}">' in head
+
+
+def build_report(path: str | Path, out: str | Path | None = None, force: bool = False) -> Path:
+    """Write the HTML report of a run directory / analyze folder; returns the output path.
+
+    Default output: ``<DIR>/report.html``. An existing file is replaced only when it is
+    a diziner report (or with ``force``); input files of the run are never replaced.
+    """
+    data = load_report_data(path)
+    target = Path(out) if out is not None else data.root / "report.html"
+    if target.is_dir():
+        raise InputError(target, None, "output path is a directory")
+    if target.exists() and not force and not is_our_report(target):
+        raise InputError(target, None, "exists and is not a diziner report; not overwriting",
+                         hint="choose another --out or pass --force")
+    protected = {p.resolve() for p in _input_files(data)}
+    if target.resolve() in protected:
+        raise InputError(target, None, "is an input file of the report; refusing to overwrite it")
+    html = render_report(data)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a report is an ordinary file
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _input_files(data: ReportData) -> list[Path]:
+    out = [p for p in (data.root / "metrics.json", data.root / "ledger.jsonl", data.root / "run.json") if p.exists()]
+    for it in data.iterations:
+        if it.analysis_path is not None:
+            out.append(it.analysis_path)
+    if data.kind == "run":
+        out += [p for p in data.root.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl", ".yaml", ".md")]
+    return out
