@@ -1,0 +1,235 @@
+"""`diziner bench`: does refinement lift F1 without labels? Measured side by side.
+
+For each dataset of the registry:
+
+- the **dev** split is the unlabelled pilot pool: ``refine`` draws its iteration sets
+  from it. Dev gold is passed to the loop only for *reporting* per-iteration F1 on the
+  pilot sample (used for the agreement-vs-F1 correlation), never for selection;
+- a fixed, seeded sample of the **test** split (``test_size`` sentences) is the same
+  for every system;
+- systems scored on it: each annotator with the iteration-0 guideline; each annotator
+  with the label-free selected guideline; the elite-weighted consensus of both; and,
+  separately and never as the headline, the oracle pick by test F1 among the guidelines
+  that were run on the test sample (iteration 0 and the selected one; with ``oracle_all``
+  every iteration's guideline is run on test too).
+
+Writes ``DIR/<dataset>.json`` and appends a row to ``DIR/results.md``.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from diziner import atomic
+from diziner.corpus.model import Document, Span
+from diziner.errors import DizinerError
+from diziner.guideline import Guideline, load_guideline
+
+
+def _pearson(xs: list[float], ys: list[float]) -> float | None:
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sx = math.sqrt(sum((x - mx) ** 2 for x in xs))
+    sy = math.sqrt(sum((y - my) ** 2 for y in ys))
+    if sx == 0 or sy == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy)
+
+
+def _bootstrap_diff_ci(gold: dict[str, list[Span]], a: dict[str, list[Span]], b: dict[str, list[Span]],
+                       doc_ids: list[str], n: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % paired bootstrap interval (over documents) of micro F1(b) − F1(a)."""
+    import numpy as np
+
+    ga = [len(gold.get(d, [])) for d in doc_ids]
+    def counts(pred):
+        tp, npred = [], []
+        for d in doc_ids:
+            g = {s.key() for s in gold.get(d, [])}
+            p = {s.key() for s in pred.get(d, [])}
+            tp.append(len(g & p))
+            npred.append(len(p))
+        return np.array(tp), np.array(npred)
+    g = np.array(ga)
+    tpa, pa = counts(a)
+    tpb, pb = counts(b)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(doc_ids), size=(n, len(doc_ids)))
+
+    def f1(tp, p):
+        t, pp, gg = tp[idx].sum(1), p[idx].sum(1), g[idx].sum(1)
+        return np.where(pp + gg > 0, 2 * t / np.maximum(pp + gg, 1), 0.0)
+    diff = f1(tpb, pb) - f1(tpa, pa)
+    return float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))
+
+
+async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger) -> dict[str, Any]:
+    """Annotate the test sample with one guideline; score each annotator and the consensus."""
+    from diziner.analysis import aggregate, analyze
+    from diziner.evaluate import score_spans
+    from diziner.llm.ledger import summarise
+    from diziner.loop import Progress, _annotate, _spans_from_dicts, _usable, annotations_by_doc
+
+    i0 = len(ledger.records)
+    t0 = time.time()
+    styles = {a.id: a.prompt_style for a in pool.annotators}
+    with Progress(opts.get("quiet", False)) as progress:
+        runs = await _annotate(documents, guideline, clients, styles, iteration=None, options=opts["refine"],
+                               out_dir=out_dir, progress=progress, label=f"test: {out_dir.name}")
+        usable = _usable(runs, progress, 1, "the test annotation")
+    ann = {a: annotations_by_doc(runs[a]) for a in usable}
+    doc_ids = [d.id for d in documents]
+    g = [s for d in doc_ids for s in gold[d]]
+    per = {}
+    for a in usable:
+        sc = score_spans(g, [s for d in doc_ids for s in ann[a].get(d, [])])
+        per[a] = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
+                  "macro_f1": sc["macro"]["f1"], "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")}
+    res = analyze(documents, ann, labels=guideline.schema_.label_names) if len(usable) >= 2 else None
+    weights = dict(res.weights) if res else {usable[0]: 1.0}
+    hot = res.to_json()["hotspots"] if res else None
+    cons = aggregate(documents, ann, weights, min_support=opts["refine"].final_min_support, hotspots=hot)
+    cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}
+    sc = score_spans(g, [s for d in doc_ids for s in cons_spans.get(d, [])])
+    union = aggregate(documents, ann, weights, min_support=0.0)
+    usc = score_spans(g, [s for d in doc_ids for s in _spans_from_dicts(d, union.get(d, [])) for d in [d]])
+    usage = summarise(ledger.records[i0:])["total"]
+    return {
+        "annotators": per,
+        "consensus": {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
+                      "macro_f1": sc["macro"]["f1"]},
+        "union": {"f1": usc["micro"]["f1"], "precision": usc["micro"]["precision"], "recall": usc["micro"]["recall"]},
+        "mean_pairwise_f1": float(res.mean_agreement) if res else None,
+        "weights": weights,
+        "calls": usage["calls"], "cached": usage["cached"], "tokens_in": usage["tokens_in"],
+        "tokens_out": usage["tokens_out"], "cost_usd": usage["cost_usd"],
+        "wall_s": round(time.time() - t0, 1),
+        "_ann": ann, "_cons": cons_spans,
+    }
+
+
+async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = 13, iterations: int = 4,
+                        sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
+                        quiet: bool = False, command: str = "") -> dict[str, Any]:
+    from diziner.benchmarks.registry import load_split, schema_path
+    from diziner.llm.factory import build_pool_clients, close_clients
+    from diziner.loop import RefineOptions, refine_async
+    from diziner.sampling import fixed_sample
+    from diziner.schema import load_schema
+
+    t0 = time.time()
+    schema = load_schema(schema_path(name))
+    dev = load_split(name, "dev")
+    test = load_split(name, "test")
+    tag_map = schema.tag_map()
+
+    def mapped(corpus, docs):
+        return {d.id: [Span(s.doc_id, s.start, s.end, tag_map.get(s.label, s.label), s.text) for s in corpus.spans_of(d.id)] for d in docs}
+
+    dev_docs = dev.documents
+    test_docs: list[Document] = fixed_sample(test.documents, test_size, seed)
+    test_gold = mapped(test, test_docs)
+    dev_gold = mapped(dev, dev_docs)
+    pool.check_env()
+    ds_dir = out / name
+    ledger_path = ds_dir / "ledger.jsonl"
+    clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
+    opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
+    try:
+        run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),
+                                 quiet=quiet, command=command)
+        sel = run.selected_iteration
+        guidelines = {t: load_guideline(ds_dir / "run" / "iterations" / str(t) / "guideline.yaml") for t in
+                      [r.iteration for r in run.iterations]}
+        to_test = sorted(set([0, sel] + (list(guidelines) if oracle_all else [])))
+        bo = {"refine": opts, "quiet": quiet}
+        systems: dict[int, dict[str, Any]] = {}
+        for t in to_test:
+            systems[t] = await _score_system(test_docs, guidelines[t], clients, pool, test_gold, bo,
+                                             ds_dir / "test" / f"guideline-{t}", ledger)
+    finally:
+        await close_clients(clients, sup)
+    s0, ss = systems[0], systems[sel]
+    ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], [d.id for d in test_docs])
+    # agreement vs F1 across annotators and iterations, on the pilot samples (dev gold: reporting only)
+    xs, ys = [], []
+    for r in run.iterations:
+        for a, agr in r.per_annotator_agreement.items():
+            if a in r.f1:
+                xs.append(agr)
+                ys.append(r.f1[a])
+    oracle_t, oracle_a = max(((t, a) for t in systems for a in systems[t]["annotators"]),
+                             key=lambda ta: systems[ta[0]]["annotators"][ta[1]]["f1"])
+    usage = ledger.summary()["total"]
+    result = {
+        "dataset": name,
+        "pool": [{"id": a.id, "backend": a.backend, "model": a.model, "prompt_style": a.prompt_style} for a in pool.annotators],
+        "test_size": len(test_docs),
+        "seed": seed,
+        "iterations_run": len(run.iterations),
+        "sample_size": sample_size,
+        "iteration0": {a: v["f1"] for a, v in s0["annotators"].items()},
+        "refined": {a: v["f1"] for a, v in ss["annotators"].items()},
+        "consensus_iteration0": s0["consensus"]["f1"],
+        "consensus_refined": ss["consensus"]["f1"],
+        "consensus_diff_ci95": ci,
+        "union_iteration0": s0["union"]["f1"],
+        "union_refined": ss["union"]["f1"],
+        "selected_iteration": sel,
+        "stopped_because": run.stopped_because,
+        "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in run.iterations},
+        "pilot_f1_by_iteration": {str(r.iteration): r.f1 for r in run.iterations},
+        "agreement_f1_pearson_r": _pearson(xs, ys),
+        "agreement_f1_points": len(xs),
+        "oracle": {"iteration": oracle_t, "annotator": oracle_a, "f1": systems[oracle_t]["annotators"][oracle_a]["f1"],
+                   "note": "picked by test F1 among the guidelines run on test; never the headline"},
+        "systems": {str(t): {k: v for k, v in s.items() if not k.startswith("_")} for t, s in systems.items()},
+        "calls": usage["calls"],
+        "cache_hits": usage["cached"],
+        "tokens_in": usage["tokens_in"],
+        "tokens_out": usage["tokens_out"],
+        "cost_usd": usage["cost_usd"],
+        "wall_s": round(time.time() - t0, 1),
+        "command": command,
+    }
+    atomic.write_json(out / f"{name}.json", result)
+    return result
+
+
+def markdown_row(r: dict[str, Any]) -> str:
+    ids = [p["id"] for p in r["pool"]]
+    per = " / ".join(f"{r['iteration0'].get(a, 0):.3f}→{r['refined'].get(a, 0):.3f}" for a in ids)
+    lo, hi = r["consensus_diff_ci95"]
+    pr = r["agreement_f1_pearson_r"]
+    agr = " → ".join(f"{v:.3f}" for v in r["agreement_by_iteration"].values())
+    return (f"| {r['dataset']} | {r['test_size']} | {per} | {r['consensus_iteration0']:.3f}→{r['consensus_refined']:.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | {agr} | {r['selected_iteration']} | "
+            f"{'n/a' if pr is None else f'{pr:.2f}'} | {r['calls']} ({r['cache_hits']} cached) | {r['wall_s']:.0f} |")
+
+
+MD_HEADER = ("| dataset | test n | per annotator F1 (it0→refined; " + "{ids}" + ") | consensus F1 it0→refined [95% CI of diff] | "
+             "union F1 | agreement by iteration | selected | r(agreement, F1) | calls | wall s |\n"
+             "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def run_bench(datasets: list[str], pool, out: Path, **kw) -> list[dict[str, Any]]:
+    from diziner.benchmarks.registry import DATASETS
+
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise DizinerError(f"unknown dataset {unknown[0]!r}; known: {', '.join(sorted(DATASETS))}")
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in datasets:
+        r = asyncio.run(bench_dataset(name, pool, out, **kw))
+        results.append(r)
+        md = out / "results.md"
+        head = "" if md.exists() else MD_HEADER.replace("{ids}", " / ".join(p["id"] for p in r["pool"])) + "\n"
+        with open(md, "a", encoding="utf-8") as f:
+            f.write(head + markdown_row(r) + "\n")
+    return results

@@ -1,0 +1,65 @@
+"""`diziner bench`: iteration-0 vs refined F1 on the shared benchmarks, side by side."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench_cmd(
+        datasets: List[str] = typer.Argument(..., help="Dataset names (see `diziner bench --list`), e.g. crossner_ai bc5cdr."),
+        pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators (and supervisor)."),
+        out: Path = typer.Option(..., "--out", help="Output folder: <dataset>.json, results.md, runs."),
+        test_size: int = typer.Option(300, help="Seeded sample of test sentences, the same for every system."),
+        seed: int = typer.Option(13),
+        iterations: int = typer.Option(4, help="Pilot iterations (on the dev split, gold never shown)."),
+        sample_size: int = typer.Option(25, help="Documents per pilot iteration."),
+        oracle_all: bool = typer.Option(False, help="Also run every iteration's guideline on test (for the oracle)."),
+        cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
+        no_cache: bool = typer.Option(False, "--no-cache"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and token estimate; call nothing."),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ) -> None:
+        """Measure whether refinement lifts F1 without labels, on the shared benchmarks.
+
+        Example: diziner bench crossner_politics bc5cdr --pool examples/pool-local.yaml --out bench-out --test-size 300
+        """
+        from diziner.bench import run_bench
+        from diziner.llm.pool import load_pool
+
+        pl = load_pool(pool)
+        if dry_run:
+            from diziner.benchmarks.registry import load_split, schema_path
+            from diziner.commands.refine import _estimate
+            from diziner.guideline import Guideline
+            from diziner.sampling import fixed_sample
+            from diziner.schema import load_schema
+
+            plan = {}
+            for name in datasets:
+                g0 = Guideline.initial(load_schema(schema_path(name)))
+                dev = load_split(name, "dev").documents
+                test = fixed_sample(load_split(name, "test").documents, test_size, seed)
+                pilot = dev[: iterations * sample_size]
+                p = _estimate(pilot, g0, pl, 1)
+                te = _estimate(test, g0, pl, 2 + (iterations - 1 if oracle_all else 0))
+                plan[name] = {"pilot": p, "test": te, "calls": p["calls"] + te["calls"],
+                              "tokens_in_est": p["tokens_in_est"] + te["tokens_in_est"],
+                              "tokens_out_est": p["tokens_out_est"] + te["tokens_out_est"]}
+            plan["total"] = {k: sum(v[k] for v in plan.values()) for k in ("calls", "tokens_in_est", "tokens_out_est")}
+            plan["note"] = ("estimates: prompt chars / 4 with the iteration-0 guideline, 60 output tokens per call; test "
+                            "= iteration-0 and selected guideline; an LLM supervisor adds 4 calls per iteration")
+            typer.echo(json.dumps(plan, indent=2))
+            return
+        command = "diziner " + " ".join(sys.argv[1:])
+        results = run_bench(datasets, pl, out, test_size=test_size, seed=seed, iterations=iterations,
+                            sample_size=sample_size, oracle_all=oracle_all, cache_path=cache, no_cache=no_cache,
+                            quiet=quiet, command=command)
+        for r in results:
+            typer.echo(f"{r['dataset']}: consensus F1 {r['consensus_iteration0']:.3f} -> {r['consensus_refined']:.3f} "
+                       f"(selected iteration {r['selected_iteration']}); {out / (r['dataset'] + '.json')}")

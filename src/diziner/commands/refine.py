@@ -1,0 +1,181 @@
+"""`diziner refine` and `diziner annotate`: the main job of the tool."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _load_texts(path: Path, fmt: str | None):
+    from diziner.corpus.readers import read_corpus
+
+    corpus = read_corpus(path, fmt)
+    if not corpus.documents:
+        from diziner.errors import InputError
+
+        raise InputError(path, None, "no documents found")
+    return corpus.documents
+
+
+def _load_gold(path: Path | None, fmt: str | None, documents) -> dict | None:
+    if path is None:
+        return None
+    from diziner.corpus.readers import read_corpus
+    from diziner.errors import InputError
+
+    corpus = read_corpus(path, fmt)
+    by_id = {d.id: d for d in corpus.documents}
+    missing = [d.id for d in documents if d.id not in by_id]
+    if missing:
+        raise InputError(path, None, f"gold lacks {len(missing)} of the documents (first: {missing[0]!r}); ids must match the texts")
+    for d in documents:
+        if by_id[d.id].text != d.text:
+            raise InputError(path, None, f"gold text of document {d.id!r} differs from the texts file")
+    return {d.id: corpus.spans_of(d.id) for d in documents}
+
+
+def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
+    """Planned calls and a token estimate (prompt characters / 4) without calling anything."""
+    from diziner.annotate.prompt import build_request
+
+    est = {"annotators": {}, "calls": 0, "tokens_in_est": 0, "tokens_out_est": 0}
+    sample = documents[: min(len(documents), 50)]
+    for a in pool.annotators:
+        chars = 0
+        for d in sample:
+            req = build_request(guideline, a.id, a.prompt_style, d.text)
+            body = req.prompt if req.prompt is not None else "".join(m["content"] for m in req.messages or [])
+            chars += len(body)
+        per_doc_in = chars / max(1, len(sample)) / 4
+        n = len(documents) * calls_per_doc
+        tin = int(per_doc_in * n)
+        tout = int(n * 60)
+        est["annotators"][a.id] = {"calls": n, "tokens_in_est": tin, "tokens_out_est": tout}
+        est["calls"] += n
+        est["tokens_in_est"] += tin
+        est["tokens_out_est"] += tout
+    return est
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("refine")
+    def refine_cmd(
+        schema: Path = typer.Option(..., "--schema", help="Schema YAML (labels, definitions, examples, goal)."),
+        texts: Path = typer.Option(..., "--texts", help="Unlabelled documents: text (one per line), JSONL or CoNLL (tags ignored)."),
+        pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators and supervisor."),
+        out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
+        iterations: int = typer.Option(4, help="Maximum number of pilot iterations."),
+        sample_size: int = typer.Option(25, help="Documents per iteration (disjoint, lexically diverse sets)."),
+        seed: int = typer.Option(13, help="Seed for the iteration sets."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts/--gold: conll, jsonl, text, genia (default: detect)."),
+        gold: Optional[Path] = typer.Option(None, help="Gold annotations: scored and reported only, never used to select."),
+        supervisor: Optional[str] = typer.Option(None, help="consensus | llm (default: the pool's supervisor)."),
+        gold_supervised: bool = typer.Option(False, help="Ablation: gold replaces the consensus as the supervisor's reference."),
+        freeze_goal: bool = typer.Option(False, help="Ablation: never update the goal G."),
+        remove_goal: bool = typer.Option(False, help="Ablation: annotate without the goal G."),
+        drop_low_agreement: bool = typer.Option(False, help="Drop an annotator ≥ 0.10 below the mean agreement (keeps ≥ 2)."),
+        patience: int = typer.Option(1, help="Stop after this many iterations without a rise in agreement."),
+        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of U* over disputed tokens."),
+        weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
+        max_change_ratio: float = typer.Option(0.6, help="Largest allowed change between consecutive guidelines."),
+        min_support: Optional[float] = typer.Option(None, help="Final aggregation: span vote with this weight (0 = union); default token consensus."),
+        no_final: bool = typer.Option(False, help="Skip annotating the whole corpus with the selected guideline."),
+        cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
+        budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and a token estimate; call nothing."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    ) -> None:
+        """Refine the annotation guideline by disagreement between LLM annotators, then annotate the corpus.
+
+        Example: diziner refine --schema examples/schema.yaml --texts examples/texts.jsonl --pool examples/pool-local.yaml --out runs/demo
+        """
+        from diziner.guideline import Guideline
+        from diziner.llm.pool import load_pool
+        from diziner.loop import RefineOptions, refine
+        from diziner.schema import load_schema
+
+        sch = load_schema(schema)
+        pl = load_pool(pool)
+        docs = _load_texts(texts, fmt)
+        gold_spans = _load_gold(gold, fmt, docs)
+        if gold_supervised and gold_spans is None:
+            from diziner.errors import DizinerError
+
+            raise DizinerError("--gold-supervised needs --gold")
+        opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, percentile=percentile,
+                             weights=weights, patience=patience, drop_low_agreement=drop_low_agreement,
+                             supervisor=supervisor, max_change_ratio=max_change_ratio, gold_supervised=gold_supervised,
+                             freeze_goal=freeze_goal, remove_goal=remove_goal, final_annotation=not no_final,
+                             final_min_support=min_support)
+        if dry_run:
+            pilot = min(len(docs), iterations * sample_size)
+            g0 = Guideline.initial(sch)
+            plan = {"pilot_documents": pilot, "corpus_documents": len(docs), "iterations": iterations,
+                    "pilot": _estimate(docs[:pilot], g0, pl, 1),
+                    "final": _estimate(docs, g0, pl, 1) if not no_final else None,
+                    "note": "token figures are estimates (prompt characters / 4, 60 output tokens per call) with the "
+                            "iteration-0 guideline; refined guidelines are longer; re-asks and an LLM supervisor add calls"}
+            typer.echo(json.dumps(plan, indent=2))
+            return
+        command = "diziner " + " ".join(sys.argv[1:])
+        res = refine(sch, docs, pl, out, opts, gold=gold_spans, cache_path=cache, no_cache=no_cache,
+                     budget_usd=budget, quiet=quiet or as_json, command=command)
+        summary = json.loads((res.out / "metrics.json").read_text())
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        if not quiet:
+            typer.echo(f"selected iteration {res.selected_iteration} ({res.stopped_because})")
+            for r in res.iterations:
+                f1 = f"  F1(consensus) {r.f1['consensus']:.3f}" if "consensus" in r.f1 else ""
+                typer.echo(f"  iteration {r.iteration}: agreement {r.mean_pairwise_f1:.3f}  hotspots {r.hotspots}{f1}")
+            if res.final_f1:
+                typer.echo("final F1 vs gold: " + ", ".join(f"{k} {v:.3f}" for k, v in res.final_f1.items()))
+            typer.echo(f"guideline: {res.out / 'final' / 'guideline.md'}")
+            typer.echo(f"annotations: {res.out / 'final' / 'annotations.jsonl'}")
+
+    @app.command("annotate")
+    def annotate_cmd(
+        guideline: Path = typer.Option(..., "--guideline", help="Guideline YAML (e.g. RUN/final/guideline.yaml)."),
+        pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators."),
+        texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL or CoNLL)."),
+        out: Path = typer.Option(..., "--out", help="Output JSONL (consensus spans with support); per-annotator files beside it."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts (default: detect)."),
+        min_support: Optional[float] = typer.Option(None, help="Span vote with this weight (0 = union); default token consensus."),
+        cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
+        budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
+        force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Annotate documents with a (refined) guideline by every annotator of the pool, aggregated with support.
+
+        Example: diziner annotate --guideline runs/demo/final/guideline.yaml --pool examples/pool-local.yaml --texts examples/texts.txt --out out.jsonl
+        """
+        from diziner.errors import DizinerError
+        from diziner.guideline import load_guideline
+        from diziner.llm.pool import load_pool
+        from diziner.loop import annotate_corpus
+
+        g = load_guideline(guideline)
+        pl = load_pool(pool)
+        docs = _load_texts(texts, fmt)
+        if out.exists() and not force:
+            raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
+        if out.resolve() == texts.resolve():
+            raise DizinerError(f"{out}: is the input file; choose another --out")
+        summary = annotate_corpus(g, docs, pl, out, cache_path=cache, no_cache=no_cache, budget_usd=budget,
+                                  min_support=min_support, quiet=quiet or as_json)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        elif not quiet:
+            typer.echo(f"{summary['documents']} documents, {summary['spans']} consensus spans -> {out}")
+            for a, n in summary["failed"].items():
+                if n:
+                    typer.echo(f"  {a}: {n} documents failed ({'; '.join(summary['failure_reasons'].get(a, []))})")

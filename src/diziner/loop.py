@@ -1,0 +1,563 @@
+"""The refinement loop (stages 3–4 of the method) and the final annotation.
+
+One iteration t:
+
+1. take the iteration's document set (disjoint, lexically diverse: :mod:`diziner.sampling`);
+2. every annotator tags it with Θk(t) = (Σ, C(t), Rk(t), G(t))  (:mod:`diziner.annotate`);
+3. disagreement analysis (:mod:`diziner.analysis`): weights, elite set, U*, hotspots;
+4. the supervisor rewrites C, Rk and G from the analysis → Θ(t+1)  (:mod:`diziner.supervise`).
+
+Stop rule: the loop runs at most ``iterations`` times and stops early when the mean
+pairwise agreement (strict span F1 between annotators) has not risen above the best
+so far for ``patience`` consecutive iterations. Selection is label-free: the guideline
+of the iteration with the highest mean pairwise agreement (ties → the earlier, simpler
+guideline). Gold, when given, is only scored and reported — never used to select,
+except in the explicit ``gold_supervised`` ablation where it replaces the consensus as
+the supervisor's reference.
+
+The run directory is documented in docs/run-directory.md. Every file is written
+atomically; an iteration is finished when its ``done.json`` exists. Running the same
+command again resumes: finished iterations are read back, and calls of an unfinished
+iteration come from the response cache (no network call is repeated).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from diziner import atomic
+from diziner.corpus.model import Document, Span
+from diziner.errors import DizinerError
+from diziner.guideline import Guideline, load_guideline
+from diziner.schema import Schema, dump_schema
+
+log = logging.getLogger("diziner.loop")
+
+
+@dataclass
+class RefineOptions:
+    iterations: int = 4
+    sample_size: int = 25
+    seed: int = 13
+    percentile: float = 80.0
+    weights: str = "f1"  # f1 | hybrid
+    patience: int = 1
+    min_delta: float = 0.0
+    drop_low_agreement: bool = False
+    drop_margin: float = 0.10
+    min_annotators: int = 2
+    supervisor: str | None = None  # consensus | llm | None (= the pool's supervisor)
+    max_patterns: int = 5
+    max_new_common: int = 5
+    max_model_specific: int = 3
+    max_change_ratio: float = 0.6
+    gold_supervised: bool = False
+    freeze_goal: bool = False
+    remove_goal: bool = False
+    final_annotation: bool = True
+    final_min_support: float | None = None  # None = token-level weighted consensus (paper); 0 = union
+    max_mentions: int = 32
+    reask: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class IterationRecord:
+    iteration: int
+    documents: list[str]
+    annotators: list[str]
+    mean_pairwise_f1: float
+    per_annotator_agreement: dict[str, float]
+    weights: dict[str, float]
+    elite: list[str]
+    hotspots: int
+    hotspots_by_category: dict[str, int]
+    failures: dict[str, int]
+    f1: dict[str, float] = field(default_factory=dict)  # only when gold was given (reported, never used)
+    supervisor_ok: bool | None = None
+    supervisor_notes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RefineResult:
+    out: Path
+    iterations: list[IterationRecord]
+    selected_iteration: int
+    guideline: Guideline
+    final_f1: dict[str, float] = field(default_factory=dict)
+    stopped_because: str = ""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _hash_docs(documents: list[Document]) -> str:
+    h = hashlib.sha256()
+    for d in documents:
+        h.update(d.id.encode() + b"\0" + d.text.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def annotations_by_doc(run) -> dict[str, list[Span]]:
+    """Spans per document of one annotator's run (failed documents contribute nothing, but are counted)."""
+    return {doc_id: list(r.spans) for doc_id, r in run.results.items() if r.status == "ok"}
+
+
+def _per_annotator_agreement(pairwise: dict[str, dict[str, float]]) -> dict[str, float]:
+    out = {}
+    for a, row in pairwise.items():
+        others = [v for b, v in row.items() if b != a]
+        out[a] = sum(others) / len(others) if others else 1.0
+    return out
+
+
+def _score(gold: dict[str, list[Span]], pred: dict[str, list[Span]], doc_ids: list[str]) -> float:
+    from diziner.evaluate import score_spans
+
+    g = [s for d in doc_ids for s in gold.get(d, [])]
+    p = [s for d in doc_ids for s in pred.get(d, [])]
+    return float(score_spans(g, p)["micro"]["f1"])
+
+
+def _consensus_spans(documents, annotations, weights, min_support, hotspots=None) -> dict[str, list[dict]]:
+    from diziner.analysis import aggregate
+
+    return aggregate(documents, annotations, weights, min_support=min_support, hotspots=hotspots)
+
+
+def _spans_from_dicts(doc_id: str, rows: list[dict]) -> list[Span]:
+    return [Span(doc_id, int(r["start"]), int(r["end"]), str(r["label"]), str(r.get("text", ""))) for r in rows]
+
+
+class Progress:
+    """Thin wrapper over rich progress bars; silent when ``quiet``."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self._p = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeElapsedColumn
+
+            self._p = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+    def task(self, description: str, total: int):
+        if self._p is None:
+            return lambda n=1: None
+        tid = self._p.add_task(description, total=total)
+        return lambda n=1: self._p.advance(tid, n)
+
+    def print(self, msg: str) -> None:
+        if self._p is not None:
+            self._p.console.print(msg)
+        elif not self.quiet:
+            print(msg)
+
+
+# ----------------------------------------------------------------------------- annotation step
+
+
+async def _annotate(documents, guideline, clients, styles, *, iteration, options, out_dir: Path | None, progress: Progress, label: str):
+    from diziner.annotate.runner import annotate_documents
+
+    ids = list(clients)
+    advance = progress.task(label, total=len(documents) * len(ids))
+
+    def on_result(annotator_id, result):
+        advance(1)
+
+    runs = await annotate_documents(
+        documents,
+        guideline,
+        {a: (clients[a], styles[a]) for a in ids},
+        iteration=iteration,
+        reask=options.reask,
+        max_mentions=options.max_mentions,
+        on_result=on_result,
+    )
+    if out_dir is not None:
+        for a, run in runs.items():
+            atomic.write_jsonl(out_dir / f"{a}.jsonl", [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
+    return runs
+
+
+def _usable(runs: dict, progress: Progress, min_annotators: int, where: str) -> list[str]:
+    """Annotators with at least one successful document; a completely failed one is dropped with a warning."""
+    usable = []
+    for a, run in runs.items():
+        ok = sum(1 for r in run.results.values() if r.status == "ok")
+        if ok == 0:
+            reasons = sorted({r.reason or "unknown" for r in run.results.values()})[:3]
+            progress.print(f"[yellow]warning:[/] annotator {a!r} failed on every document in {where}; dropped ({'; '.join(reasons)})")
+        else:
+            usable.append(a)
+    if len(usable) < min_annotators:
+        raise DizinerError(
+            f"only {len(usable)} annotator(s) produced output in {where}; at least {min_annotators} are needed to measure disagreement",
+            hint="check the endpoints in the pool file and the failure reasons in the run's annotation files",
+        )
+    return usable
+
+
+# ----------------------------------------------------------------------------- refine
+
+
+def refine(
+    schema: Schema,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    options: RefineOptions | None = None,
+    *,
+    gold: dict[str, list[Span]] | None = None,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    quiet: bool = False,
+    command: str = "",
+) -> RefineResult:
+    """Run the whole pilot (iterations) and the final annotation. Synchronous wrapper."""
+    return asyncio.run(
+        refine_async(schema, documents, pool, out, options, gold=gold, clients=clients, cache_path=cache_path,
+                     no_cache=no_cache, budget_usd=budget_usd, quiet=quiet, command=command)
+    )
+
+
+def _check_or_write_run_json(out: Path, meta: dict[str, Any]) -> None:
+    path = out / "run.json"
+    if path.exists():
+        old = atomic.read_json(path)
+        keys = ["schema_sha", "documents_sha", "pool", "options"]
+        if any(old.get(k) != meta.get(k) for k in keys):
+            diff = [k for k in keys if old.get(k) != meta.get(k)]
+            raise DizinerError(
+                f"{out}: holds a run with a different {', '.join(diff)}; refusing to mix runs",
+                hint="re-run with the same arguments to resume, or choose a new --out folder",
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise DizinerError(f"{out}: folder exists and is not a diziner run; refusing to overwrite it", hint="choose a new --out folder")
+    atomic.write_json(path, meta)
+
+
+async def refine_async(
+    schema: Schema,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    options: RefineOptions | None = None,
+    *,
+    gold: dict[str, list[Span]] | None = None,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    quiet: bool = False,
+    command: str = "",
+) -> RefineResult:
+    from diziner.analysis import analyze
+    from diziner.guideline_render import render_markdown
+    from diziner.sampling import iteration_sets
+
+    opts = options or RefineOptions()
+    out = Path(out)
+    if not documents:
+        raise DizinerError("no documents to annotate")
+    ids = [d.id for d in documents]
+    if len(set(ids)) != len(ids):
+        raise DizinerError("document ids are not unique")
+    meta = {
+        "command": command,
+        "schema_sha": hashlib.sha256(dump_schema(schema).encode()).hexdigest()[:16],
+        "documents_sha": _hash_docs(documents),
+        "documents": len(documents),
+        "pool": pool.public_summary(),
+        "options": opts.to_json(),
+        "gold": gold is not None,
+    }
+    _check_or_write_run_json(out, meta)
+    if not (out / "schema.yaml").exists():
+        atomic.write_text(out / "schema.yaml", dump_schema(schema))
+
+    if clients is None:
+        from diziner.llm.factory import build_pool_clients
+
+        pool.check_env()
+        ann_clients, sup_client, ledger = build_pool_clients(
+            pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd, ledger=out / "ledger.jsonl"
+        )
+    else:
+        ann_clients, sup_client, ledger = clients
+    styles = {a.id: a.prompt_style for a in pool.annotators}
+    active = [a.id for a in pool.annotators]
+    if len(active) < 2:
+        raise DizinerError("the pool needs at least two annotators to measure disagreement")
+
+    supervisor_kind = opts.supervisor or getattr(pool.supervisor, "backend", "consensus")
+    supervisor = _make_supervisor(supervisor_kind, sup_client, schema)
+    from diziner.supervise.base import Limits
+
+    limits = Limits(
+        max_patterns=opts.max_patterns,
+        max_new_common=opts.max_new_common,
+        max_model_specific=opts.max_model_specific,
+        max_change_ratio=opts.max_change_ratio,
+        freeze_goal=opts.freeze_goal,
+        remove_goal=opts.remove_goal,
+    )
+
+    sets = iteration_sets(documents, opts.iterations, opts.sample_size, opts.seed)
+    records: list[IterationRecord] = []
+    guideline = Guideline.initial(schema)
+    if opts.remove_goal:
+        guideline = guideline.model_copy(update={"goal": ""})
+    stopped = f"ran all {len(sets)} iterations"
+    if len(sets) < opts.iterations:
+        stopped = f"ran {len(sets)} iterations (the corpus has too few documents for {opts.iterations} sets of {opts.sample_size})"
+    best = -1.0
+    since_best = 0
+    t0 = time.time()
+    with Progress(quiet) as progress:
+        for t, sample in enumerate(sets):
+            it_dir = out / "iterations" / str(t)
+            gpath = it_dir / "guideline.yaml"
+            if gpath.exists():
+                guideline = load_guideline(gpath)
+            else:
+                atomic.write_text(gpath, guideline.to_yaml())
+            done = it_dir / "done.json"
+            if done.exists():
+                rec = IterationRecord(**atomic.read_json(done))
+                records.append(rec)
+                progress.print(f"iteration {t}: finished earlier (agreement {rec.mean_pairwise_f1:.3f}); resumed")
+                active = rec.annotators if not rec.dropped else [a for a in rec.annotators if a not in rec.dropped]
+                nxt = out / "iterations" / str(t + 1) / "guideline.yaml"
+                if nxt.exists():
+                    guideline = load_guideline(nxt)
+            else:
+                atomic.write_jsonl(it_dir / "sample.jsonl", [{"id": d.id, "text": d.text} for d in sample])
+                runs = await _annotate(sample, guideline, {a: ann_clients[a] for a in active}, styles, iteration=t,
+                                       options=opts, out_dir=it_dir / "annotations", progress=progress,
+                                       label=f"iteration {t}: annotate")
+                usable = _usable(runs, progress, 2, f"iteration {t}")
+                failures = {a: sum(1 for r in runs[a].results.values() if r.status != "ok") for a in runs}
+                annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+                result = analyze(sample, annotations, labels=schema.label_names, weights=opts.weights, percentile=opts.percentile)
+                analysis = result.to_json()
+                atomic.write_json(it_dir / "analysis.json", analysis)
+                atomic.write_text(it_dir / "report.md", result.to_markdown())
+                per_ann = _per_annotator_agreement(analysis["pairwise_f1"])
+                rec = IterationRecord(
+                    iteration=t,
+                    documents=[d.id for d in sample],
+                    annotators=usable,
+                    mean_pairwise_f1=float(analysis["mean_pairwise_f1"]),
+                    per_annotator_agreement=per_ann,
+                    weights=dict(analysis["weights"]),
+                    elite=list(analysis["elite"]),
+                    hotspots=len(analysis["hotspots"]),
+                    hotspots_by_category=dict(analysis.get("summary", {}).get("by_category", {})),
+                    failures=failures,
+                )
+                if gold is not None:
+                    doc_ids = [d.id for d in sample]
+                    for a in usable:
+                        rec.f1[a] = _score(gold, annotations[a], doc_ids)
+                    cons = _consensus_spans(sample, annotations, rec.weights, opts.final_min_support, analysis["hotspots"])
+                    rec.f1["consensus"] = _score(gold, {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}, doc_ids)
+                # drop rule (paper): an annotator ≥ drop_margin below the mean agreement leaves later iterations
+                if opts.drop_low_agreement and len(usable) > opts.min_annotators:
+                    mean = sum(per_ann.values()) / len(per_ann)
+                    low = sorted((v, a) for a, v in per_ann.items() if v <= mean - opts.drop_margin)
+                    for _, a in low:
+                        if len(usable) - len(rec.dropped) <= opts.min_annotators:
+                            break
+                        rec.dropped.append(a)
+                    if rec.dropped:
+                        progress.print(f"iteration {t}: dropping low-agreement annotator(s) {', '.join(rec.dropped)}")
+                last = t == len(sets) - 1
+                improved = rec.mean_pairwise_f1 > best + opts.min_delta
+                will_stop = (not improved) and (since_best + 1 >= opts.patience) and t > 0
+                if not last and not will_stop:
+                    texts = {d.id: d.text for d in sample}
+                    sup_gold = {d: gold.get(d, []) for d in texts} if (opts.gold_supervised and gold is not None) else None
+                    sres = await supervisor.revise(guideline, analysis, texts, iteration=t + 1, limits=limits, gold=sup_gold)
+                    for name, payload in (sres.outputs or {}).items():
+                        atomic.write_json(it_dir / "supervisor" / f"{name}.json", payload)
+                    rec.supervisor_ok = bool(sres.ok)
+                    rec.supervisor_notes = list(sres.notes or []) + ([f"error: {sres.error}"] if sres.error else [])
+                    new_g = sres.guideline if sres.ok else guideline
+                    new_g = new_g.model_copy(update={"iteration": t + 1})
+                    atomic.write_text(out / "iterations" / str(t + 1) / "guideline.yaml", new_g.to_yaml())
+                    if not sres.ok:
+                        progress.print(f"[yellow]warning:[/] supervisor failed in iteration {t}: {sres.error}; the previous guideline is kept")
+                atomic.write_json(it_dir / "metrics.json", rec.to_json())
+                atomic.write_json(done, rec.to_json())
+                records.append(rec)
+                f1s = f"; F1 vs gold (reported only): consensus {rec.f1.get('consensus', 0):.3f}" if rec.f1 else ""
+                progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}, {rec.hotspots} hotspots{f1s}")
+                active = [a for a in usable if a not in rec.dropped]
+                nxt = out / "iterations" / str(t + 1) / "guideline.yaml"
+                if nxt.exists():
+                    guideline = load_guideline(nxt)
+            if records[-1].mean_pairwise_f1 > best + opts.min_delta:
+                best = records[-1].mean_pairwise_f1
+                since_best = 0
+            else:
+                since_best += 1
+                if since_best >= opts.patience and t > 0:
+                    stopped = f"agreement did not rise for {since_best} iteration(s) after iteration {t - since_best}"
+                    break
+
+        # ------------------------------------------------------------- label-free selection
+        sel = max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration))
+        selected = load_guideline(out / "iterations" / str(sel.iteration) / "guideline.yaml")
+        atomic.write_text(out / "final" / "guideline.yaml", selected.to_yaml())
+        atomic.write_text(out / "final" / "guideline.md", render_markdown(selected))
+        progress.print(f"selected iteration {sel.iteration} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}")
+
+        final_f1: dict[str, float] = {}
+        if opts.final_annotation:
+            final_f1 = await _final_annotation(documents, selected, ann_clients, styles, active, schema, opts, out, gold, progress)
+
+    summary = {
+        "iterations": [r.to_json() for r in records],
+        "selected_iteration": sel.iteration,
+        "selection_rule": "max mean pairwise strict span F1 between annotators (label-free); ties -> earlier iteration",
+        "stopped_because": stopped,
+        "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in records},
+        "final_f1": final_f1,
+        "wall_s": round(time.time() - t0, 2),
+        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+    }
+    atomic.write_json(out / "metrics.json", summary)
+    return RefineResult(out=out, iterations=records, selected_iteration=sel.iteration, guideline=selected,
+                        final_f1=final_f1, stopped_because=stopped)
+
+
+def _make_supervisor(kind: str, client, schema: Schema):
+    if kind in ("consensus", "none", None):
+        from diziner.supervise.consensus import ConsensusSupervisor
+
+        return ConsensusSupervisor()
+    if client is None:
+        raise DizinerError(f"supervisor {kind!r} needs an LLM client: set supervisor.backend and model in the pool file")
+    from diziner.supervise.llm import LLMSupervisor
+
+    return LLMSupervisor(client)
+
+
+async def _final_annotation(documents, guideline, ann_clients, styles, active, schema, opts, out: Path, gold, progress) -> dict[str, float]:
+    from diziner.analysis import analyze
+
+    fdir = out / "final"
+    if (fdir / "done.json").exists():
+        return atomic.read_json(fdir / "done.json").get("f1", {})
+    runs = await _annotate(documents, guideline, {a: ann_clients[a] for a in active}, styles, iteration=None,
+                           options=opts, out_dir=fdir / "by_annotator", progress=progress, label="final annotation")
+    usable = _usable(runs, progress, 1, "the final annotation")
+    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+    weights = {a: 1.0 / len(usable) for a in usable}
+    hotspots = None
+    if len(usable) >= 2:
+        result = analyze(documents, annotations, labels=schema.label_names, weights=opts.weights, percentile=opts.percentile)
+        analysis = result.to_json()
+        atomic.write_json(fdir / "analysis.json", analysis)
+        atomic.write_text(fdir / "report.md", result.to_markdown())
+        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
+    cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots)
+    atomic.write_jsonl(fdir / "annotations.jsonl", [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+    f1: dict[str, float] = {}
+    if gold is not None:
+        doc_ids = [d.id for d in documents]
+        for a in usable:
+            f1[a] = _score(gold, annotations[a], doc_ids)
+        f1["consensus"] = _score(gold, {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}, doc_ids)
+    atomic.write_json(fdir / "done.json", {"annotators": usable, "weights": weights, "f1": f1})
+    return f1
+
+
+# ----------------------------------------------------------------------------- annotate with a fixed guideline
+
+
+def annotate_corpus(
+    guideline: Guideline,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    *,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    min_support: float | None = None,
+    quiet: bool = False,
+    options: RefineOptions | None = None,
+) -> dict[str, Any]:
+    """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate.
+
+    Writes the consensus JSONL to ``out`` and each annotator's file beside it
+    (``<out stem>.<annotator>.jsonl``). Returns a summary.
+    """
+    return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
+                                              no_cache=no_cache, budget_usd=budget_usd, min_support=min_support, quiet=quiet,
+                                              options=options or RefineOptions()))
+
+
+async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, min_support, quiet, options):
+    from diziner.analysis import analyze
+
+    if clients is None:
+        from diziner.llm.factory import build_pool_clients
+
+        pool.check_env()
+        ledger_path = out.with_name(out.stem + ".ledger.jsonl")
+        ann_clients, _, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd, ledger=ledger_path)
+    else:
+        ann_clients, _, ledger = clients
+    styles = {a.id: a.prompt_style for a in pool.annotators}
+    with Progress(quiet) as progress:
+        runs = await _annotate(documents, guideline, ann_clients, styles, iteration=None, options=options, out_dir=None,
+                               progress=progress, label="annotate")
+        usable = _usable(runs, progress, 1, "the annotation")
+    for a, run in runs.items():
+        atomic.write_jsonl(out.with_name(f"{out.stem}.{a}.jsonl"),
+                           [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
+    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+    weights = {a: 1.0 / len(usable) for a in usable}
+    hotspots = None
+    if len(usable) >= 2:
+        analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
+        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
+    cons = _consensus_spans(documents, annotations, weights, min_support, hotspots)
+    atomic.write_jsonl(out, [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+    failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
+    return {
+        "documents": len(documents),
+        "annotators": list(runs),
+        "weights": weights,
+        "failed": {a: len(v) for a, v in failed.items()},
+        "failure_reasons": {a: sorted({runs[a].results[d].reason or "" for d in v})[:5] for a, v in failed.items() if v},
+        "spans": sum(len(v) for v in cons.values()),
+        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+    }
