@@ -1,0 +1,220 @@
+"""The refinement loop end to end with scripted annotators (no network, no model)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diziner.corpus.readers import read_corpus
+from diziner.errors import DizinerError
+from diziner.llm.base import CallableClient, LLMRequest
+from diziner.llm.ledger import Ledger
+from diziner.llm.pool import pool_from_dict
+from diziner.loop import RefineOptions, annotate_corpus, refine
+from diziner.schema import load_schema
+
+FENCE = re.compile(r"<<<DOCUMENT>>>\n?(.*?)\n?<<<END OF DOCUMENT>>>", re.S)
+
+
+def _doc_text(req: LLMRequest) -> str:
+    body = req.messages[-1]["content"] if req.messages else req.prompt
+    m = list(FENCE.finditer(body))
+    if m:
+        return m[-1].group(1)
+    return body.rsplit("Text:", 1)[-1].split("\nEntities:")[0].strip()
+
+
+class Scripted:
+    """An annotator that answers from gold, keeping only some labels; it learns labels from worked examples.
+
+    ``keep`` labels are always found; a label of ``learnable`` is found once the prompt
+    shows a worked example with that label (as the refined guideline does).
+    """
+
+    def __init__(self, gold_by_text: dict[str, list[dict]], keep: set[str], learnable: set[str] = frozenset(), spurious: bool = False):
+        self.gold = gold_by_text
+        self.keep = keep
+        self.learnable = learnable
+        self.spurious = spurious
+        self.calls = 0
+
+    def __call__(self, req: LLMRequest) -> str:
+        self.calls += 1
+        text = _doc_text(req)
+        body = json.dumps(req.messages or req.prompt)
+        labels = set(self.keep) | {lab for lab in self.learnable if f'"label": "{lab}"' in body.replace('\\"', '"') and "Rule" in body or f"→ {lab}" in body}
+        spans = [s for s in self.gold.get(text, []) if s["label"] in labels]
+        mentions = [{"text": s["text"], "label": s["label"]} for s in spans]
+        if self.spurious and text.split():
+            mentions.append({"text": text.split()[0], "label": "LOC"})
+        if req.messages is not None:
+            return json.dumps({"mentions": mentions})
+        return json.dumps(mentions)
+
+
+@pytest.fixture()
+def example(examples_dir: Path):
+    schema = load_schema(examples_dir / "schema.yaml")
+    gold_corpus = read_corpus(examples_dir / "gold.jsonl")
+    docs = read_corpus(examples_dir / "texts.jsonl").documents
+    gold = {d.id: gold_corpus.spans_of(d.id) for d in docs}
+    by_text = {d.text: [s.to_dict() for s in gold[d.id]] for d in docs}
+    return schema, docs, gold, by_text
+
+
+def _pool(ids=("a", "b", "c")):
+    return pool_from_dict({
+        "annotators": [{"id": i, "backend": "openai", "model": f"m-{i}", "base_url": "http://127.0.0.1:9/v1",
+                        "prompt_style": "chat" if n % 2 == 0 else "fewshot"} for n, i in enumerate(ids)],
+        "supervisor": {"backend": "consensus"},
+    })
+
+
+def _clients(scripts: dict):
+    return ({k: CallableClient(v, name=k) for k, v in scripts.items()}, None, Ledger())
+
+
+def test_refine_writes_documented_run_directory(tmp_path, example):
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG", "LOC", "PRODUCT"}),
+               "b": Scripted(by_text, {"PER", "ORG"}),
+               "c": Scripted(by_text, {"PER", "LOC"}, spurious=True)}
+    opts = RefineOptions(iterations=3, sample_size=8, seed=1)
+    res = refine(schema, docs, _pool(), tmp_path / "run", opts, gold=gold, clients=_clients(scripts), quiet=True)
+    out = tmp_path / "run"
+    for rel in ["run.json", "schema.yaml", "metrics.json", "final/guideline.yaml", "final/guideline.md",
+                "final/annotations.jsonl", "final/by_annotator/a.jsonl", "iterations/0/sample.jsonl",
+                "iterations/0/guideline.yaml", "iterations/0/analysis.json", "iterations/0/report.md",
+                "iterations/0/annotations/b.jsonl", "iterations/0/metrics.json", "iterations/0/supervisor/consensus.json"]:
+        assert (out / rel).is_file(), rel
+    metrics = json.loads((out / "metrics.json").read_text())
+    agreements = [r["mean_pairwise_f1"] for r in metrics["iterations"]]
+    # label-free selection: the iteration with the highest agreement (ties: the earlier one)
+    assert metrics["selected_iteration"] == agreements.index(max(agreements)) == res.selected_iteration
+    # samples are disjoint and of the requested size
+    samples = [set(r["documents"]) for r in metrics["iterations"]]
+    assert all(len(s) == 8 for s in samples)
+    assert not set.intersection(*samples) if len(samples) > 1 else True
+    # every final line carries support; spans match their text
+    lines = [json.loads(x) for x in (out / "final/annotations.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == [d.id for d in docs]
+    for x in lines:
+        for s in x["spans"]:
+            assert x["text"][s["start"]:s["end"]] == s["text"]
+            assert set(s["support"]["annotators"]) <= {"a", "b", "c"}
+            assert isinstance(s["hotspot"], bool)
+    # gold is reported, never used: F1 recorded per iteration and for the final annotation
+    assert "consensus" in metrics["iterations"][0]["f1"]
+    assert metrics["final_f1"]["a"] == pytest.approx(1.0)
+    # the guideline of each later iteration was written by the supervisor and is valid YAML
+    for r in metrics["iterations"][1:]:
+        g = yaml.safe_load((out / "iterations" / str(r["iteration"]) / "guideline.yaml").read_text())
+        assert g["iteration"] == r["iteration"]
+
+
+def test_rerun_resumes_without_calls_and_refuses_other_configs(tmp_path, example):
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    opts = RefineOptions(iterations=2, sample_size=6, seed=3)
+    pool = _pool(("a", "b"))
+    r1 = refine(schema, docs, pool, tmp_path / "run", opts, clients=_clients(scripts), quiet=True)
+    calls = {k: s.calls for k, s in scripts.items()}
+    first = (tmp_path / "run/final/annotations.jsonl").read_text()
+    r2 = refine(schema, docs, pool, tmp_path / "run", opts, clients=_clients(scripts), quiet=True)
+    assert {k: s.calls for k, s in scripts.items()} == calls  # everything finished is read back
+    assert (tmp_path / "run/final/annotations.jsonl").read_text() == first
+    assert r2.selected_iteration == r1.selected_iteration
+    with pytest.raises(DizinerError, match="different options"):
+        refine(schema, docs, pool, tmp_path / "run", RefineOptions(iterations=3, sample_size=6, seed=3),
+               clients=_clients(scripts), quiet=True)
+
+
+def test_refuses_to_write_into_a_foreign_folder(tmp_path, example):
+    schema, docs, gold, by_text = example
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    scripts = {"a": Scripted(by_text, {"PER"}), "b": Scripted(by_text, {"ORG"})}
+    with pytest.raises(DizinerError, match="not a diziner run"):
+        refine(schema, docs, _pool(("a", "b")), tmp_path / "mine", RefineOptions(iterations=1, sample_size=4),
+               clients=_clients(scripts), quiet=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_stop_rule_stops_when_agreement_does_not_rise(tmp_path, example):
+    schema, docs, gold, by_text = example
+    # identical annotators: agreement is 1.0 from the start and cannot rise
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "ORG"})}
+    res = refine(schema, docs, _pool(("a", "b")), tmp_path / "run", RefineOptions(iterations=4, sample_size=5),
+                 clients=_clients(scripts), quiet=True)
+    assert len(res.iterations) == 2
+    assert "did not rise" in res.stopped_because
+    assert res.selected_iteration == 0
+
+
+def test_failed_annotator_dropped_and_too_few_stop(tmp_path, example):
+    schema, docs, gold, by_text = example
+    from diziner.errors import LLMCallError
+
+    def broken(req):
+        raise LLMCallError("HTTP 503 from server", kind="http_5xx")
+
+    scripts = {"a": Scripted(by_text, {"PER"}), "b": Scripted(by_text, {"ORG"}), "c": broken}
+    res = refine(schema, docs, _pool(), tmp_path / "run", RefineOptions(iterations=1, sample_size=4),
+                 clients=_clients(scripts), quiet=True)
+    assert res.iterations[0].annotators == ["a", "b"]
+    assert res.iterations[0].failures["c"] == 4
+    failed = [json.loads(x) for x in (tmp_path / "run/iterations/0/annotations/c.jsonl").read_text().splitlines()]
+    assert all(x["status"] == "failed" and "503" in x["reason"] for x in failed)
+    scripts2 = {"a": Scripted(by_text, {"PER"}), "b": broken}
+    with pytest.raises(DizinerError, match="at least 2"):
+        refine(schema, docs, _pool(("a", "b")), tmp_path / "run2", RefineOptions(iterations=1, sample_size=4),
+               clients=_clients(scripts2), quiet=True)
+
+
+def test_annotate_corpus_with_fixed_guideline(tmp_path, example):
+    from diziner.guideline import Guideline
+
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    out = tmp_path / "out.jsonl"
+    summary = annotate_corpus(Guideline.initial(schema), docs, _pool(("a", "b")), out, clients=_clients(scripts),
+                              quiet=True, min_support=0.0)
+    assert summary["documents"] == len(docs)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    # union (min_support 0) keeps PER, ORG and LOC; PER found by both carries both supporters
+    labels = {s["label"] for r in rows for s in r["spans"]}
+    assert labels == {"PER", "ORG", "LOC"}
+    per = [s for r in rows for s in r["spans"] if s["label"] == "PER"]
+    assert per and all(sorted(s["support"]["annotators"]) == ["a", "b"] for s in per)
+    assert (tmp_path / "out.a.jsonl").is_file() and (tmp_path / "out.b.jsonl").is_file()
+
+
+def test_cli_refine_bad_inputs_are_one_line(tmp_path, examples_dir, capsys):
+    from diziner.cli import main
+
+    bad = tmp_path / "schema.yaml"
+    bad.write_text("goal: g\nlabels:\n  - name: PER\n    definition: ''\n")
+    rc = main(["refine", "--schema", str(bad), "--texts", str(examples_dir / "texts.txt"),
+               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "schema.yaml:4" in err and "definition" in err
+    rc = main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(tmp_path / "missing.txt"),
+               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "missing.txt" in err and "\n" not in err
+
+
+def test_cli_dry_run_plans_calls_without_calling(tmp_path, examples_dir, capsys):
+    from diziner.cli import main
+
+    rc = main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
+               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r"), "--dry-run",
+               "--iterations", "2", "--sample-size", "10"])
+    plan = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert plan["pilot"]["calls"] == 2 * 20 and plan["final"]["calls"] == 2 * 40
+    assert plan["pilot"]["tokens_in_est"] > 0
+    assert not (tmp_path / "r").exists()
