@@ -43,8 +43,10 @@ def test_oversized_sentence_is_split_at_whitespace_with_warning(caplog):
     with caplog.at_level(logging.WARNING):
         plan = chunk_text(text, 10)
     assert plan.oversized_sentences == 1 and plan.warnings and "longer than" in caplog.text
-    covered = "".join(c.text for c in plan.chunks).replace(" ", "")
-    assert covered == text.replace(" ", "")  # nothing dropped
+    # nothing dropped: the chunks cover the text (consecutive ones may overlap, so that a
+    # mention cut at a seam is seen whole in one of them)
+    assert plan.chunks[0].start == 0 and plan.chunks[-1].end == len(text)
+    assert all(b.start <= a.end and text[a.end:b.start].strip() == "" for a, b in zip(plan.chunks, plan.chunks[1:]))
     assert all(not c.text.startswith(" ") and approx_tokens(c.text) <= 10 for c in plan.chunks)
 
 

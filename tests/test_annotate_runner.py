@@ -65,7 +65,7 @@ def test_two_annotators_all_pairs(guideline):
     a = runs["a"]
     assert isinstance(a, AnnotatorRun) and list(a.results) == ["d1", "d2"]
     r = a.results["d1"]
-    assert r.status == "ok" and r.calls == 1 and r.prompt == "annotate_chat.v1"
+    assert r.status == "ok" and r.calls == 1 and r.prompt == "annotate_chat.v2"
     assert [(s.start, s.end, s.label, s.text) for s in r.spans] == [
         (0, 12, "PER", "Ada Lovelace"), (28, 31, "ORG", "IBM"), (33, 36, "PER", "Ada")]
     assert r.grounding == {"exact": 3, "fuzzy": 0, "ungrounded": 1, "duplicate": 0} and r.dropped_labels == 1

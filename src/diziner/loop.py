@@ -36,6 +36,7 @@ from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
 from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
+from diziner.testing.faults import maybe_kill
 
 log = logging.getLogger("diziner.loop")
 
@@ -141,6 +142,62 @@ def _spans_from_dicts(doc_id: str, rows: list[dict]) -> list[Span]:
     return [Span(doc_id, int(r["start"]), int(r["end"]), str(r["label"]), str(r.get("text", ""))) for r in rows]
 
 
+def _failure_kind(reason: str | None) -> str:
+    """The kind of a failed document's reason: the LLMCallError kind, or ``unreadable_answer``."""
+    r = (reason or "").strip()
+    if r.startswith("unreadable answer"):
+        return "unreadable_answer"
+    head = r.split(":", 1)[0].strip()
+    return head if head and " " not in head else "other"
+
+
+def fault_summary(rows: list[dict], ledger_records: list | None = None) -> dict[str, Any]:
+    """Faults met and survived: documents failed by kind, parse failures, grounding, and the
+    ledger's retries and failed calls by kind. ``rows`` are annotation lines (DocResult JSON)."""
+    out: dict[str, Any] = {"documents": len(rows), "ok": 0, "failed": 0, "failed_by_kind": {}, "parse_failures": 0,
+                           "truncated_answers": 0, "ungrounded_mentions": 0, "fuzzy_mentions": 0,
+                           "dropped_labels": 0}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            out["ok"] += 1
+        else:
+            out["failed"] += 1
+            k = _failure_kind(r.get("reason"))
+            out["failed_by_kind"][k] = out["failed_by_kind"].get(k, 0) + 1
+        out["parse_failures"] += int(r.get("parse_failures", 0) or 0)
+        out["truncated_answers"] += int(r.get("truncated", 0) or 0)
+        out["dropped_labels"] += int(r.get("dropped_labels", 0) or 0)
+        g = r.get("grounding") or {}
+        out["ungrounded_mentions"] += int(g.get("ungrounded", 0) or 0)
+        out["fuzzy_mentions"] += int(g.get("fuzzy", 0) or 0)
+    if ledger_records is not None:
+        from diziner.llm.ledger import summarise
+
+        tot = summarise(ledger_records)["total"]
+        out["calls"] = {k: tot[k] for k in ("calls", "ok", "failed", "cached")}
+        out["retries"] = tot.get("retries", 0)
+        out["retries_by_kind"] = tot.get("retries_by_kind", {})
+        out["failed_calls_by_kind"] = tot.get("failures_by_kind", {})
+    return out
+
+
+def _run_fault_summary(out: Path) -> dict[str, Any]:
+    """fault_summary over every annotation file of a run directory and its whole ledger (all resumes)."""
+    rows: list[dict] = []
+    files = sorted(out.glob("iterations/*/annotations/*.jsonl")) + sorted((out / "final" / "by_annotator").glob("*.jsonl"))
+    for f in files:
+        try:
+            rows.extend(atomic.read_jsonl(f))
+        except (OSError, ValueError):
+            continue
+    recs = None
+    if (out / "ledger.jsonl").exists():
+        from diziner.llm.ledger import Ledger
+
+        recs = Ledger.read(out / "ledger.jsonl")
+    return fault_summary(rows, recs)
+
+
 class Progress:
     """Thin wrapper over rich progress bars; silent when ``quiet``."""
 
@@ -184,6 +241,7 @@ async def _annotate(documents, guideline, clients, styles, *, iteration, options
 
     def on_result(annotator_id, result):
         advance(1)
+        maybe_kill("annotate_doc")
 
     runs = await annotate_documents(
         documents,
@@ -207,6 +265,7 @@ def _usable(runs: dict, progress: Progress, min_annotators: int, where: str) -> 
         ok = sum(1 for r in run.results.values() if r.status == "ok")
         if ok == 0:
             reasons = sorted({r.reason or "unknown" for r in run.results.values()})[:3]
+            log.warning("annotator %r failed on every document in %s; dropped (%s)", a, where, "; ".join(reasons))
             progress.print(f"[yellow]warning:[/] annotator {a!r} failed on every document in {where}; dropped ({'; '.join(reasons)})")
         else:
             usable.append(a)
@@ -366,6 +425,7 @@ async def refine_async(
                 analysis = result.to_json()
                 atomic.write_json(it_dir / "analysis.json", analysis)
                 atomic.write_text(it_dir / "report.md", result.to_markdown())
+                maybe_kill("analysis")
                 per_ann = _per_annotator_agreement(analysis["pairwise_f1"])
                 rec = IterationRecord(
                     iteration=t,
@@ -409,6 +469,7 @@ async def refine_async(
                     new_g = sres.guideline if sres.ok else guideline
                     new_g = new_g.model_copy(update={"iteration": t + 1})
                     atomic.write_text(out / "iterations" / str(t + 1) / "guideline.yaml", new_g.to_yaml())
+                    maybe_kill("supervisor")
                     if not sres.ok:
                         progress.print(f"[yellow]warning:[/] supervisor failed in iteration {t}: {sres.error}; the previous guideline is kept")
                 atomic.write_json(it_dir / "metrics.json", rec.to_json())
@@ -433,6 +494,7 @@ async def refine_async(
         sel = max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration))
         selected = load_guideline(out / "iterations" / str(sel.iteration) / "guideline.yaml")
         atomic.write_text(out / "final" / "guideline.yaml", selected.to_yaml())
+        maybe_kill("final_write")
         atomic.write_text(out / "final" / "guideline.md", render_markdown(selected))
         progress.print(f"selected iteration {sel.iteration} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}")
 
@@ -449,6 +511,7 @@ async def refine_async(
         "final_f1": final_f1,
         "wall_s": round(time.time() - t0, 2),
         "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+        "faults": _run_fault_summary(out),
     }
     atomic.write_json(out / "metrics.json", summary)
     return RefineResult(out=out, iterations=records, selected_iteration=sel.iteration, guideline=selected,
@@ -487,6 +550,7 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
     cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots)
     atomic.write_jsonl(fdir / "annotations.jsonl", [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+    maybe_kill("final_annotations")
     f1: dict[str, float] = {}
     if gold is not None:
         doc_ids = [d.id for d in documents]
@@ -560,4 +624,6 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         "failure_reasons": {a: sorted({runs[a].results[d].reason or "" for d in v})[:5] for a, v in failed.items() if v},
         "spans": sum(len(v) for v in cons.values()),
         "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+        "faults": fault_summary([runs[a].results[d.id].to_json() for a in runs for d in documents if d.id in runs[a].results],
+                                list(ledger.records) if hasattr(ledger, "records") else None),
     }

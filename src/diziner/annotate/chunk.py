@@ -129,7 +129,9 @@ def chunk_text(text: str, max_tokens: int = 1500, *, overlap_tokens: int | None 
                    f"chunk budget of {max_tokens} tokens; it was split at whitespace")
             plan.warnings.append(msg)
             log.warning(msg)
-            units.extend(_split_long(text, s, e, max_tokens, count))
+            # pieces no longer than the overlap, so that consecutive chunks of this sentence
+            # still share text and a mention cut at a seam is seen whole in one of them
+            units.extend(_split_long(text, s, e, overlap if overlap > 0 else max_tokens, count))
         else:
             units.append((s, e))
     i = 0

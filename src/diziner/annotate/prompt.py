@@ -1,38 +1,46 @@
 """Annotator prompts Θk(t) = (Σ, C(t), Rk(t), G(t)) rendered from versioned templates.
 
-Templates are files in ``diziner/templates`` (``annotate_chat.v1.j2``,
-``annotate_fewshot.v1.j2``), loaded with :mod:`importlib.resources`; the version is part
-of the template name and is recorded with every result (:func:`template_id`).
+Templates are files in ``diziner/templates`` (``annotate_<style>.<version>.j2``), loaded
+with :mod:`importlib.resources`; the version is part of the template name and is recorded
+with every result (:func:`template_id`). ``v2`` is the default; ``v1`` stays renderable
+(``build_request(..., template_version="v1")``) so older runs can be reproduced.
 
-Layout (static parts first, the document last, so a server's prefix cache is reused):
+Layout (static parts first, the document last, so a server's or llama.cpp's prefix
+cache is reused; everything before the document is byte-identical for every document of
+one annotator and iteration):
 
-- ``chat``: a system message (schema with is / is-not examples, common instructions C
-  with worked examples, this annotator's model-specific instructions Rk, goal G, the
-  answer format), then demonstrations as earlier user/assistant turns (the schema's
-  demonstrations, then the worked examples of C and Rk; demonstrations without mentions
-  are moved first, since weak models copy an empty answer that comes right before the
-  document), then one user turn with the
-  document between ``<<<DOCUMENT>>>`` and ``<<<END OF DOCUMENT>>>``. Output: a JSON
-  object ``{"mentions": [{"text", "label"}]}``.
-- ``fewshot`` (base models): a plain completion prompt — a short header with Σ, C, Rk
-  and G, then ``Text: ...\\nEntities: [...]\\n\\n`` per demonstration, ending with
-  ``Text: <document>\\nEntities:``. Output: a bare JSON array (what a base model
-  continues naturally and a grammar constrains simply). Line breaks in the document are
-  replaced by spaces (same length, so offsets are unchanged) so the document cannot
-  start a line of its own.
+- ``chat``: a system message, then demonstrations as earlier user/assistant turns (the
+  schema's demonstrations, then the worked examples of C and Rk, at most ``max_demos``;
+  demonstrations without mentions first, since weak models copy an empty answer that
+  comes right before the document), then one user turn with the document between
+  ``<<<DOCUMENT>>>`` and ``<<<END OF DOCUMENT>>>``. Output: ``{"mentions": [{"text", "label"}]}``.
+  v1's system message is long (full definitions, is / is-not examples, instructions with
+  their worked examples, goal, format rules); v2's is short: one line per label (first
+  sentence of its definition, three positive examples), C and Rk as rules (worked
+  examples that are not already demo turns listed under their rule), G, the format.
+- ``fewshot`` (base models): a plain completion prompt — a header with Σ, C, Rk and G,
+  then ``Text: ...`` / ``Entities:`` / JSON list per demonstration, ending with
+  ``Text: <document>`` and ``Entities:``. Output: a bare JSON array. v2 puts the list on
+  a line of its own (the prompt ends ``Entities:\n``, so the model's natural first token
+  "[" is the one the grammar allows; v1 ended ``Entities:`` and the grammar forbade the
+  natural " ["), keeps only demonstrations with mentions, says nothing about empty
+  answers, and drops the repetition penalty (see :func:`default_params`). Line breaks in
+  the document are replaced by spaces (same length, offsets unchanged) so the document
+  cannot start a line of its own.
 
-Everything before the document is byte-identical for every document of one annotator
-and iteration. A document that contains a fence marker has the marker's first ``<``
-replaced by ``‹`` (same length) so it cannot close the fence. Model-specific instructions
-are the annotator's own; the ids of other annotators are replaced by "another annotator"
-in instruction texts and rationales.
+A document that contains a fence marker has the marker's first ``<`` replaced by ``‹``
+(same length) so it cannot close the fence. Model-specific instructions are the
+annotator's own; the ids of other annotators are replaced by "another annotator" in
+instruction texts and rationales. Measurements: ``scripts/probe_prompts.py`` and
+docs/annotation.md.
 """
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from functools import cache
+from typing import Any, Literal
 
 from diziner.annotate.ground import ground_mentions
 from diziner.errors import ConfigError
@@ -40,11 +48,25 @@ from diziner.guideline import Guideline, Instruction
 from diziner.llm.base import LLMRequest
 from diziner.schema import WorkedExample
 
-__all__ = ["TEMPLATE_VERSION", "PromptStyle", "BEGIN_MARK", "END_MARK", "MAX_MENTION_CHARS", "template_id",
-           "build_request", "build_reask_request", "mentions_json_schema", "default_params", "static_prefix"]
+__all__ = [
+    "BEGIN_MARK",
+    "END_MARK",
+    "MAX_MENTION_CHARS",
+    "TEMPLATE_VERSION",
+    "TEMPLATE_VERSIONS",
+    "PromptStyle",
+    "build_reask_request",
+    "build_request",
+    "default_params",
+    "mentions_json_schema",
+    "short_definition",
+    "static_prefix",
+    "template_id",
+]
 
 PromptStyle = Literal["chat", "fewshot"]
-TEMPLATE_VERSION = "v1"
+TEMPLATE_VERSION = "v2"  # the default; every version in TEMPLATE_VERSIONS stays renderable
+TEMPLATE_VERSIONS = ("v1", "v2")
 BEGIN_MARK = "<<<DOCUMENT>>>"
 END_MARK = "<<<END OF DOCUMENT>>>"
 MAX_MENTION_CHARS = 100  # maxLength of a mention's text in the output schema
@@ -54,10 +76,38 @@ _STYLES = ("chat", "fewshot")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def template_id(prompt_style: str) -> str:
-    """Name and version of the template a style uses, e.g. ``annotate_chat.v1``."""
+def template_id(prompt_style: str, version: str | None = None) -> str:
+    """Name and version of the template a style uses, e.g. ``annotate_chat.v2`` (default version)."""
     _check_style(prompt_style)
-    return f"annotate_{prompt_style}.{TEMPLATE_VERSION}"
+    return f"annotate_{prompt_style}.{_version(version)}"
+
+
+def _version(version: str | None) -> str:
+    v = TEMPLATE_VERSION if version is None else version
+    if v not in TEMPLATE_VERSIONS:
+        raise ConfigError(f"unknown annotation template version {v!r}: use one of {', '.join(TEMPLATE_VERSIONS)}")
+    return v
+
+
+_SENTENCE_END = re.compile(r"(?<![A-Z])(?<!\b[a-z])(?<!e\.g)(?<!i\.e)[.!?](?=\s+[A-Z\"(“])")
+
+
+def short_definition(definition: str, max_chars: int = 200) -> str:
+    """The first sentence of a label definition (at most ``max_chars``, cut at a word), for short prompts."""
+    text = " ".join(definition.split())
+    m = _SENTENCE_END.search(text)
+    if m:
+        text = text[: m.end()]
+    if len(text) > max_chars:
+        cut = text[:max_chars].rsplit(" ", 1)[0].rstrip(",;:(")
+        text = cut + " ..."
+    return text
+
+
+def _label_views(labels: list[Any]) -> list[dict[str, Any]]:
+    return [{"name": lab.name, "definition": lab.definition, "short": short_definition(lab.definition),
+             "positive_examples": list(lab.positive_examples), "negative_examples": list(lab.negative_examples)}
+            for lab in labels]
 
 
 def _check_style(prompt_style: str) -> None:
@@ -65,7 +115,7 @@ def _check_style(prompt_style: str) -> None:
         raise ConfigError(f"unknown prompt style {prompt_style!r}: use one of {', '.join(_STYLES)}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> Any:
     from importlib.resources import files
 
@@ -95,9 +145,18 @@ def mentions_json_schema(labels: list[str], max_mentions: int = 32, *, top_level
     return {"type": "object", "properties": {"mentions": array}, "required": ["mentions"], "additionalProperties": False}
 
 
-def default_params(prompt_style: str, max_mentions: int = 32) -> dict[str, Any]:
-    """Greedy decoding, an output budget sized to ``max_mentions``, a mild repetition penalty."""
-    p: dict[str, Any] = {"temperature": 0.0, "max_tokens": 16 + TOKENS_PER_MENTION * max_mentions, "repeat_penalty": 1.1}
+def default_params(prompt_style: str, max_mentions: int = 32, version: str | None = None) -> dict[str, Any]:
+    """Greedy decoding and an output budget sized to ``max_mentions``.
+
+    ``chat`` adds a mild repetition penalty (1.1). From v2 on, ``fewshot`` uses none: the
+    penalty also hits the JSON punctuation and keys the demonstrations repeat, which made
+    a base model close the list after one or two mentions (measured: recall 0.23 -> 0.36
+    on examples/, scripts/probe_prompts.py). The grammar and ``maxItems`` bound loops.
+    """
+    v = _version(version)
+    penalty = 1.0 if prompt_style == "fewshot" and v != "v1" else 1.1
+    p: dict[str, Any] = {"temperature": 0.0, "max_tokens": 16 + TOKENS_PER_MENTION * max_mentions,
+                         "repeat_penalty": penalty}
     if prompt_style == "fewshot":
         p["stop"] = list(FEWSHOT_STOP)
     return p
@@ -127,10 +186,11 @@ def _answer(ex: WorkedExample, style: str) -> str:
     return json.dumps(ms if style == "fewshot" else {"mentions": ms}, ensure_ascii=False)
 
 
-def _instructions(items: list[Instruction], scrub: Any, style: str) -> list[dict[str, Any]]:
+def _instructions(items: list[Instruction], scrub: Any, style: str,
+                  skip: set[str] = frozenset()) -> list[dict[str, Any]]:  # type: ignore[assignment]
     return [{"id": ins.id, "text": scrub(ins.text),
              "examples": [{"text": ex.text, "answer": _answer(ex, style), "rationale": scrub(ex.rationale)}
-                          for ex in ins.examples]}
+                          for ex in ins.examples if ex.text not in skip]}
             for ins in items]
 
 
@@ -163,29 +223,35 @@ def _one_line(text: str) -> str:
 def build_request(guideline: Guideline, annotator_id: str, prompt_style: PromptStyle, document_text: str, *,
                   max_mentions: int = 32, params: dict[str, Any] | None = None,
                   other_annotators: Iterable[str] = (), max_demos: int | None = 8,
-                  iteration: int | None = None) -> LLMRequest:
+                  iteration: int | None = None, template_version: str | None = None) -> LLMRequest:
     """The annotation request of one annotator for one document (or chunk); see module docstring.
 
     ``params`` override the defaults of :func:`default_params`. ``other_annotators`` are
     ids to keep out of this annotator's prompt (the guideline's own annotator ids always are).
+    ``template_version`` picks an older template (default :data:`TEMPLATE_VERSION`).
     """
     _check_style(prompt_style)
+    version = _version(template_version)
     if max_mentions < 1:
         raise ConfigError("max_mentions must be at least 1")
     schema = guideline.schema_
     labels = schema.label_names
     others = (set(guideline.model_specific) | set(other_annotators)) - {annotator_id}
     scrub = _scrubber(others)
-    tpl = _template(template_id(prompt_style))
-    common = _instructions(guideline.all_common(), scrub, prompt_style)
-    specific = _instructions(guideline.for_annotator(annotator_id), scrub, prompt_style)
+    tpl = _template(template_id(prompt_style, version))
     demos = _demos(guideline, annotator_id, max_demos)
-    merged = default_params(prompt_style, max_mentions)
+    if version != "v1":
+        demos = _v2_demos(demos, prompt_style)
+    shown = {ex.text for ex in demos} if version != "v1" and prompt_style == "chat" else set()
+    common = _instructions(guideline.all_common(), scrub, prompt_style, skip=shown)
+    specific = _instructions(guideline.for_annotator(annotator_id), scrub, prompt_style, skip=shown)
+    label_info = schema.labels if version == "v1" else _label_views(schema.labels)
+    merged = default_params(prompt_style, max_mentions, version)
     merged.update(params or {})
     tags = {"purpose": "annotate", "annotator": annotator_id,
             "iteration": guideline.iteration if iteration is None else iteration}
     if prompt_style == "chat":
-        messages = [{"role": "system", "content": str(tpl.system(schema.labels, labels, common, specific,
+        messages = [{"role": "system", "content": str(tpl.system(label_info, labels, common, specific,
                                                                  guideline.goal, max_mentions, BEGIN_MARK, END_MARK))}]
         for ex in demos:
             messages.append({"role": "user", "content": str(tpl.user(_fence_safe(ex.text), BEGIN_MARK, END_MARK))})
@@ -193,12 +259,27 @@ def build_request(guideline: Guideline, annotator_id: str, prompt_style: PromptS
         messages.append({"role": "user", "content": str(tpl.user(_fence_safe(document_text), BEGIN_MARK, END_MARK))})
         return LLMRequest(messages=messages, json_schema=mentions_json_schema(labels, max_mentions),
                           params=merged, **tags)
-    parts = [str(tpl.header(schema.labels, labels, common, specific, guideline.goal, max_mentions))]
+    parts = [str(tpl.header(label_info, labels, common, specific, guideline.goal, max_mentions))]
     for ex in demos:
         parts.append(str(tpl.demo(_one_line(ex.text), _answer(ex, "fewshot"))))
     parts.append(str(tpl.query(_one_line(document_text), False)))
     return LLMRequest(prompt="".join(parts), json_schema=mentions_json_schema(labels, max_mentions, top_level_array=True),
                       params=merged, **tags)
+
+
+def _v2_demos(demos: list[WorkedExample], style: str) -> list[WorkedExample]:
+    """v2: few-shot keeps only demos with mentions (a base model copies empty answers); chat keeps all."""
+    if style == "fewshot":
+        with_mentions = [ex for ex in demos if ex.mentions]
+        return with_mentions or demos
+    return demos
+
+
+def _request_version(req: LLMRequest) -> str:
+    """The template version a request was built with (v1 and v2 differ in the few-shot query line)."""
+    if req.messages is not None:
+        return "v1" if str(req.messages[0].get("content", "")).startswith("You are a careful annotator") else "v2"
+    return "v2" if (req.prompt or "").endswith("Entities:\n") else "v1"
 
 
 def build_reask_request(previous: LLMRequest, bad_answer: str, error: str, *, labels: list[str],
@@ -213,19 +294,21 @@ def build_reask_request(previous: LLMRequest, bad_answer: str, error: str, *, la
     if attempt >= 2:
         params["temperature"] = min(1.0, 0.3 * (attempt - 1))
         params["seed"] = attempt
+    version = _request_version(previous)
     if previous.messages is not None:
-        tpl = _template(f"annotate_chat.{TEMPLATE_VERSION}")
+        tpl = _template(f"annotate_chat.{version}")
         messages = list(previous.messages) + [
             {"role": "assistant", "content": (bad_answer or "")[:4000]},
             {"role": "user", "content": str(tpl.reask(error or "not valid JSON", labels))},
         ]
         return previous.model_copy(update={"messages": messages, "params": params})
-    tpl = _template(f"annotate_fewshot.{TEMPLATE_VERSION}")
+    tpl = _template(f"annotate_fewshot.{version}")
     prompt = previous.prompt or ""
-    nudge = str(tpl.query("", True))  # "Text: \n(nudge)\nEntities:"
+    nudge = str(tpl.query("", True))  # "Text: \n(nudge)\nEntities:" (v2: and a line break)
+    tail = nudge[nudge.rindex("Entities:"):]
     nudge_line = nudge[nudge.index("\n") + 1 : nudge.rindex("Entities:")]
-    if nudge_line not in prompt and prompt.endswith("Entities:"):
-        prompt = prompt[: -len("Entities:")] + nudge_line + "Entities:"
+    if nudge_line not in prompt and prompt.endswith(tail):
+        prompt = prompt[: -len(tail)] + nudge_line + tail
     return previous.model_copy(update={"prompt": prompt, "params": params})
 
 

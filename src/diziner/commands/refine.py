@@ -151,27 +151,39 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
         force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+        batch_size: int = typer.Option(256, "--batch-size", min=1, help="Documents read, annotated and written per batch (memory is bounded by a few batches)."),
+        weight_sample: Optional[int] = typer.Option(None, "--weight-sample", min=1, help="Documents whose analysis fixes the annotator weights and hotspot threshold (default: 2 batches)."),
+        weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
+        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of U* over the weight sample's disputed tokens."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Annotate documents with a (refined) guideline by every annotator of the pool, aggregated with support.
+
+        Documents are streamed in batches and results appended to OUT.partial files, renamed
+        when all are done; re-run the same command to resume an interrupted run.
 
         Example: diziner annotate --guideline runs/demo/final/guideline.yaml --pool examples/pool-local.yaml --texts examples/texts.txt --out out.jsonl
         """
         from diziner.errors import DizinerError
         from diziner.guideline import load_guideline
         from diziner.llm.pool import load_pool
-        from diziner.loop import annotate_corpus
+        from diziner.stream import StreamOptions, annotate_file
 
         g = load_guideline(guideline)
         pl = load_pool(pool)
-        docs = _load_texts(texts, fmt)
+        if not texts.is_file():
+            from diziner.errors import InputError
+
+            raise InputError(texts, None, "no such file")
         if out.exists() and not force:
             raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
-        summary = annotate_corpus(g, docs, pl, out, cache_path=cache, no_cache=no_cache, budget_usd=budget,
-                                  min_support=min_support, quiet=quiet or as_json)
+        sopts = StreamOptions(batch_size=batch_size, weight_sample=weight_sample, min_support=min_support,
+                              weights=weights, percentile=percentile)
+        summary = annotate_file(g, texts, pl, out, fmt=fmt, count=not (quiet or as_json), options=sopts,
+                                cache_path=cache, no_cache=no_cache, budget_usd=budget, quiet=quiet or as_json)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         elif not quiet:

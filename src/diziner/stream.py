@@ -1,0 +1,570 @@
+"""Streaming annotation of a large corpus with a fixed guideline, in bounded memory.
+
+``diziner annotate`` goes through here. Documents are read lazily and annotated in
+batches (every annotator of the pool on every document of the batch, concurrently; the
+clients enforce the concurrency limits). While one batch is aggregated and written, the
+next one is already being annotated (``prefetch``). Memory holds at most
+``prefetch + 1`` batches, plus the set of document ids seen (to refuse duplicates and to
+resume), plus the weight window once at the start.
+
+Aggregation needs annotator weights and the hotspot threshold. Both are corpus-level
+quantities in the non-streaming path; here they are computed once, from the first
+batches holding at least ``weight_sample`` documents (the *weight window*, default two
+batches; annotated concurrently) with
+:func:`diziner.analysis.analyze`, and then kept fixed:
+
+* weights — mean pairwise strict span F1 on the window (``f1`` or ``hybrid``);
+* hotspot threshold — the ``percentile`` of U* over the window's disputed tokens. Each
+  later batch marks a token hot when its U* (with the fixed weights) reaches that
+  threshold; runs are formed per document exactly as in the analysis. When the window
+  has no disputed token at all (no threshold), each batch falls back to its own
+  percentile.
+
+When the window covers the whole corpus the result equals the non-streaming
+:func:`diziner.loop.annotate_corpus` exactly.
+
+Files (``out`` = ``results.jsonl``):
+
+* ``results.jsonl`` — consensus spans with support, one line per document, input order;
+* ``results.<annotator>.jsonl`` — each annotator's results (status, reason, spans, ...);
+* ``results.ledger.jsonl`` — one record per LLM call (only running totals stay in memory).
+
+While running, lines are appended to ``<file>.partial`` (flushed and fsynced per batch)
+and the fixed weights are kept in ``results.jsonl.partial-state.json``; the final paths
+are only ever produced by ``os.replace`` when every document is done, so no
+half-written file is ever at a final path. Running the same command again resumes: the
+documents already in the partial consensus file are skipped, the others are annotated
+(finished calls of an interrupted batch come from the response cache).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from diziner import atomic
+from diziner.corpus.model import Document, Span
+from diziner.errors import DizinerError, InputError
+from diziner.guideline import Guideline
+
+STATE_VERSION = 1
+__all__ = ["StreamOptions", "StreamPaths", "annotate_stream", "annotate_stream_async", "annotate_file", "batched",
+           "batch_hotspots", "count_documents"]
+
+
+@dataclass
+class StreamOptions:
+    """Knobs of a streamed annotation run."""
+
+    batch_size: int = 256
+    weight_sample: int | None = None  # documents of the weight window; None = 2 × batch_size
+    min_support: float | None = None  # None = token-level weighted consensus; 0 = union
+    weights: str = "f1"  # f1 | hybrid
+    percentile: float = 80.0
+    reask: int = 1
+    max_mentions: int = 32
+    prefetch: int = 1  # batches annotated ahead of the one being written
+
+    def window(self) -> int:
+        return self.weight_sample if self.weight_sample is not None else 2 * self.batch_size
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise DizinerError(f"batch size must be at least 1 (got {self.batch_size})")
+        if self.window() < 1:
+            raise DizinerError(f"the weight sample must be at least 1 document (got {self.window()})")
+        if self.prefetch < 0:
+            raise DizinerError(f"prefetch must be >= 0 (got {self.prefetch})")
+        if self.min_support is not None and not 0.0 <= self.min_support <= 1.0:
+            raise DizinerError(f"min_support must be within [0, 1] (got {self.min_support})")
+        if self.weights not in ("f1", "hybrid"):
+            raise DizinerError(f"unknown weights mode {self.weights!r} (use f1 or hybrid)")
+        if not 0.0 <= self.percentile <= 100.0:
+            raise DizinerError(f"percentile must be within [0, 100] (got {self.percentile})")
+
+
+@dataclass
+class StreamPaths:
+    """Where a streamed run writes: final paths, their ``.partial`` twins, the state file, the ledger."""
+
+    out: Path
+    annotators: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> "StreamPaths":
+        out = Path(out)
+        return cls(out, {a: out.with_name(f"{out.stem}.{a}.jsonl") for a in annotator_ids})
+
+    @staticmethod
+    def partial(path: Path) -> Path:
+        return path.with_name(path.name + ".partial")
+
+    @property
+    def state(self) -> Path:
+        return self.out.with_name(self.out.name + ".partial-state.json")
+
+    @property
+    def ledger(self) -> Path:
+        return self.out.with_name(self.out.stem + ".ledger.jsonl")
+
+    def finals(self) -> list[Path]:
+        return [*self.annotators.values(), self.out]
+
+    def partials(self) -> list[Path]:
+        return [self.partial(p) for p in self.finals()]
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def batched(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    """Lists of up to ``size`` documents, in order, pulled lazily."""
+    buf: list[Document] = []
+    for d in documents:
+        buf.append(d)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def batch_hotspots(documents: list[Document], annotations: dict[str, dict[str, list[Span]]],
+                   weights: dict[str, float], labels: list[str], threshold: float | None,
+                   percentile: float = 80.0) -> list[dict]:
+    """Hotspot runs of a batch with fixed weights and a fixed U* threshold.
+
+    A token is hot when ``U* ≥ threshold`` and ``U* > 0`` (the rule of
+    :func:`diziner.analysis.scores.hot_tokens`); ``threshold=None`` uses the batch's own
+    ``percentile``. Returns dicts ``{document, token_start, token_end}`` (token indices
+    within the document), as :func:`diziner.analysis.aggregate` takes them.
+    """
+    from diziner.analysis import scores as S
+    from diziner.analysis.tags import TokenIndex, project
+
+    names = [a for a in annotations if a in weights]
+    if len(names) < 2 or not documents:
+        return []
+    label_ids = {lab: i for i, lab in enumerate(labels)}
+    index = TokenIndex.build(documents)
+    if index.n_tokens == 0:
+        return []
+    Z = np.vstack([project(index, annotations[a], label_ids, annotator=a)[0] for a in names])
+    w = S.normalise(np.array([float(weights[a]) for a in names]))
+    u = S.token_scores(Z, w).u_star
+    if threshold is None:
+        hot, _ = S.hot_tokens(u, percentile)
+    else:
+        hot = (u >= threshold - S.ZERO_EPS) & (u > 0)
+    hs, he = S.hotspot_runs(hot, index.doc_start)
+    out = []
+    for s, e in zip(hs.tolist(), he.tolist()):
+        d = int(index.doc_of_token[s])
+        base = int(index.offsets[d])
+        out.append({"document": documents[d].id, "token_start": s - base, "token_end": e - base})
+    return out
+
+
+def guideline_sha(guideline: Guideline) -> str:
+    return hashlib.sha256(guideline.to_yaml().encode("utf-8")).hexdigest()[:16]
+
+
+def count_documents(path: str | Path, fmt: str | None = None) -> int:
+    """Number of documents in a corpus file, read as a stream (for the progress bar)."""
+    from diziner.corpus.readers import iter_documents
+
+    return sum(1 for _ in iter_documents(path, fmt))
+
+
+# ----------------------------------------------------------------------------- partial files
+
+
+def _good_prefix(path: Path) -> tuple[int, list[dict]]:
+    """(byte length of the complete, valid JSON lines at the head of ``path``, their objects).
+
+    Reading stops at the first torn or unreadable line (a run killed mid-write).
+    """
+    good = 0
+    rows = []
+    with open(path, "rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                break
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+                break
+            rows.append(obj)
+            good += len(raw)
+    return good, rows
+
+
+def _done_ids(path: Path) -> tuple[list[str], int]:
+    """Ids of the documents finished in a partial consensus file and their span count; truncates a torn tail."""
+    if not path.exists():
+        return [], 0
+    good, rows = _good_prefix(path)
+    if good != path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+    return [r["id"] for r in rows], sum(len(r.get("spans") or []) for r in rows)
+
+
+def _filter_annotator_partial(path: Path, done: set[str], counters: "_Counters", annotator: str) -> None:
+    """Keep the lines of finished documents (first occurrence) and count their failures."""
+    if not path.exists():
+        if done:
+            raise DizinerError(f"{path}: missing while the consensus file lists finished documents; cannot resume",
+                               hint="remove the .partial files to start over")
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    seen: set[str] = set()
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        for raw in src:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                break
+            doc_id = obj.get("id") if isinstance(obj, dict) else None
+            if doc_id in done and doc_id not in seen:
+                seen.add(doc_id)
+                dst.write(raw)
+                counters.add_result(annotator, obj.get("status", "ok") == "ok", obj.get("reason"))
+        dst.flush()
+        os.fsync(dst.fileno())
+    if len(seen) != len(done):
+        tmp.unlink()
+        raise DizinerError(f"{path}: lacks {len(done) - len(seen)} of the finished documents; cannot resume",
+                           hint="remove the .partial files to start over")
+    os.replace(tmp, path)
+
+
+class _Counters:
+    """Running figures for the summary (O(annotators) memory)."""
+
+    def __init__(self, annotators: list[str]):
+        self.failed = {a: 0 for a in annotators}
+        self.ok = {a: 0 for a in annotators}
+        self.reasons: dict[str, set[str]] = {a: set() for a in annotators}
+        self.documents = 0
+        self.spans = 0
+
+    def add_result(self, annotator: str, ok: bool, reason: str | None) -> None:
+        if ok:
+            self.ok[annotator] += 1
+        else:
+            self.failed[annotator] += 1
+            if len(self.reasons[annotator]) < 50:
+                self.reasons[annotator].add(reason or "")
+
+
+class _Writer:
+    """Append-only handles on the partial files; each batch is flushed and fsynced."""
+
+    def __init__(self, paths: StreamPaths):
+        self.paths = paths
+        self.fh = {}
+        for a, p in paths.annotators.items():
+            self.fh[a] = open(StreamPaths.partial(p), "a", encoding="utf-8", newline="\n")
+        self.cons = open(StreamPaths.partial(paths.out), "a", encoding="utf-8", newline="\n")
+
+    def write_batch(self, annotator_lines: dict[str, list[str]], consensus_lines: list[str]) -> None:
+        # annotators first: a consensus line marks its document finished
+        for a, lines in annotator_lines.items():
+            fh = self.fh[a]
+            fh.write("".join(line + "\n" for line in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.cons.write("".join(line + "\n" for line in consensus_lines))
+        self.cons.flush()
+        os.fsync(self.cons.fileno())
+
+    def close(self) -> None:
+        for fh in [*self.fh.values(), self.cons]:
+            fh.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _load_state(paths: StreamPaths, expect: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved weight-window state, or None (then any stale partial file is removed)."""
+    if not paths.state.exists():
+        for p in paths.partials():
+            if p.exists():
+                p.unlink()
+        return None
+    try:
+        state = atomic.read_json(paths.state)
+    except (OSError, ValueError) as e:
+        raise DizinerError(f"{paths.state}: unreadable ({e}); cannot resume",
+                           hint="remove the .partial files to start over") from None
+    diff = [k for k, v in expect.items() if state.get(k) != v]
+    if diff:
+        raise DizinerError(
+            f"{paths.state}: a partial run with a different {', '.join(diff)} is in the way; refusing to mix runs",
+            hint=f"re-run with the same arguments to resume, or remove {paths.out.name}.partial* to start over")
+    return state
+
+
+async def annotate_stream_async(
+    guideline: Guideline,
+    documents: Iterable[Document],
+    pool,
+    out: str | Path,
+    *,
+    options: StreamOptions | None = None,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    quiet: bool = False,
+    total: int | None = None,
+    source: str | Path | None = None,
+) -> dict[str, Any]:
+    """Annotate ``documents`` (any iterable, read once, lazily) and write ``out`` and its siblings.
+
+    ``clients`` = (annotator clients, supervisor, ledger) as from
+    :func:`diziner.llm.factory.build_pool_clients`; by default they are built from the pool
+    with a ledger that keeps only running totals in memory. ``total`` (documents, when
+    known) sizes the progress bar; ``source`` names the input in error messages.
+    Returns a summary (the keys of :func:`diziner.loop.annotate_corpus` plus streaming figures).
+    """
+    from diziner.analysis import aggregate, analyze
+    from diziner.annotate.runner import annotate_documents
+    from diziner.loop import Progress, _usable, annotations_by_doc
+
+    opts = options or StreamOptions()
+    opts.check()
+    out = Path(out)
+    ids = [a.id for a in pool.annotators]
+    styles = {a.id: a.prompt_style for a in pool.annotators}
+    paths = StreamPaths.of(out, ids)
+    labels = sorted(guideline.schema_.label_names)
+    expect = {
+        "version": STATE_VERSION,
+        "guideline_sha": guideline_sha(guideline),
+        "annotators": ids,
+        "weight_sample": opts.window(),
+        "weights_mode": opts.weights,
+        "percentile": opts.percentile,
+        "min_support": opts.min_support,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = _load_state(paths, expect)
+    counters = _Counters(ids)
+    done: set[str] = set()
+    if state is not None:
+        done_list, counters.spans = _done_ids(StreamPaths.partial(paths.out))
+        done = set(done_list)
+        if len(done) != len(done_list):
+            raise DizinerError(f"{StreamPaths.partial(paths.out)}: a document appears twice; cannot resume",
+                               hint="remove the .partial files to start over")
+        counters.documents = len(done)
+        for a, p in paths.annotators.items():
+            _filter_annotator_partial(StreamPaths.partial(p), done, counters, a)
+    resumed = len(done)
+
+    own_clients = clients is None
+    if clients is None:
+        from diziner.llm.factory import build_pool_clients
+        from diziner.llm.ledger import Ledger
+
+        pool.check_env()
+        ann_clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache,
+                                                      budget_usd=budget_usd,
+                                                      ledger=Ledger(paths.ledger, keep_records=False))
+    else:
+        ann_clients, sup, ledger = clients
+    missing = [a for a in ids if a not in ann_clients]
+    if missing:
+        raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
+
+    seen = set(done)
+    where = str(source) if source is not None else None
+
+    def fresh() -> Iterator[Document]:
+        for d in documents:
+            if d.id in done:
+                done.discard(d.id)  # each finished id is skipped once; a repeat is a duplicate
+                continue
+            if d.id in seen:
+                raise InputError(where, None, f"duplicate document id {d.id!r}; ids must be unique")
+            seen.add(d.id)
+            yield d
+
+    writer: _Writer | None = None
+    pending: collections.deque[tuple[list[Document], asyncio.Task]] = collections.deque()
+    n_batches = 0
+    try:
+        with Progress(quiet) as progress:
+            advance = progress.task("annotate", total=total)
+            if resumed:
+                advance(resumed)
+                progress.print(f"resuming: {resumed} documents finished earlier")
+
+            async def annotate(batch: list[Document]) -> dict:
+                remaining: dict[str, int] = {}
+
+                def on_result(annotator_id, result):
+                    k = remaining.get(result.doc_id, 0) + 1
+                    remaining[result.doc_id] = k
+                    if k == len(ids):
+                        advance(1)
+
+                return await annotate_documents(batch, guideline, {a: (ann_clients[a], styles[a]) for a in ids},
+                                                iteration=None, reask=opts.reask, max_mentions=opts.max_mentions,
+                                                on_result=on_result)
+
+            batches = batched(fresh(), opts.batch_size)
+            # the weight window: annotated first, analysed once, then written like any batch
+            window: list[tuple[list[Document], dict]] = []
+            if state is None:
+                win_batches: list[list[Document]] = []
+                n_win = 0
+                while n_win < opts.window():
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    win_batches.append(batch)
+                    n_win += len(batch)
+                win_runs = await asyncio.gather(*(annotate(b) for b in win_batches))
+                window = list(zip(win_batches, win_runs))
+                win_docs = [d for b, _ in window for d in b]
+                if win_docs:
+                    runs_all = {a: _merge_runs([r[a] for _, r in window]) for a in ids}
+                    usable = _usable(runs_all, progress, 1, f"the weight window ({len(win_docs)} documents)")
+                    weights = {a: 1.0 / len(usable) for a in usable}
+                    threshold = None
+                    if len(usable) >= 2:
+                        annotations = {a: annotations_by_doc(runs_all[a]) for a in usable}
+                        res = analyze(win_docs, annotations, labels=guideline.schema_.label_names,
+                                      weights=opts.weights, percentile=opts.percentile)
+                        weights = res.weights
+                        threshold = res.arrays.threshold
+                    state = {**expect, "usable": usable, "weights": weights, "threshold": threshold,
+                             "window_documents": len(win_docs)}
+                    del runs_all
+                else:
+                    raise InputError(where, None, "no documents found")
+                atomic.write_json(paths.state, state)
+            usable = list(state["usable"])
+            weights = {a: float(w) for a, w in state["weights"].items()}
+            threshold = state["threshold"]
+
+            writer = _Writer(paths)
+
+            def process(batch: list[Document], runs: dict) -> None:
+                ann_lines = {a: [json.dumps(runs[a].results[d.id].to_json() | {"text": d.text}, ensure_ascii=False)
+                                 for d in batch] for a in ids}
+                for a in ids:
+                    for d in batch:
+                        r = runs[a].results[d.id]
+                        counters.add_result(a, r.ok, r.reason)
+                cons: dict[str, list[dict]] = {}
+                if usable:
+                    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+                    hot = batch_hotspots(batch, annotations, weights, labels, threshold, opts.percentile)
+                    cons = aggregate(batch, annotations, weights, min_support=opts.min_support, hotspots=hot,
+                                     labels=labels)
+                cons_lines = [json.dumps({"id": d.id, "text": d.text, "spans": cons.get(d.id, [])}, ensure_ascii=False)
+                              for d in batch]
+                counters.spans += sum(len(v) for v in cons.values())
+                counters.documents += len(batch)
+                assert writer is not None
+                writer.write_batch(ann_lines, cons_lines)
+
+            for batch, runs in window:
+                process(batch, runs)
+                n_batches += 1
+            window.clear()
+
+            for batch in batches:
+                pending.append((batch, asyncio.create_task(annotate(batch))))
+                if len(pending) > opts.prefetch:
+                    b, task = pending.popleft()
+                    process(b, await task)
+                    n_batches += 1
+            while pending:
+                b, task = pending.popleft()
+                process(b, await task)
+                n_batches += 1
+    finally:
+        for _, task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+        if writer is not None:
+            writer.close()
+        if own_clients:
+            from diziner.llm.factory import close_clients
+
+            await close_clients(ann_clients, sup)
+            if hasattr(ledger, "close"):
+                ledger.close()
+
+    if counters.documents == 0:
+        raise InputError(where, None, "no documents found")
+    if not usable:
+        raise DizinerError("no annotator produced output in the weight window", hint="check the endpoints in the pool file")
+    for final, part in zip(paths.finals(), paths.partials()):
+        os.replace(part, final)
+    paths.state.unlink(missing_ok=True)
+    return {
+        "documents": counters.documents,
+        "annotators": ids,
+        "weights": weights,
+        "failed": dict(counters.failed),
+        "failure_reasons": {a: sorted(r)[:5] for a, r in counters.reasons.items() if counters.failed[a]},
+        "spans": counters.spans,
+        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+        "streaming": {
+            "batch_size": opts.batch_size,
+            "batches_this_run": n_batches,
+            "resumed_documents": resumed,
+            "weight_window_documents": state.get("window_documents", 0) if state else 0,
+            "hotspot_threshold": threshold,
+            "usable_annotators": usable,
+        },
+    }
+
+
+def _merge_runs(parts: list) -> Any:
+    """One AnnotatorRun over several batches' runs of the same annotator."""
+    from diziner.annotate.runner import AnnotatorRun
+
+    first = parts[0]
+    merged = AnnotatorRun(first.annotator_id, first.prompt_style, first.prompt)
+    for p in parts:
+        merged.results.update(p.results)
+    return merged
+
+
+def annotate_stream(guideline: Guideline, documents: Iterable[Document], pool, out: str | Path,
+                    **kwargs: Any) -> dict[str, Any]:
+    """Blocking wrapper around :func:`annotate_stream_async`."""
+    return asyncio.run(annotate_stream_async(guideline, documents, pool, out, **kwargs))
+
+
+def annotate_file(guideline: Guideline, texts: str | Path, pool, out: str | Path, *, fmt: str | None = None,
+                  count: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """Stream the documents of ``texts`` (text, JSONL, CoNLL, GENIA) through :func:`annotate_stream`.
+
+    ``count=True`` reads the file once beforehand to size the progress bar.
+    """
+    from diziner.corpus.readers import iter_documents
+
+    total = count_documents(texts, fmt) if count else None
+    docs = (d for d, _ in iter_documents(texts, fmt))
+    return annotate_stream(guideline, docs, pool, out, total=total, source=texts, **kwargs)

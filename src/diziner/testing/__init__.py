@@ -1,0 +1,1 @@
+"""Test support: a scripted OpenAI-compatible HTTP server (:mod:`diziner.testing.server`)."""

