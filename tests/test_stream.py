@@ -15,7 +15,14 @@ from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
 from diziner.guideline import Guideline
 from diziner.schema import load_schema
-from diziner.stream import StreamOptions, StreamPaths, _good_prefix, annotate_stream, batch_hotspots, batched
+from diziner.stream import (
+    StreamOptions,
+    StreamPaths,
+    _good_prefix,
+    annotate_stream,
+    batch_hotspots,
+    batched,
+)
 
 pytest.importorskip("openai")
 
@@ -283,8 +290,8 @@ def test_ledger_keeps_only_totals_when_asked(tmp_path: Path):
     path = tmp_path / "ledger.jsonl"
     lean, full = Ledger(path, keep_records=False), Ledger()
     for i in range(7):
-        fields = dict(annotator="ab"[i % 2], iteration=None, tokens_in=10 * i, tokens_out=i, cost_usd=0.01 if i else None,
-                      cached=i == 3, ok=i != 5, ts=float(i))
+        fields = {"annotator": "ab"[i % 2], "iteration": None, "tokens_in": 10 * i, "tokens_out": i,
+                  "cost_usd": 0.01 if i else None, "cached": i == 3, "ok": i != 5, "ts": float(i)}
         lean.record(**fields)
         full.record(**fields)
     lean.close()

@@ -314,12 +314,51 @@ def _check_or_write_run_json(out: Path, meta: dict[str, Any]) -> None:
                 hint="re-run with the same arguments to resume, or choose a new --out folder",
             )
         return
-    if out.exists() and any(out.iterdir()):
-        raise DizinerError(f"{out}: folder exists and is not a diziner run; refusing to overwrite it", hint="choose a new --out folder")
+    _refuse_foreign_folder(out)
     atomic.write_json(path, meta)
 
 
+def _refuse_foreign_folder(out: Path) -> None:
+    """A non-empty folder without run.json is the user's: never write into it."""
+    if out.exists() and not (out / "run.json").exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DizinerError(f"{out}: exists and is not a diziner run; refusing to overwrite it", hint="choose a new --out folder")
+
+
 async def refine_async(
+    schema: Schema,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    options: RefineOptions | None = None,
+    *,
+    gold: dict[str, list[Span]] | None = None,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    quiet: bool = False,
+    command: str = "",
+) -> RefineResult:
+    """The loop as a coroutine. Clients built here (``clients=None``) are closed at the end."""
+    owned = None
+    if clients is None:
+        from diziner.llm.factory import build_pool_clients
+
+        pool.check_env()
+        _refuse_foreign_folder(Path(out))
+        owned = clients = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
+                                             ledger=Path(out) / "ledger.jsonl")
+    try:
+        return await _refine_impl(schema, documents, pool, out, options, gold=gold, clients=clients, cache_path=cache_path,
+                                  no_cache=no_cache, budget_usd=budget_usd, quiet=quiet, command=command)
+    finally:
+        if owned is not None:
+            from diziner.llm.factory import close_clients
+
+            await close_clients(owned[0], owned[1])
+
+
+async def _refine_impl(
     schema: Schema,
     documents: list[Document],
     pool,
@@ -358,15 +397,7 @@ async def refine_async(
     if not (out / "schema.yaml").exists():
         atomic.write_text(out / "schema.yaml", dump_schema(schema))
 
-    if clients is None:
-        from diziner.llm.factory import build_pool_clients
-
-        pool.check_env()
-        ann_clients, sup_client, ledger = build_pool_clients(
-            pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd, ledger=out / "ledger.jsonl"
-        )
-    else:
-        ann_clients, sup_client, ledger = clients
+    ann_clients, sup_client, ledger = clients
     styles = {a.id: a.prompt_style for a in pool.annotators}
     active = [a.id for a in pool.annotators]
     if len(active) < 2:
@@ -597,25 +628,34 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         pool.check_env()
         ledger_path = out.with_name(out.stem + ".ledger.jsonl")
         ann_clients, _, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd, ledger=ledger_path)
+        owned = True
     else:
+        owned = False
         ann_clients, _, ledger = clients
-    styles = {a.id: a.prompt_style for a in pool.annotators}
-    with Progress(quiet) as progress:
-        runs = await _annotate(documents, guideline, ann_clients, styles, iteration=None, options=options, out_dir=None,
-                               progress=progress, label="annotate")
-        usable = _usable(runs, progress, 1, "the annotation")
-    for a, run in runs.items():
-        atomic.write_jsonl(out.with_name(f"{out.stem}.{a}.jsonl"),
-                           [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
-    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-    weights = {a: 1.0 / len(usable) for a in usable}
-    hotspots = None
-    if len(usable) >= 2:
-        analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
-        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-    cons = _consensus_spans(documents, annotations, weights, min_support, hotspots)
-    atomic.write_jsonl(out, [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
-    failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
+    try:
+        styles = {a.id: a.prompt_style for a in pool.annotators}
+        with Progress(quiet) as progress:
+            runs = await _annotate(documents, guideline, ann_clients, styles, iteration=None, options=options, out_dir=None,
+                                   progress=progress, label="annotate")
+            usable = _usable(runs, progress, 1, "the annotation")
+        for a, run in runs.items():
+            atomic.write_jsonl(out.with_name(f"{out.stem}.{a}.jsonl"),
+                               [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
+        annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+        weights = {a: 1.0 / len(usable) for a in usable}
+        hotspots = None
+        if len(usable) >= 2:
+            analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
+            weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
+        cons = _consensus_spans(documents, annotations, weights, min_support, hotspots)
+        atomic.write_jsonl(out, [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+        failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
+    finally:
+        if owned:
+            from diziner.llm.factory import close_clients
+
+            await close_clients(ann_clients)
+
     return {
         "documents": len(documents),
         "annotators": list(runs),

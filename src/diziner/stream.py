@@ -43,9 +43,10 @@ import collections
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,16 @@ from diziner.errors import DizinerError, InputError
 from diziner.guideline import Guideline
 
 STATE_VERSION = 1
-__all__ = ["StreamOptions", "StreamPaths", "annotate_stream", "annotate_stream_async", "annotate_file", "batched",
-           "batch_hotspots", "count_documents"]
+__all__ = [
+    "StreamOptions",
+    "StreamPaths",
+    "annotate_file",
+    "annotate_stream",
+    "annotate_stream_async",
+    "batch_hotspots",
+    "batched",
+    "count_documents",
+]
 
 
 @dataclass
@@ -98,7 +107,7 @@ class StreamPaths:
     annotators: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> "StreamPaths":
+    def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> StreamPaths:
         out = Path(out)
         return cls(out, {a: out.with_name(f"{out.stem}.{a}.jsonl") for a in annotator_ids})
 
@@ -219,7 +228,7 @@ def _done_ids(path: Path) -> tuple[list[str], int]:
     return [r["id"] for r in rows], sum(len(r.get("spans") or []) for r in rows)
 
 
-def _filter_annotator_partial(path: Path, done: set[str], counters: "_Counters", annotator: str) -> None:
+def _filter_annotator_partial(path: Path, done: set[str], counters: _Counters, annotator: str) -> None:
     """Keep the lines of finished documents (first occurrence) and count their failures."""
     if not path.exists():
         if done:
@@ -274,10 +283,10 @@ class _Writer:
 
     def __init__(self, paths: StreamPaths):
         self.paths = paths
-        self.fh = {}
-        for a, p in paths.annotators.items():
-            self.fh[a] = open(StreamPaths.partial(p), "a", encoding="utf-8", newline="\n")
-        self.cons = open(StreamPaths.partial(paths.out), "a", encoding="utf-8", newline="\n")
+        # long-lived append handles, closed by close() (the run's finally block)
+        self.fh = {a: open(StreamPaths.partial(p), "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+                   for a, p in paths.annotators.items()}
+        self.cons = open(StreamPaths.partial(paths.out), "a", encoding="utf-8", newline="\n")  # noqa: SIM115
 
     def write_batch(self, annotator_lines: dict[str, list[str]], consensus_lines: list[str]) -> None:
         # annotators first: a consensus line marks its document finished
