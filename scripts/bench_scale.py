@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jitter-ms", type=float, default=5.0)
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--tracemalloc", action="store_true", help="also report the tracemalloc peak (slower)")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="for comparison: the non-streaming path (read_corpus + diziner.loop.annotate_corpus)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp folder)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -145,18 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     def sampler() -> None:
-        partial = out.with_name(out.name + ".partial")
+        partial = out.with_name(out.name + ".partial") if not a.in_memory else out.with_name(out.stem + ".ledger.jsonl")
         while not stop.wait(a.sample_s):
             n = count_lines(partial)
             samples.append((time.perf_counter() - start, n, rss_mb()))
-            print(f"  {samples[-1][0]:7.1f} s  {n:7d} docs  RSS {samples[-1][2]:7.1f} MB", flush=True)
+            unit = "calls" if a.in_memory else "docs"
+            print(f"  {samples[-1][0]:7.1f} s  {n:7d} {unit}  RSS {samples[-1][2]:7.1f} MB", flush=True)
 
     rss_before = rss_mb()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
     try:
-        summary = annotate_file(guideline, texts, pool, out, count=False, options=opts,
-                                cache_path=work / "cache.sqlite", quiet=True)
+        if a.in_memory:
+            from diziner.corpus.readers import read_corpus
+            from diziner.loop import annotate_corpus
+
+            docs = read_corpus(texts).documents
+            summary = annotate_corpus(guideline, docs, pool, out, cache_path=work / "cache.sqlite", quiet=True)
+            del docs
+        else:
+            summary = annotate_file(guideline, texts, pool, out, count=False, options=opts,
+                                    cache_path=work / "cache.sqlite", quiet=True)
     finally:
         stop.set()
         th.join()
@@ -166,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures = {
+        "path": "in-memory (diziner.loop.annotate_corpus)" if a.in_memory else "streamed (diziner.stream)",
         "documents": summary["documents"],
         "annotators": len(summary["annotators"]),
         "batch_size": a.batch_size,

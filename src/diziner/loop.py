@@ -320,7 +320,9 @@ def _check_or_write_run_json(out: Path, meta: dict[str, Any]) -> None:
 
 def _refuse_foreign_folder(out: Path) -> None:
     """A non-empty folder without run.json is the user's: never write into it."""
-    if out.exists() and not (out / "run.json").exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not (out / "run.json").exists() and (
+        not out.is_dir() or any(p.name != "ledger.jsonl" for p in out.iterdir())  # the ledger is opened first
+    ):
         raise DizinerError(f"{out}: exists and is not a diziner run; refusing to overwrite it", hint="choose a new --out folder")
 
 
