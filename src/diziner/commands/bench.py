@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
                             "= iteration-0 and selected guideline; an LLM supervisor adds 4 calls per iteration")
             typer.echo(json.dumps(plan, indent=2))
             return
-        command = "diziner " + " ".join(sys.argv[1:])
+        command = (f"diziner bench {' '.join(datasets)} --pool {pool} --out {out} --test-size {test_size} --seed {seed} "
+                   f"--iterations {iterations} --sample-size {sample_size}" + (" --oracle-all" if oracle_all else ""))
         results = run_bench(datasets, pl, out, test_size=test_size, seed=seed, iterations=iterations,
                             sample_size=sample_size, oracle_all=oracle_all, cache_path=cache, no_cache=no_cache,
                             quiet=quiet, command=command)
