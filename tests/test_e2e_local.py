@@ -52,3 +52,15 @@ def test_refine_then_annotate_with_embedded_pool(tmp_path, examples_dir: Path):
                  str(examples_dir / "pool-local.yaml"), "--texts", str(texts), "--out", str(out),
                  "--cache", str(cache), "--quiet"]) == 0
     assert (run / "final" / "annotations.jsonl").read_text() == out.read_text()
+
+
+def test_demo_runs_and_prints_the_comparison(tmp_path, capsys):
+    from diziner.demo import main
+
+    rc = main(["--out", str(tmp_path / "demo"), "--iterations", "2", "--sample-size", "3", "--limit", "6", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "iteration-0 guideline: consensus" in out and "refined guideline:" in out
+    assert "selected iteration" in out
+    assert (tmp_path / "demo" / "final" / "guideline.md").is_file()
+    assert (tmp_path / "demo" / "baseline" / "annotations.jsonl").is_file()

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="demo-run")
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--sample-size", type=int, default=10)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N example documents (for quick checks)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -57,26 +58,29 @@ def _run(args) -> int:
     if not out.is_absolute():
         out = root / out
     opts = RefineOptions(iterations=args.iterations, sample_size=args.sample_size, seed=13)
+    limit_key = {"limit": args.limit}
     # The demo folder is ours: a run of an older configuration is replaced, anything else is refused.
     if (out / "run.json").exists():
         meta = json.loads((out / "run.json").read_text())
-        if meta.get("command", "").startswith("diziner-demo") and meta.get("options") != opts.to_json():
+        if meta.get("command", "").startswith("diziner-demo") and (
+            meta.get("options") != opts.to_json() or meta.get("command") != f"diziner-demo {limit_key}"
+        ):
             shutil.rmtree(out)
     schema = load_schema(ex / "schema.yaml")
     pool = load_pool(ex / "pool-local.yaml")
     gold_corpus = read_corpus(ex / "gold.jsonl")
-    docs = read_corpus(ex / "texts.jsonl").documents
+    docs = read_corpus(ex / "texts.jsonl").documents[: args.limit]
     gold = {d.id: gold_corpus.spans_of(d.id) for d in docs}
     t0 = time.time()
-    print(f"diziner demo: {len(docs)} documents, annotators {', '.join(pool.ids())}, consensus supervisor")
-    res = refine(schema, docs, pool, out, opts, gold=gold, quiet=args.quiet, command="diziner-demo")
+    print(f"diziner demo: {len(docs)} documents, annotators {', '.join(pool.ids)}, consensus supervisor")
+    res = refine(schema, docs, pool, out, opts, gold=gold, quiet=args.quiet, command=f"diziner-demo {limit_key}")
     base_out = out / "baseline" / "annotations.jsonl"
     if not base_out.exists():
         annotate_corpus(Guideline.initial(schema), docs, pool, base_out, quiet=args.quiet)
     base = read_corpus(base_out)
     base_spans = [s for d in docs for s in base.spans_of(d.id)]
     base_per = {}
-    for a in pool.ids():
+    for a in pool.ids:
         p = base_out.with_name(f"annotations.{a}.jsonl")
         if p.exists():
             c = read_corpus(p)

@@ -333,15 +333,13 @@ async def refine_async(
     out: str | Path,
     options: RefineOptions | None = None,
     *,
-    gold: dict[str, list[Span]] | None = None,
     clients: tuple[dict, Any, Any] | None = None,
     cache_path: str | Path | None = None,
     no_cache: bool = False,
     budget_usd: float | None = None,
-    quiet: bool = False,
-    command: str = "",
+    **kwargs: Any,
 ) -> RefineResult:
-    """The loop as a coroutine. Clients built here (``clients=None``) are closed at the end."""
+    """The loop as a coroutine (``kwargs``: gold, quiet, command). Clients built here are closed at the end."""
     owned = None
     if clients is None:
         from diziner.llm.factory import build_pool_clients
@@ -351,8 +349,7 @@ async def refine_async(
         owned = clients = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
                                              ledger=Path(out) / "ledger.jsonl")
     try:
-        return await _refine_impl(schema, documents, pool, out, options, gold=gold, clients=clients, cache_path=cache_path,
-                                  no_cache=no_cache, budget_usd=budget_usd, quiet=quiet, command=command)
+        return await _refine_impl(schema, documents, pool, out, options, clients=clients, **kwargs)
     finally:
         if owned is not None:
             from diziner.llm.factory import close_clients
@@ -367,11 +364,8 @@ async def _refine_impl(
     out: str | Path,
     options: RefineOptions | None = None,
     *,
+    clients: tuple[dict, Any, Any],
     gold: dict[str, list[Span]] | None = None,
-    clients: tuple[dict, Any, Any] | None = None,
-    cache_path: str | Path | None = None,
-    no_cache: bool = False,
-    budget_usd: float | None = None,
     quiet: bool = False,
     command: str = "",
 ) -> RefineResult:

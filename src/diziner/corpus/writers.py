@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from diziner.atomic import write_text
 from diziner.corpus.bio import spans_to_bio, to_scheme
 from diziner.corpus.model import AnnotatedCorpus, Span
 from diziner.corpus.readers import DOCSTART
@@ -16,22 +15,8 @@ _BREAKS = "\t\r\n"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder + os.replace."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`diziner.atomic.write_text`)."""
+    write_text(path, text)
 
 
 def conll_lines(
