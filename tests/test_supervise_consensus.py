@@ -64,9 +64,9 @@ def _analysis():
     }
 
 
-def _run(g=None, analysis=None, limits=None, gold=None, iteration=1):
+def _run(g=None, analysis=None, limits=None, gold=None, iteration=1, sup=None):
     g = g or Guideline.initial(_schema())
-    return asyncio.run(ConsensusSupervisor().revise(g, analysis or _analysis(), DOCS, iteration=iteration,
+    return asyncio.run((sup or ConsensusSupervisor()).revise(g, analysis or _analysis(), DOCS, iteration=iteration,
                                                     limits=limits or Limits(max_change_ratio=1.0), gold=gold))
 
 
@@ -148,7 +148,11 @@ def test_negative_rules_need_three_annotators():
     a["annotators"] = ["alpha", "gamma"]
     r = _run(analysis=a)
     kinds = [p["error_type"] for p in r.outputs["consensus"]["patterns"]]
-    assert "spurious" not in kinds and "missed" in kinds
+    # with two annotators a disputed reading has the support of only one of two: neither a
+    # negative nor a positive rule is taught from it (min_positive_support = 0.5, strict)
+    assert "spurious" not in kinds and "missed" not in kinds
+    r2 = _run(analysis=a, sup=ConsensusSupervisor(min_positive_support=0.4))
+    assert "missed" in [p["error_type"] for p in r2.outputs["consensus"]["patterns"]]
 
 
 def test_gold_mode_uses_gold_as_reference():
@@ -233,3 +237,34 @@ def test_on_a_real_analysis(examples_dir):
     for e in _all_examples(res.guideline):
         assert e.mentions and all(m.text in e.text and m.label in schema.label_names for m in e.mentions)
     Guideline.model_validate(json.loads(json.dumps(res.guideline.model_dump(by_alias=True, mode="json"))))
+
+
+def test_agreed_sentences_become_worked_examples():
+    """Sentences on which every annotator agrees (outside hotspots) are taught as worked examples."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document
+
+    docs = [Document("d1", "Ada Lovelace joined Initech in Berlin."),
+            Document("d2", "Grace Hopper visited Oslo last week."),
+            Document("d3", "Umbrella Labs hired staff.")]
+
+    def spans(doc, items):
+        return [doc.span(doc.text.index(t), doc.text.index(t) + len(t), lab) for t, lab in items]
+
+    ann = {
+        "a": {"d1": spans(docs[0], [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]),
+              "d2": spans(docs[1], [("Grace Hopper", "PER")]), "d3": spans(docs[2], [("Umbrella Labs", "ORG")])},
+        "b": {"d1": spans(docs[0], [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]),
+              "d2": spans(docs[1], [("Oslo", "LOC")]), "d3": []},
+    }
+    analysis = analyze(docs, ann, labels=["PER", "ORG", "LOC"]).to_json()
+    schema = Schema(goal="Tag names.", labels=[{"name": n, "definition": f"{n} names"} for n in ("PER", "ORG", "LOC")])
+    res = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analysis, {d.id: d.text for d in docs},
+                                                   iteration=1, limits=Limits(max_change_ratio=1.0)))
+    agreed = [i for i in res.guideline.common if "it1-agreement" in i.provenance.patterns]
+    assert len(agreed) == 1
+    ex = agreed[0].examples
+    assert [e.text for e in ex] == [docs[0].text]  # d2 and d3 are disputed
+    assert [(m.text, m.label) for m in ex[0].mentions] == [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]
+    # nothing supported by only one of the two annotators is taught
+    assert all("it1-agreement" in i.provenance.patterns for i in res.guideline.common)

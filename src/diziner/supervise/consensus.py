@@ -271,12 +271,15 @@ class ConsensusSupervisor:
 
     def __init__(self, *, max_example_chars: int = 300, min_annotators_for_negative: int = 3,
                  min_negative_support: float = 0.6, min_profile_errors: int = 1,
-                 example_texts_per_rule: int = 3):
+                 example_texts_per_rule: int = 3, min_positive_support: float = 0.5,
+                 agreed_examples: bool = True):
         self.max_example_chars = max_example_chars
         self.min_annotators_for_negative = min_annotators_for_negative
         self.min_negative_support = min_negative_support
         self.min_profile_errors = min_profile_errors
         self.example_texts_per_rule = example_texts_per_rule
+        self.min_positive_support = min_positive_support
+        self.agreed_examples = agreed_examples
 
     async def revise(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
                      iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
@@ -320,6 +323,8 @@ class ConsensusSupervisor:
         for f in findings:
             if f.kind == "spurious" and not self._negative_ok(f, len(annotators), gold is not None):
                 continue
+            if f.kind != "spurious" and gold is None and f.support <= self.min_positive_support:
+                continue  # a reading only half the pool (or less) holds is not taught as the rule
             patterns.setdefault((f.kind, f.label), _Pattern(f.kind, f.label)).findings.append(f)
         ranked = sorted(patterns.values(), key=lambda p: p.priority(), reverse=True)
         n_found = len(ranked)
@@ -341,6 +346,10 @@ class ConsensusSupervisor:
                 notes.append(f"pattern {p.id} ({p.describe()}): no valid worked example, no rule written")
                 continue
             new_rules.append((p, ins))
+        if self.agreed_examples and gold is None:
+            agreed = self._agreed_rule(analysis, refs, documents, iteration, limits, existing_texts)
+            if agreed is not None:
+                new_rules.append((None, agreed))
         if len(new_rules) > limits.max_new_common:
             notes.append(f"{len(new_rules)} new rules; kept {limits.max_new_common} (max_new_common)")
             new_rules = new_rules[: limits.max_new_common]
@@ -431,6 +440,41 @@ class ConsensusSupervisor:
                                  rejected=bool(report["rejected"]))
 
     # ------------------------------------------------------------------ helpers
+    def _agreed_rule(self, analysis: dict, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
+                     limits: Limits, existing_texts: set[str]) -> Instruction | None:
+        """Worked examples from sentences where the whole pool agrees (outside every hotspot).
+
+        With weak, low-recall annotators few hotspots have majority support, but the spans
+        the pool agrees on are its most precise signal: shown as in-domain worked examples,
+        they teach each annotator what the others find. Sentences with the most agreed
+        entities first; at most ``max_examples_per_instruction``.
+        """
+        hot_docs: dict[str, list[tuple[int, int]]] = {}
+        for h in analysis.get("hotspots") or []:
+            hot_docs.setdefault(str(h.get("document")), []).append(
+                (int(h.get("window_char_start", h.get("char_start", 0))), int(h.get("window_char_end", h.get("char_end", 0)))))
+        cands = []
+        for doc, spans in refs.items():
+            text = documents.get(doc)
+            if not text or not spans or len(text) > self.max_example_chars:
+                continue
+            if " ".join(text.split()) in existing_texts:
+                continue
+            if any(sp.overlaps(a, b) for sp in spans for a, b in hot_docs.get(doc, [])):
+                continue  # only sentences whose entities nobody disputes
+            cands.append((-len(spans), doc, text, spans))
+        cands.sort()
+        examples = []
+        for _, doc, text, spans in cands[: max(0, limits.max_examples_per_instruction)]:
+            examples.append(WorkedExample(
+                text=text, mentions=[ExampleMention(text=sp.text, label=sp.label) for sp in sorted(spans, key=lambda r: r.start)],
+                rationale="Every annotator of the pool tagged exactly these spans here."))
+        if not examples:
+            return None
+        return Instruction(id="0", text="Tag names the way these examples do: in them every annotator agreed on every entity.",
+                           examples=examples,
+                           provenance=Provenance(added_in=iteration, patterns=[f"it{iteration}-agreement"], source="consensus"))
+
     def _negative_ok(self, f: _Finding, k: int, gold: bool) -> bool:
         if gold:
             return True
