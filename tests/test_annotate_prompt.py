@@ -183,7 +183,7 @@ def test_fewshot_v2_layout(guideline):
         < p.index("More rules:") < p.index("Goal: Tag people and organisations in news, clarified.") < p.index("Text: ")
     assert '"Ada Lovelace"' in p
     assert r.json_schema["type"] == "array" and r.params["stop"] == ["\n\n", "\nText:"]
-    assert r.params["repeat_penalty"] == 1.0  # v2 few-shot: no penalty on the JSON keys the demos repeat
+    assert r.params["repeat_penalty"] == 1.1
 
 
 def test_fewshot_v2_keeps_empty_demos_when_there_is_nothing_else(guideline):
@@ -196,8 +196,8 @@ def test_fewshot_v2_keeps_empty_demos_when_there_is_nothing_else(guideline):
 
 
 def test_params_by_version():
-    assert default_params("fewshot", 4, "v1")["repeat_penalty"] == 1.1
-    assert default_params("fewshot", 4)["repeat_penalty"] == 1.0
+    assert default_params("fewshot", 4, "v1") == default_params("fewshot", 4)
+    assert default_params("fewshot", 4)["repeat_penalty"] == 1.1
     assert default_params("chat", 4)["repeat_penalty"] == 1.1
     assert default_params("chat", 4)["max_tokens"] == 16 + 24 * 4
     with pytest.raises(ConfigError):

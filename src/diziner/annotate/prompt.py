@@ -23,8 +23,8 @@ one annotator and iteration):
   ``Text: <document>`` and ``Entities:``. Output: a bare JSON array. v2 puts the list on
   a line of its own (the prompt ends ``Entities:\n``, so the model's natural first token
   "[" is the one the grammar allows; v1 ended ``Entities:`` and the grammar forbade the
-  natural " ["), keeps only demonstrations with mentions, says nothing about empty
-  answers, and drops the repetition penalty (see :func:`default_params`). Line breaks in
+  natural " ["), keeps only demonstrations with mentions, and says nothing about
+  empty answers. Line breaks in
   the document are replaced by spaces (same length, offsets unchanged) so the document
   cannot start a line of its own.
 
@@ -146,17 +146,14 @@ def mentions_json_schema(labels: list[str], max_mentions: int = 32, *, top_level
 
 
 def default_params(prompt_style: str, max_mentions: int = 32, version: str | None = None) -> dict[str, Any]:
-    """Greedy decoding and an output budget sized to ``max_mentions``.
+    """Greedy decoding, an output budget sized to ``max_mentions``, a mild repetition penalty.
 
-    ``chat`` adds a mild repetition penalty (1.1). From v2 on, ``fewshot`` uses none: the
-    penalty also hits the JSON punctuation and keys the demonstrations repeat, which made
-    a base model close the list after one or two mentions (measured: recall 0.23 -> 0.36
-    on examples/, scripts/probe_prompts.py). The grammar and ``maxItems`` bound loops.
+    The penalty (1.1) stays in v2 few-shot too: without it Gemma found more entities on
+    examples/ but looped and invented mentions on harder data (scripts/probe_prompts.py,
+    docs/annotation.md). ``version`` is checked (the defaults are the same for v1 and v2).
     """
-    v = _version(version)
-    penalty = 1.0 if prompt_style == "fewshot" and v != "v1" else 1.1
-    p: dict[str, Any] = {"temperature": 0.0, "max_tokens": 16 + TOKENS_PER_MENTION * max_mentions,
-                         "repeat_penalty": penalty}
+    _version(version)
+    p: dict[str, Any] = {"temperature": 0.0, "max_tokens": 16 + TOKENS_PER_MENTION * max_mentions, "repeat_penalty": 1.1}
     if prompt_style == "fewshot":
         p["stop"] = list(FEWSHOT_STOP)
     return p
