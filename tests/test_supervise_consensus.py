@@ -246,16 +246,19 @@ def test_agreed_sentences_become_worked_examples():
 
     docs = [Document("d1", "Ada Lovelace joined Initech in Berlin."),
             Document("d2", "Grace Hopper visited Oslo last week."),
-            Document("d3", "Umbrella Labs hired staff.")]
+            Document("d3", "Umbrella Labs hired staff."),
+            Document("d4", "Globex and Initech met in Lima and Oslo.")]
 
     def spans(doc, items):
         return [doc.span(doc.text.index(t), doc.text.index(t) + len(t), lab) for t, lab in items]
 
     ann = {
         "a": {"d1": spans(docs[0], [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]),
-              "d2": spans(docs[1], [("Grace Hopper", "PER")]), "d3": spans(docs[2], [("Umbrella Labs", "ORG")])},
+              "d2": spans(docs[1], [("Grace Hopper", "PER")]), "d3": spans(docs[2], [("Umbrella Labs", "ORG")]),
+              "d4": spans(docs[3], [("Globex", "ORG"), ("Initech", "ORG"), ("Lima", "LOC"), ("Oslo", "LOC")])},
         "b": {"d1": spans(docs[0], [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]),
-              "d2": spans(docs[1], [("Oslo", "LOC")]), "d3": []},
+              "d2": spans(docs[1], [("Oslo", "LOC")]), "d3": [],
+              "d4": spans(docs[3], [("Globex", "ORG"), ("Initech", "ORG"), ("Lima", "LOC")])},
     }
     analysis = analyze(docs, ann, labels=["PER", "ORG", "LOC"]).to_json()
     schema = Schema(goal="Tag names.", labels=[{"name": n, "definition": f"{n} names"} for n in ("PER", "ORG", "LOC")])
@@ -264,7 +267,9 @@ def test_agreed_sentences_become_worked_examples():
     agreed = [i for i in res.guideline.common if "it1-agreement" in i.provenance.patterns]
     assert len(agreed) == 1
     ex = agreed[0].examples
-    assert [e.text for e in ex] == [docs[0].text]  # d2 and d3 are disputed
+    # d2 and d3 are disputed; d4 has three agreed entities but a disputed fourth: a partial
+    # annotation shown as correct would teach the annotators to leave "Oslo" out
+    assert [e.text for e in ex] == [docs[0].text]
     assert [(m.text, m.label) for m in ex[0].mentions] == [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]
     # nothing supported by only one of the two annotators is taught
     assert all("it1-agreement" in i.provenance.patterns for i in res.guideline.common)

@@ -442,12 +442,14 @@ class ConsensusSupervisor:
     # ------------------------------------------------------------------ helpers
     def _agreed_rule(self, analysis: dict, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
                      limits: Limits, existing_texts: set[str]) -> Instruction | None:
-        """Worked examples from sentences where the whole pool agrees (outside every hotspot).
+        """Worked examples from sentences where the whole pool agrees (sentences without any hotspot).
 
         With weak, low-recall annotators few hotspots have majority support, but the spans
         the pool agrees on are its most precise signal: shown as in-domain worked examples,
-        they teach each annotator what the others find. Sentences with the most agreed
-        entities first; at most ``max_examples_per_instruction``.
+        they teach each annotator what the others find. A sentence with a hotspot anywhere is
+        not used: a partial annotation shown as correct teaches the annotators to leave the
+        disputed entities out (measured on crossner_politics, see BENCHMARKS.md). Sentences
+        with the most agreed entities first; at most ``max_examples_per_instruction``.
         """
         hot_docs: dict[str, list[tuple[int, int]]] = {}
         for h in analysis.get("hotspots") or []:
@@ -460,8 +462,8 @@ class ConsensusSupervisor:
                 continue
             if " ".join(text.split()) in existing_texts:
                 continue
-            if any(sp.overlaps(a, b) for sp in spans for a, b in hot_docs.get(doc, [])):
-                continue  # only sentences whose entities nobody disputes
+            if doc in hot_docs:
+                continue  # only sentences without any hotspot: every annotator gave the same full annotation
             cands.append((-len(spans), doc, text, spans))
         cands.sort()
         examples = []
