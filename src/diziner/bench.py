@@ -26,7 +26,7 @@ from typing import Any
 from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
-from diziner.guideline import Guideline, load_guideline
+from diziner.guideline import load_guideline
 
 
 def _pearson(xs: list[float], ys: list[float]) -> float | None:
@@ -97,7 +97,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}
     sc = score_spans(g, [s for d in doc_ids for s in cons_spans.get(d, [])])
     union = aggregate(documents, ann, weights, min_support=0.0)
-    usc = score_spans(g, [s for d in doc_ids for s in _spans_from_dicts(d, union.get(d, [])) for d in [d]])
+    usc = score_spans(g, [s for d in doc_ids for s in _spans_from_dicts(d, union.get(d, []))])
     usage = summarise(ledger.records[i0:])["total"]
     return {
         "annotators": per,

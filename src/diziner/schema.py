@@ -134,7 +134,6 @@ def _yaml_line(path: Path, text: str, loc: tuple) -> int | None:
             for k, v in node.value:
                 if k.value == part:
                     nxt = v
-                    line_if_missing = k.start_mark.line + 1
                     break
             if nxt is None:
                 return node.start_mark.line + 1

@@ -15,7 +15,7 @@ from typing import Any
 from diziner.errors import DizinerError, LLMCallError
 from diziner.llm.base import LLMRequest, LLMResponse
 from diziner.llm.pool import BackendConfig
-from diziner.llm.retry import TransientError, parse_retry_after
+from diziner.llm.retry import TransientError, status_error
 
 TOOL_NAME = "record_answer"
 # Named create() arguments; sampling params (temperature, top_p, top_k) go in the body via extra_body,
@@ -108,12 +108,8 @@ class AnthropicClient:
         except anthropic.APIStatusError as e:
             code = e.status_code
             reason = f"HTTP {code} from {where}: {self._redact(getattr(e, 'message', ''))}"
-            if code == 429:
-                ra = parse_retry_after(e.response.headers.get("retry-after") if e.response is not None else None)
-                raise TransientError(reason, "http_429", ra) from None
-            if code >= 500 or code in (408, 409):
-                raise TransientError(reason, "http_5xx" if code >= 500 else f"http_{code}") from None
-            raise LLMCallError(reason, f"http_{code}") from None
+            retry_after = e.response.headers.get("retry-after") if e.response is not None else None
+            raise status_error(code, reason, retry_after) from None
         except (anthropic.APIResponseValidationError, ValueError) as e:
             raise TransientError(f"malformed response from {where}: {type(e).__name__}", "bad_response") from None
         latency = time.perf_counter() - t0

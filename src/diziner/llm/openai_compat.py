@@ -27,7 +27,7 @@ from typing import Any
 from diziner.errors import LLMCallError
 from diziner.llm.base import LLMRequest, LLMResponse
 from diziner.llm.pool import BackendConfig
-from diziner.llm.retry import TransientError, parse_retry_after
+from diziner.llm.retry import TransientError, status_error
 
 # Arguments the SDK's create() takes by name; everything else goes to extra_body.
 _CHAT_ARGS = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
@@ -193,12 +193,8 @@ class OpenAICompatClient:
             code = e.status_code
             msg = self._redact(getattr(e, "message", "") or "")
             reason = f"HTTP {code} from {where}: {msg}"
-            if code == 429:
-                ra = parse_retry_after(e.response.headers.get("retry-after") if e.response is not None else None)
-                raise TransientError(reason, "http_429", ra) from None
-            if code >= 500 or code in (408, 409):
-                raise TransientError(reason, "http_5xx" if code >= 500 else f"http_{code}") from None
-            raise LLMCallError(reason, f"http_{code}") from None
+            retry_after = e.response.headers.get("retry-after") if e.response is not None else None
+            raise status_error(code, reason, retry_after) from None
         except (openai.APIResponseValidationError, ValueError) as e:
             raise TransientError(f"malformed response from {where}: {self._redact(type(e).__name__)}",
                                  "bad_response") from None

@@ -48,6 +48,15 @@ class RetryPolicy:
         return d
 
 
+def status_error(code: int, reason: str, retry_after: str | None = None) -> Exception:
+    """The error for an HTTP status: 429, 5xx, 408 and 409 are retried; any other is final."""
+    if code == 429:
+        return TransientError(reason, "http_429", parse_retry_after(retry_after))
+    if code >= 500 or code in (408, 409):
+        return TransientError(reason, "http_5xx" if code >= 500 else f"http_{code}")
+    return LLMCallError(reason, f"http_{code}")
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
