@@ -197,6 +197,18 @@ def _run_fault_summary(out: Path) -> dict[str, Any]:
     return fault_summary(rows, recs)
 
 
+def _usage_line(ledger) -> str:
+    """Calls, cache hits, tokens and cost so far (unknown prices stay unknown)."""
+    if ledger is None or not hasattr(ledger, "summary"):
+        return "not recorded"
+    t = ledger.summary()["total"]
+    cost = "unknown" if t.get("cost_usd") is None else f"${t['cost_usd']:.4f}"
+    if t.get("cost_usd") is not None and t.get("unknown_cost_calls"):
+        cost += f" + unknown ({t['unknown_cost_calls']} calls)"
+    return (f"{t['calls']} calls ({t['cached']} cached, {t['failed']} failed), "
+            f"{t['tokens_in']} tokens in, {t['tokens_out']} out, cost {cost}")
+
+
 class Progress:
     """Thin wrapper over rich progress bars; silent when ``quiet``."""
 
@@ -217,10 +229,15 @@ class Progress:
             self._p.__exit__(*exc)
 
     def task(self, description: str, total: int):
+        """A bar; returns ``advance(n=1, description=None)``."""
         if self._p is None:
-            return lambda n=1: None
+            return lambda n=1, description=None: None
         tid = self._p.add_task(description, total=total)
-        return lambda n=1: self._p.advance(tid, n)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            self._p.update(tid, advance=n, **({"description": description} if description else {}))
+
+        return advance
 
     def print(self, msg: str) -> None:
         if self._p is not None:
@@ -237,9 +254,17 @@ async def _annotate(documents, guideline, clients, styles, *, iteration, options
 
     ids = list(clients)
     advance = progress.task(label, total=len(documents) * len(ids))
+    per = {a: progress.task(f"  {a}", total=len(documents)) for a in ids} if len(ids) > 1 else {}
+    calls = dict.fromkeys(ids, 0)
+    failed = dict.fromkeys(ids, 0)
 
     def on_result(annotator_id, result):
         advance(1)
+        if annotator_id in per:
+            calls[annotator_id] += result.calls
+            failed[annotator_id] += result.status != "ok"
+            note = f", {failed[annotator_id]} failed" if failed[annotator_id] else ""
+            per[annotator_id](1, f"  {annotator_id} ({calls[annotator_id]} calls{note})")
         maybe_kill("annotate_doc")
 
     runs = await annotate_documents(
@@ -503,6 +528,7 @@ async def _refine_impl(
                 records.append(rec)
                 f1s = f"; F1 vs gold (reported only): consensus {rec.f1.get('consensus', 0):.3f}" if rec.f1 else ""
                 progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}, {rec.hotspots} hotspots{f1s}")
+                progress.print("  usage so far: " + _usage_line(ledger))
                 active = [a for a in usable if a not in rec.dropped]
                 nxt = out / "iterations" / str(t + 1) / "guideline.yaml"
                 if nxt.exists():
