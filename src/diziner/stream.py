@@ -203,18 +203,24 @@ def _good_prefix(path: Path) -> tuple[int, list[dict]]:
     good = 0
     rows = []
     with open(path, "rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                break
+        for raw, obj in _complete_lines(fh):
             if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
                 break
             rows.append(obj)
             good += len(raw)
     return good, rows
+
+
+def _complete_lines(fh):
+    """(raw line, parsed JSON) for each line up to the first torn or unreadable one."""
+    for raw in fh:
+        if not raw.endswith(b"\n"):
+            return
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return
+        yield raw, obj
 
 
 def _done_ids(path: Path) -> tuple[list[str], int]:
@@ -238,13 +244,7 @@ def _filter_annotator_partial(path: Path, done: set[str], counters: _Counters, a
     tmp = path.with_name(path.name + ".tmp")
     seen: set[str] = set()
     with open(path, "rb") as src, open(tmp, "wb") as dst:
-        for raw in src:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                break
+        for raw, obj in _complete_lines(src):
             doc_id = obj.get("id") if isinstance(obj, dict) else None
             if doc_id in done and doc_id not in seen:
                 seen.add(doc_id)
