@@ -162,3 +162,20 @@ def test_two_processes_write_concurrently(tmp_path):
     with LLMCache(path) as c:
         assert len(c) == 600
         assert c.get("p-299").text == "p299" and c.get("q-0").text == "q0"
+
+
+_json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_like)
+def test_fast_normalisation_equals_the_reference(value):
+    """The fast path over exact built-in types gives the same canonical form as the plain walk."""
+    from diziner.llm.cache import _normalise, _normalise_slow
+
+    assert _normalise(value) == _normalise_slow(value)
+    assert canonical_json(value) == canonical_json(_normalise_slow(value))

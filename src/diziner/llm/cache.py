@@ -35,8 +35,8 @@ def default_cache_path() -> Path:
     return default_cache_dir() / "llm-cache.sqlite"
 
 
-def _normalise(obj: Any) -> Any:
-    """Make equal requests serialise equally (1.0 == 1, tuples == lists)."""
+def _normalise_slow(obj: Any) -> Any:
+    """The reference walk (any types); :func:`_normalise` must agree with it."""
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return obj
     if isinstance(obj, float):
@@ -44,10 +44,26 @@ def _normalise(obj: Any) -> Any:
     if isinstance(obj, int):
         return obj
     if isinstance(obj, dict):
-        return {str(k): _normalise(v) for k, v in obj.items()}
+        return {str(k): _normalise_slow(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_normalise(v) for v in obj]
+        return [_normalise_slow(v) for v in obj]
     return str(obj)
+
+
+def _normalise(obj: Any) -> Any:
+    """Make equal requests serialise equally (1.0 == 1, tuples == lists).
+
+    Exact built-in types take a fast path (this runs on every call's messages); anything
+    else (subclasses, other objects) goes through :func:`_normalise_slow`, same result.
+    """
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is dict:
+        return {k if type(k) is str else str(k): _normalise(v) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [_normalise(v) for v in obj]
+    return _normalise_slow(obj)
 
 
 def canonical_json(obj: Any) -> str:

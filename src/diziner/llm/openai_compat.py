@@ -19,6 +19,7 @@ into a transcript). On ``/completions`` the structured-output fields travel in t
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import time
@@ -50,6 +51,53 @@ def _refused(e: BaseException) -> bool:
         cur = cur.__cause__ or cur.__context__
         seen += 1
     return False
+
+
+_SSL_CONTEXT: Any = None
+
+
+def _httpx() -> Any:
+    """The HTTP library the installed SDK is built on (``httpx2`` in openai 3, ``httpx`` before)."""
+    try:
+        return importlib.import_module("httpx2")
+    except ImportError:
+        return importlib.import_module("httpx")
+
+
+def _import_sdk() -> None:
+    """Import the SDK and what its first request would import, and build the TLS context.
+
+    Done when an adapter is built (setup), so the first call of a run does not pay ~1 s of
+    imports and certificate loading while other calls wait behind it on the event loop.
+    """
+    global _SSL_CONTEXT
+    import openai
+
+    try:  # the aiohttp transport (see _client), its vendored glue, and the HTTP core it imports lazily
+        import aiohttp  # noqa: F401
+
+        getattr(openai, "DefaultAioHttpClient", None)
+    except ImportError:
+        pass
+    for mod in ("httpcore2", "httpcore"):
+        try:
+            importlib.import_module(mod)
+            break
+        except ImportError:
+            continue
+    hx = _httpx()
+    if _SSL_CONTEXT is None:
+        try:  # what the SDK's transport would build per client: default CAs, SSL_CERT_FILE honoured
+            _SSL_CONTEXT = hx.create_ssl_context(verify=True, trust_env=True)
+        except Exception:  # an unusual httpx: let each client build its own
+            _SSL_CONTEXT = None
+
+
+def _count(v: Any) -> int:
+    try:
+        return max(0, int(v or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def schema_name(schema: dict[str, Any]) -> str:
@@ -91,6 +139,7 @@ class OpenAICompatClient:
         self._api_key = api_key  # never logged, cached or put in an error message
         self._loop_client: tuple[asyncio.AbstractEventLoop, Any] | None = None
         _ENDPOINT_CONNS[cfg.base_url] = max(_ENDPOINT_CONNS.get(cfg.base_url, 0), cfg.max_concurrency)
+        _import_sdk()  # heavy: imported when a pool uses this backend, so not on the first call
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": self.model, "endpoint": self.endpoint,
@@ -108,21 +157,22 @@ class OpenAICompatClient:
         loop = asyncio.get_running_loop()
         if self._loop_client is not None and self._loop_client[0] is loop:
             return self._loop_client[1]
-        import httpx
         import openai
 
+        httpx = _httpx()
         key = (id(loop), self.cfg.base_url, self._api_key, self.cfg.timeout_s)
         entry = _SHARED.get(key)
         if entry is None or entry[0] is not loop:
             n = max(_ENDPOINT_CONNS.get(self.cfg.base_url, self.cfg.max_concurrency), 1) + 8
             limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
             timeout = httpx.Timeout(self.cfg.timeout_s, connect=min(10.0, self.cfg.timeout_s))
+            tls = {"verify": _SSL_CONTEXT} if _SSL_CONTEXT is not None else {}
             try:  # aiohttp transport: httpcore's pool scans every connection on each request
                 import aiohttp  # noqa: F401
 
-                http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+                http = openai.DefaultAioHttpClient(limits=limits, timeout=timeout, **tls)
             except (ImportError, RuntimeError, AttributeError):
-                http = httpx.AsyncClient(limits=limits, timeout=timeout)
+                http = httpx.AsyncClient(limits=limits, timeout=timeout, **tls)
             client = openai.AsyncOpenAI(api_key=self._api_key or "not-needed", base_url=self.cfg.base_url,
                                         max_retries=0, timeout=self.cfg.timeout_s, http_client=http)
             for k in [k for k, v in _SHARED.items() if v[0].is_closed()]:
@@ -169,19 +219,16 @@ class OpenAICompatClient:
         client = self._client()
         t0 = time.perf_counter()
         where = self.cfg.base_url or "the OpenAI API"
+        # client.post (the SDK's generic call) with the body already serialised and the answer
+        # left as parsed JSON (cast_to=object): the same request, errors and retries semantics
+        # as chat.completions.create, without the SDK's per-call type-directed transform of the
+        # body and its construction of response models (most of its CPU time per call).
+        body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+        body.update(kwargs.get("extra_body") or {})
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
-            # client.post (the SDK's generic call) sends the body as given: same wire format,
-            # same errors, but no per-call type-directed transform of messages and schema.
-            body = {k: v for k, v in kwargs.items() if k != "extra_body"}
-            body.update(kwargs.get("extra_body") or {})
-            if api == "chat":
-                from openai.types.chat import ChatCompletion
-
-                resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
-            else:
-                from openai.types import Completion
-
-                resp = await client.post("/completions", body=body, cast_to=Completion)
+            data = await client.post("/chat/completions" if api == "chat" else "/completions", content=raw,
+                                     cast_to=object)
         except openai.APITimeoutError as e:
             if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
                 raise TransientError(f"cannot connect to {where}: connection refused", "connection") from None
@@ -200,13 +247,15 @@ class OpenAICompatClient:
                                  "bad_response") from None
         latency = time.perf_counter() - t0
         try:
-            choice = resp.choices[0]
-            text = choice.message.content if api == "chat" else choice.text
-            finish = choice.finish_reason
-        except (AttributeError, IndexError, TypeError):
+            choice = data["choices"][0]
+            text = choice["message"].get("content") if api == "chat" else choice.get("text")
+            finish = choice.get("finish_reason")
+        except (AttributeError, IndexError, KeyError, TypeError):
             raise TransientError(f"malformed response from {where}: no choices", "bad_response") from None
         if text is None:
             raise LLMCallError(f"empty answer from {where} (finish_reason={finish})", "empty")
+        if not isinstance(text, str):
+            raise TransientError(f"malformed response from {where}: content is not text", "bad_response")
         if req.json_schema is not None and self.cfg.structured_output != "none":
             try:
                 json.loads(text)
@@ -214,9 +263,10 @@ class OpenAICompatClient:
                 raise TransientError(
                     f"answer from {where} is not valid JSON although structured output was requested "
                     f"(finish_reason={finish}, {len(text)} chars)", "parse") from None
-        usage = getattr(resp, "usage", None)
-        return LLMResponse(text=text, tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
-                           tokens_out=int(getattr(usage, "completion_tokens", 0) or 0), latency_s=latency,
+        usage = data.get("usage") if isinstance(data, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        return LLMResponse(text=text, tokens_in=_count(usage.get("prompt_tokens")),
+                           tokens_out=_count(usage.get("completion_tokens")), latency_s=latency,
                            model=self.model, backend=self.backend, finish_reason=finish)
 
     async def aclose(self) -> None:
