@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diziner.errors import LLMCallError
+from diziner.testing import call_once
 from diziner.llm.base import LLMRequest, LLMResponse
 from diziner.llm.cache import LLMCache, cache_key, canonical_json
 from diziner.llm.factory import ManagedClient
@@ -116,11 +117,11 @@ def test_no_cache_skips_reads_but_writes(tmp_path):
     path = tmp_path / "c.sqlite"
     ad = FakeAdapter()
     c = managed(ad, LLMCache(path, read=False))
-    asyncio.run(c.complete(req("abc")))
-    asyncio.run(c.complete(req("abc")))
+    call_once(c, req("abc"))
+    call_once(c, req("abc"))
     assert ad.calls == 2  # no reads
     c2 = managed(ad, LLMCache(path))
-    assert asyncio.run(c2.complete(req("abc"))).cached  # but it was written
+    assert call_once(c2, req("abc")).cached  # but it was written
 
 
 def test_failures_are_not_cached(tmp_path):
@@ -130,7 +131,7 @@ def test_failures_are_not_cached(tmp_path):
     c = managed(ad, cache, ledger)
     for _ in range(2):
         try:
-            asyncio.run(c.complete(req("abc")))
+            call_once(c, req("abc"))
         except LLMCallError as e:
             assert e.kind == "http_400"
     assert ad.calls == 2 and len(cache) == 0

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from diziner.errors import DizinerError
+from diziner.testing import call_once
 from diziner.llm.base import LLMRequest
 from diziner.llm.pool import AnnotatorConfig
 
@@ -136,7 +137,7 @@ def test_llama_cpp_server_through_openai_adapter(tmp_path):
                                                "structured_output": "json_object_schema",
                                                "params": {"temperature": 0, "max_tokens": 60}}]})
         clients, _, ledger = build_pool_clients(pool, use_cache=False)
-        resp = asyncio.run(clients["smol-http"].complete(LLMRequest(messages=CHAT, json_schema=SCHEMA)))
+        resp = call_once(clients["smol-http"], LLMRequest(messages=CHAT, json_schema=SCHEMA))
         _check(resp.text)
         assert resp.tokens_in > 0 and ledger.summary()["total"]["ok"] == 1
     finally:

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from diziner.errors import LLMCallError
+from diziner.testing import call_once
 from diziner.llm.base import LLMRequest
 from diziner.llm.factory import build_pool_clients
 from diziner.llm.pool import pool_from_dict
@@ -30,7 +31,7 @@ def one_call(server, tmp_path, request, **cfg):
                                            **cfg}]})
     clients, _, ledger = build_pool_clients(pool, use_cache=False)
     server.reset()
-    resp = asyncio.run(clients["a"].complete(request))
+    resp = call_once(clients["a"], request)
     assert len(server.requests) == 1
     return resp, server.requests[0]
 
@@ -93,11 +94,11 @@ def test_canary_key_never_leaks(server, tmp_path, monkeypatch):
     clients, _, ledger = build_pool_clients(pool, cache_path=cache_path, ledger=ledger_path)
     server.reset()
     c = clients["a"]
-    asyncio.run(c.complete(LLMRequest(messages=MSGS, json_schema=SCHEMA)))
+    call_once(c, LLMRequest(messages=MSGS, json_schema=SCHEMA))
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {CANARY}"  # it was really sent
     server.set_faults(sequence=["401"])  # the server echoes the key in its error message
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(c.complete(LLMRequest(messages=[{"role": "user", "content": "other"}])))
+        call_once(c, LLMRequest(messages=[{"role": "user", "content": "other"}]))
     server.set_faults()
     assert ei.value.kind == "http_401"
     assert CANARY not in str(ei.value) and CANARY not in ei.value.reason and "***" in ei.value.reason

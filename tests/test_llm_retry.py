@@ -8,6 +8,7 @@ import time
 import pytest
 
 from diziner.errors import LLMCallError
+from diziner.testing import call_once
 from diziner.llm.base import LLMRequest
 from diziner.llm.factory import build_client
 from diziner.llm.ledger import Ledger
@@ -40,7 +41,7 @@ def req(i=0):
 def test_retries_5xx_then_succeeds(server):
     server.set_faults(sequence=["500", "503", "ok"])
     ledger = Ledger()
-    r = asyncio.run(client(server.base_url, ledger=ledger).complete(req()))
+    r = call_once(client(server.base_url, ledger=ledger), req())
     assert r.text == '{"mentions": []}'
     assert server.counts["requests"] == 3
     assert ledger.summary()["total"]["ok"] == 1
@@ -49,7 +50,7 @@ def test_retries_5xx_then_succeeds(server):
 def test_429_retry_after_is_honoured(server):
     server.set_faults(sequence=["429"], retry_after_s=0.6)
     t0 = time.perf_counter()
-    asyncio.run(client(server.base_url).complete(req()))
+    call_once(client(server.base_url), req())
     assert time.perf_counter() - t0 >= 0.6
     assert server.counts["fault:429"] == 1 and server.counts["requests"] == 2
 
@@ -57,7 +58,7 @@ def test_429_retry_after_is_honoured(server):
 def test_hang_past_timeout_then_retry(server):
     server.set_faults(sequence=["hang"], hang_s=5)
     t0 = time.perf_counter()
-    r = asyncio.run(client(server.base_url, timeout_s=0.3).complete(req()))
+    r = call_once(client(server.base_url, timeout_s=0.3), req())
     assert r.text.startswith("{")
     assert 0.3 <= time.perf_counter() - t0 < 3
 
@@ -66,7 +67,7 @@ def test_timeout_every_time_raises_with_reason(server):
     server.set_faults(p_hang=1.0, hang_s=5)
     ledger = Ledger()
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(client(server.base_url, timeout_s=0.2, max_retries=1, ledger=ledger).complete(req()))
+        call_once(client(server.base_url, timeout_s=0.2, max_retries=1, ledger=ledger), req())
     assert ei.value.kind == "timeout" and "after 2 attempts" in ei.value.reason
     rec = ledger.records[-1]
     assert rec.ok is False and rec.kind == "timeout" and "timeout" in rec.reason
@@ -77,7 +78,7 @@ def test_connection_refused():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nobody listens there
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(client(f"http://127.0.0.1:{port}/v1", max_retries=2).complete(req()))
+        call_once(client(f"http://127.0.0.1:{port}/v1", max_retries=2), req())
     assert ei.value.kind == "connection" and "after 3 attempts" in ei.value.reason
 
 
@@ -85,7 +86,7 @@ def test_persistent_5xx_fails_with_reason_never_empty(server):
     server.set_faults(p_500=1.0)
     ledger = Ledger()
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(client(server.base_url, max_retries=2, ledger=ledger).complete(req()))
+        call_once(client(server.base_url, max_retries=2, ledger=ledger), req())
     assert ei.value.kind == "http_5xx" and "HTTP 500" in ei.value.reason
     assert server.counts["requests"] == 3
     s = ledger.summary()["total"]
@@ -95,20 +96,20 @@ def test_persistent_5xx_fails_with_reason_never_empty(server):
 def test_400_is_not_retried(server):
     server.set_faults(sequence=["400"])
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(client(server.base_url).complete(req()))
+        call_once(client(server.base_url), req())
     assert ei.value.kind == "http_400" and server.counts["requests"] == 1
 
 
 def test_malformed_body_and_truncated_json_are_retried(server):
     server.set_faults(sequence=["malformed", "truncated", "ok"])
-    r = asyncio.run(client(server.base_url).complete(req()))
+    r = call_once(client(server.base_url), req())
     assert r.text == '{"mentions": []}' and server.counts["requests"] == 3
 
 
 def test_truncated_json_retried_once_only(server):
     server.set_faults(p_truncated=1.0)
     with pytest.raises(LLMCallError) as ei:
-        asyncio.run(client(server.base_url, max_retries=4).complete(req()))
+        call_once(client(server.base_url, max_retries=4), req())
     assert ei.value.kind == "parse" and server.counts["requests"] == 2
 
 
@@ -116,10 +117,7 @@ def test_endpoint_and_global_limits(server):
     server.set_faults(latency_ms=80)
     c = client(server.base_url, max_concurrency=3)
 
-    async def go():
-        await asyncio.gather(*(c.complete(req(i)) for i in range(12)))
-
-    asyncio.run(go())
+    asyncio.run(_gather(c, 12))
     assert server.max_inflight == 3
     server.reset()
     c2 = client(server.base_url, max_concurrency=50, global_limit=5)
@@ -129,14 +127,17 @@ def test_endpoint_and_global_limits(server):
 
 def _gather(c, n):
     async def go():
-        await asyncio.gather(*(c.complete(req(i)) for i in range(n)))
+        try:
+            await asyncio.gather(*(c.complete(req(i)) for i in range(n)))
+        finally:
+            await c.aclose()
     return go()
 
 
 def test_client_survives_several_event_loops(server):
     c = client(server.base_url)
     for i in range(3):
-        asyncio.run(c.complete(req(i)))
+        call_once(c, req(i))
     assert server.counts["requests"] == 3
 
 
