@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys

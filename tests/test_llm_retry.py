@@ -14,7 +14,7 @@ from diziner.llm.factory import build_client
 from diziner.llm.ledger import Ledger
 from diziner.llm.pool import AnnotatorConfig
 from diziner.llm.retry import Limiter, RetryPolicy, parse_retry_after
-from diziner.testing.server import Faults, TestServer
+from diziner.testing.server import TestServer
 
 SCHEMA = {"type": "object", "properties": {"mentions": {"type": "array"}}}
 
