@@ -10,7 +10,7 @@
     directly on the same requests.
 
 Usage: .venv/bin/python scripts/bench_llm.py [--annotators 8] [--docs 500] [--latency-ms 200]
-       [--concurrency 64] [--local-calls 8] [--skip-local]
+       [--concurrency 64] [--local-calls 8] [--local-prompts short|pipeline] [--skip-local]
 """
 from __future__ import annotations
 
@@ -102,15 +102,9 @@ def bench_orchestration(a: argparse.Namespace) -> None:
         proc.wait(10)
 
 
-def bench_local(a: argparse.Namespace) -> None:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        print("(c) skipped: llama_cpp not importable")
-        return
+def _short_requests() -> dict[str, list]:
+    """A short hand-written chat request per sentence (~80 prompt tokens)."""
     from diziner.llm.base import LLMRequest
-    from diziner.llm.local import LocalLlamaClient, model_path
-    from diziner.llm.pool import AnnotatorConfig
 
     schema = {"type": "object", "properties": {"mentions": {"type": "array", "maxItems": 4, "items": {
         "type": "object", "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": ["PER", "LOC", "ORG"]}},
@@ -118,9 +112,41 @@ def bench_local(a: argparse.Namespace) -> None:
     sents = ["Angela Merkel visited Paris with Siemens executives.", "The United Nations met in Geneva on Tuesday.",
              "Barack Obama spoke to Microsoft staff in Seattle.", "Toyota opened a plant near Lyon, France."]
     system = "You annotate named entities: persons (PER), locations (LOC), organisations (ORG). Answer in JSON."
+    reqs = [LLMRequest(messages=[{"role": "system", "content": system}, {"role": "user", "content": s}],
+                       json_schema=schema, params={"max_tokens": 64}) for s in sents]
+    return {"smollm2-135m": reqs, "gemma-3-270m": reqs}
+
+
+def _pipeline_requests(n: int) -> dict[str, list]:
+    """The pipeline's own iteration-0 annotation requests for the bundled example: a chat prompt
+    for SmolLM2 and a few-shot completion prompt for Gemma, as in examples/pool-local.yaml."""
+    from diziner.annotate.prompt import build_request
+    from diziner.corpus.readers import read_corpus
+    from diziner.guideline import Guideline
+    from diziner.schema import load_schema
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    g = Guideline.initial(load_schema(root / "schema.yaml"))
+    docs = read_corpus(root / "texts.jsonl").documents[:n]
+    return {"smollm2-135m": [build_request(g, "smollm2", "chat", d.text) for d in docs],
+            "gemma-3-270m": [build_request(g, "gemma", "fewshot", d.text) for d in docs]}
+
+
+def bench_local(a: argparse.Namespace) -> None:
+    try:
+        import llama_cpp
+    except ImportError:
+        print("(c) skipped: llama_cpp not importable")
+        return
+    from diziner.llm.base import LLMRequest
+    from diziner.llm.local import _ARGS, LocalLlamaClient, model_path
+    from diziner.llm.pool import AnnotatorConfig
+
+    requests = _pipeline_requests(a.local_calls) if a.local_prompts == "pipeline" else _short_requests()
     n_threads = os.cpu_count() or 1
     for model in a.local_models.split(","):
         path = model_path(model)
+        reqs = requests[model]
         results = {}
         for reproducible in (False, True):
             ours = LocalLlamaClient(AnnotatorConfig(id="x", backend="local", model=model, n_threads=n_threads,
@@ -128,32 +154,47 @@ def bench_local(a: argparse.Namespace) -> None:
             ours.load()
             direct = llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=n_threads, n_batch=512, seed=0,
                                      verbose=False)
-            warm = [{"role": "system", "content": system}, {"role": "user", "content": "Warm-up sentence."}]
-            direct.create_chat_completion(messages=warm, max_tokens=4)  # page the weights in, untimed
-            asyncio.run(ours.complete(LLMRequest(messages=warm, params={"max_tokens": 4})))
+            grammars: dict[str, object] = {}
+
+            def direct_call(req: LLMRequest) -> int:
+                kw = {"temperature": 0.0, "top_k": 1, "top_p": 1.0, "max_tokens": 512}
+                kw.update({k: v for k, v in req.params.items() if k in _ARGS})
+                if req.messages is not None:
+                    out = direct.create_chat_completion(messages=req.messages, **kw,
+                                                        response_format={"type": "json_object", "schema": req.json_schema})
+                else:
+                    key = json.dumps(req.json_schema, sort_keys=True)
+                    if key not in grammars:  # compiled once per schema, as the adapter does
+                        grammars[key] = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(req.json_schema), verbose=False)
+                    out = direct.create_completion(prompt=req.prompt, grammar=grammars[key], **kw)
+                return out["usage"]["completion_tokens"]
+
+            warm = LLMRequest(messages=[{"role": "user", "content": "Warm-up sentence."}], params={"max_tokens": 4})
+            direct.create_chat_completion(messages=warm.messages, max_tokens=4)  # page the weights in, untimed
+            asyncio.run(ours.complete(warm))
             tok = {"ours": 0, "direct": 0}
             wall = {"ours": 0.0, "direct": 0.0}
+            prompt_tokens = 0
             for i in range(a.local_calls):  # interleaved, so both see the same machine load
-                msgs = [{"role": "system", "content": system}, {"role": "user", "content": sents[i % len(sents)]}]
+                req = reqs[i % len(reqs)]
                 t0 = time.perf_counter()
                 # in a worker thread like the adapter: on this machine llama.cpp called from the main
                 # thread ran several times slower than from a worker thread (same instance, same call)
-                out = asyncio.run(asyncio.to_thread(
-                    direct.create_chat_completion, messages=msgs, temperature=0.0, top_k=1, top_p=1.0, max_tokens=64,
-                    response_format={"type": "json_object", "schema": schema}))
+                tok["direct"] += asyncio.run(asyncio.to_thread(direct_call, req))
                 wall["direct"] += time.perf_counter() - t0
-                tok["direct"] += out["usage"]["completion_tokens"]
                 t0 = time.perf_counter()
-                r = asyncio.run(ours.complete(LLMRequest(messages=msgs, json_schema=schema, params={"max_tokens": 64})))
+                r = asyncio.run(ours.complete(req))
                 wall["ours"] += time.perf_counter() - t0
                 tok["ours"] += r.tokens_out
-            results[reproducible] = (tok, wall)
+                prompt_tokens += r.tokens_in
+            results[reproducible] = (tok, wall, prompt_tokens / a.local_calls)
             asyncio.run(ours.aclose())
             direct.close()
-        for reproducible, (tok, wall) in results.items():
+        for reproducible, (tok, wall, mean_in) in results.items():
             t_o, t_d = tok["ours"] / wall["ours"], tok["direct"] / wall["direct"]
-            print(f"(c) {model} ({a.local_calls} chat calls, {n_threads} threads, reproducible={reproducible}): "
-                  f"ours {t_o:.1f} tok/s, direct {t_d:.1f} tok/s, overhead {100 * (1 - t_o / t_d):+.1f} %")
+            print(f"(c) {model} ({a.local_calls} {a.local_prompts} calls, ~{mean_in:.0f} prompt tokens, {n_threads} "
+                  f"threads, reproducible={reproducible}): ours {t_o:.1f} tok/s, direct {t_d:.1f} tok/s, "
+                  f"overhead {100 * (1 - t_o / t_d):+.1f} %")
 
 
 def main() -> int:
@@ -165,6 +206,8 @@ def main() -> int:
     ap.add_argument("--local-calls", type=int, default=8)
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--local-models", default="smollm2-135m,gemma-3-270m")
+    ap.add_argument("--local-prompts", choices=["short", "pipeline"], default="short",
+                    help="short hand-written chat prompts, or the pipeline's own annotation prompts")
     ap.add_argument("--skip-orchestration", action="store_true")
     a = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
