@@ -228,8 +228,14 @@ def test_four_phases_over_a_real_http_server():
     with TestServer() as srv:
         srv.set_responder(responder)
         client = OpenAICompatClient(BackendConfig(backend="openai", model="sup", base_url=srv.base_url, timeout_s=10))
-        r = asyncio.run(LLMSupervisor(client).revise(_prev(), ANALYSIS, DOCS, iteration=2,
-                                                     limits=Limits(max_change_ratio=1.0)))
+        async def revise():
+            try:
+                return await LLMSupervisor(client).revise(_prev(), ANALYSIS, DOCS, iteration=2,
+                                                          limits=Limits(max_change_ratio=1.0))
+            finally:
+                await client.aclose()
+
+        r = asyncio.run(revise())
         assert r.ok, r.error
         assert len(srv.requests) == 4
     assert r.guideline.common[0].text == "Leave titles and honorifics out."
