@@ -186,3 +186,15 @@ def test_llama_cpp_server_through_openai_adapter(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@needs_llama
+def test_cache_identity_separates_plain_from_reproducible_eval():
+    from diziner.llm.cache import cache_key
+    from diziner.llm.local import LocalLlamaClient
+
+    req = LLMRequest(messages=CHAT, json_schema=SCHEMA)
+    repro = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m"))
+    plain = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m", reproducible=False))
+    assert repro.identity() == {"backend": "local", "model": "smollm2-135m"}  # keys of existing caches unchanged
+    assert cache_key(repro.identity(), req) != cache_key(plain.identity(), req)

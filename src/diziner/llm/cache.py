@@ -1,8 +1,9 @@
 """Persistent response cache (SQLite, WAL) shared by processes.
 
 The key is the sha256 of the canonical JSON of what determines an answer: the backend,
-the model, the adapter's mode (endpoint, structured-output mode) and the request's
-messages or prompt, params and JSON schema. The base URL is *not* in the key: the same
+the model, the adapter's mode (endpoint, structured-output mode; plain vs reproducible
+evaluation for local models) and the request's messages or prompt, params and JSON
+schema. The base URL is *not* in the key: the same
 model answers the same way wherever it is served (and a test server's port changes).
 Ledger tags (purpose, annotator, iteration) are not in the key either.
 

@@ -197,7 +197,12 @@ class LocalLlamaClient:
         self.canonical_eval = cfg.reproducible  # greedy output independent of earlier calls
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model}
+        # Plain evaluation can answer differently from the reproducible one (and depends on the
+        # previous call), so its answers get their own cache keys; the default keeps the old keys.
+        ident: dict[str, Any] = {"backend": self.backend, "model": self.model}
+        if not self.canonical_eval:
+            ident["eval"] = "plain"
+        return ident
 
     def endpoint_key(self) -> str:
         return f"local:{id(self)}"
