@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from diziner.guideline import Guideline, Instruction, Provenance
 from diziner.guideline_render import change_ratio
 from diziner.schema import ExampleMention, LabelDef, Schema, WorkedExample
@@ -273,3 +275,69 @@ def test_agreed_sentences_become_worked_examples():
     assert [(m.text, m.label) for m in ex[0].mentions] == [("Ada Lovelace", "PER"), ("Initech", "ORG"), ("Berlin", "LOC")]
     # nothing supported by only one of the two annotators is taught
     assert all("it1-agreement" in i.provenance.patterns for i in res.guideline.common)
+
+
+def _prior():
+    from diziner.supervise.consensus import MentionPrior
+
+    schema = Schema(goal="Tag names.", labels=[
+        {"name": "PER", "definition": "persons", "positive_examples": ["Ada Lovelace", "Louis van Gaal"],
+         "negative_examples": ["my brother", "everyone"]},
+        {"name": "ORG", "definition": "organisations", "positive_examples": ["Initech"],
+         "negative_examples": ["Justin", "London"]},
+        {"name": "WORK", "definition": "titles",
+         "positive_examples": ["The Lord of the Rings: The Fellowship of the Ring"]}])
+    return MentionPrior(schema)
+
+
+@pytest.mark.parametrize("span, label, doc, reason", [
+    ("Ada Lovelace", "PER", "Ada Lovelace joined Initech.", None),
+    ("You", "PER", "You are the worst thing that ever happened to me.", "pronoun"),
+    ("I", "PER", "I knew you would do this", "pronoun"),
+    ("the", "ORG", "the end", "pronoun"),
+    ("My Brother", "PER", "Happy birthday to my brother", "negative example of PER"),
+    ("London", "ORG", "London is big", "negative example of ORG"),
+    ("London", "PER", "London is big", None),  # a negative example of ORG says nothing about PER
+    ("Good morning", "ORG", "Good morning", "whole text"),
+    ("You guys make me happy", "PER", "You guys make me happy .", "whole text"),
+    ("Initech", "ORG", "Initech", None),  # one-word document: may well be a name
+    ("what an uncivilised hour to be awake at home", "ORG", "Oh, what an uncivilised hour to be awake at home!",
+     "far longer"),  # 9 words > 2 x 1 + 2
+    ("The Lord of the Rings: The Fellowship of the Ring", "WORK", "I reread The Lord of the Rings: The Fellowship "
+     "of the Ring.", None),  # long, but so is the schema's own example
+    ("#@!", "PER", "#@! ok", "no letters"),
+])
+def test_implausible_mention(span, label, doc, reason):
+    from diziner.supervise.consensus import implausible_mention
+
+    got = implausible_mention(span, label, doc, _prior())
+    if reason is None:
+        assert got is None
+    else:
+        assert got is not None and reason in got
+
+
+def test_agreement_on_nonsense_is_not_taught():
+    """Two weak annotators that agree on a whole sentence as PER and on a pronoun (seen on
+    Broad Twitter): neither sentence becomes an agreed worked example, and the supervisor
+    output lists what it left out; a sentence with a real agreed name still does."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document
+
+    docs = [Document("t1", "You guys make me happy ."), Document("t2", "Good morning"),
+            Document("t3", "You are the worst thing ever , Justin"), Document("t4", "Ada Lovelace joined Initech today .")]
+
+    def spans(doc, items):
+        return [doc.span(doc.text.index(t), doc.text.index(t) + len(t), lab) for t, lab in items]
+
+    same = {"t1": spans(docs[0], [("You guys make me happy", "PER")]), "t2": spans(docs[1], [("Good morning", "ORG")]),
+            "t3": spans(docs[2], [("You", "PER"), ("Justin", "PER")]),
+            "t4": spans(docs[3], [("Ada Lovelace", "PER"), ("Initech", "ORG")])}
+    analysis = analyze(docs, {"a": same, "b": same}, labels=["PER", "ORG", "LOC"]).to_json()
+    schema = Schema(goal="Tag names.", labels=[{"name": n, "definition": f"{n} names"} for n in ("PER", "ORG", "LOC")])
+    res = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analysis, {d.id: d.text for d in docs},
+                                                   iteration=1, limits=Limits(max_change_ratio=1.0)))
+    taught = [e.text for i in res.guideline.common for e in i.examples]
+    assert taught == [docs[3].text]
+    left_out = {(x["document"], x["text"]) for x in res.outputs["consensus"]["implausible"]}
+    assert left_out == {("t1", "You guys make me happy"), ("t2", "Good morning"), ("t3", "You")}

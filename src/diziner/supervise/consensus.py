@@ -7,6 +7,11 @@ The rules are in ``docs/supervisor.md``; in short:
 
 1. Reference spans per document: the consensus of the analysis (``documents[].consensus``
    tags, plus every hotspot's ``consensus`` spans), or the gold spans when ``gold`` is given.
+   Without gold, a consensus span that cannot be a mention by the schema's own terms is not
+   taught (:func:`implausible_mention`: a pronoun or article, a negative example of its
+   label, the whole text of a document of several words, or far longer than any example of
+   its label), and a sentence holding one is never an agreed worked example: weak annotators
+   do agree on nonsense ("Good morning" as ORG), and agreement alone cannot tell.
 2. Each hotspot's readings are compared with the reference inside the hotspot window;
    every difference is a finding keyed by (error type, label): ``missed`` (the reference
    has a span an annotator left out), ``type_confusion`` (same extent, other label),
@@ -49,9 +54,58 @@ from diziner.supervise.validate import (
     validate_instructions,
 )
 
-__all__ = ["ConsensusSupervisor", "RefSpan", "reference_spans", "sentence_window"]
+__all__ = ["ConsensusSupervisor", "MentionPrior", "RefSpan", "implausible_mention", "reference_spans",
+           "sentence_window"]
 
 ERROR_ORDER = ("missed", "type_confusion", "boundary", "spurious")  # positive lessons first
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Closed-class English words that are never a name on their own (schemas are English here).
+_FUNCTION_WORDS = frozenset(
+    "i me my mine myself you your yours yourself he him his himself she her hers herself it its itself we us our "
+    "ours ourselves they them their theirs themselves this that these those a an the".split())
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+class MentionPrior:
+    """What the schema Σ says a mention of each label looks like: its negative examples, and
+    the longest positive example (in words), from the label definitions and the demonstrations."""
+
+    def __init__(self, schema: Any):
+        self.negatives: dict[str, set[str]] = {}
+        self.longest: dict[str, int] = {}
+        for lab in getattr(schema, "labels", []) or []:
+            self.negatives[lab.name] = {" ".join(_words(t)) for t in lab.negative_examples if _words(t)}
+            self.longest[lab.name] = max([len(_words(t)) for t in lab.positive_examples] or [0])
+        for demo in getattr(schema, "demonstrations", []) or []:
+            for m in demo.mentions:
+                self.longest[m.label] = max(self.longest.get(m.label, 0), len(_words(m.text)))
+
+
+def implausible_mention(span_text: str, label: str, document_text: str | None, prior: MentionPrior) -> str | None:
+    """Why a consensus span cannot be a mention of ``label`` by the schema's terms, or None.
+
+    Label-free checks only: the span is a pronoun or article alone; it is one of the label's
+    negative examples; it is the whole text of a document of two or more words (a greeting, a
+    sentence); or it has more than twice the words of the label's longest example plus two.
+    """
+    words = _words(span_text)
+    if not words:
+        return "no letters or digits"
+    if all(w in _FUNCTION_WORDS for w in words):
+        return "a pronoun or article, not a name"
+    if " ".join(words) in prior.negatives.get(label, set()):
+        return f"a negative example of {label} in the schema"
+    if document_text is not None and len(words) >= 2 and words == _words(document_text):
+        return "the whole text of the document"
+    longest = prior.longest.get(label, 0)
+    if longest and len(words) > 2 * longest + 2:
+        return f"{len(words)} words, far longer than any {label} example ({longest})"
+    return None
+
+
 _SENT_END = re.compile(r"[.!?。！？][\"'”’)\]]*\s+(?=[\"“'‘(\[]?[A-Z0-9À-Ý])|\n\s*")
 
 
@@ -298,6 +352,13 @@ class ConsensusSupervisor:
         lmap = {lab: lab for lab in labels}
         lmap.update({k.casefold(): v for k, v in list(lmap.items())})
         notes: list[str] = []
+        implausible: list[dict[str, Any]] = []
+        if gold is None:
+            refs, implausible = self._plausible(refs, documents, MentionPrior(schema))
+            if implausible:
+                notes.append(f"{len(implausible)} consensus span(s) not taught: implausible as mentions by the "
+                             "schema (see 'implausible')")
+        doubtful_docs = {str(x["document"]) for x in implausible}
 
         # 1-2. findings and patterns
         findings: list[_Finding] = []
@@ -347,7 +408,8 @@ class ConsensusSupervisor:
                 continue
             new_rules.append((p, ins))
         if self.agreed_examples and gold is None:
-            agreed = self._agreed_rule(analysis, refs, documents, iteration, limits, existing_texts)
+            agreed = self._agreed_rule(analysis, refs, documents, iteration, limits, existing_texts,
+                                       doubtful_docs)
             if agreed is not None:
                 new_rules.append((None, agreed))
         if len(new_rules) > limits.max_new_common:
@@ -433,6 +495,7 @@ class ConsensusSupervisor:
             "validation": {"dropped_examples": counts.dropped_examples, "dropped_mentions": counts.dropped_mentions,
                            "trimmed_examples": counts.trimmed_examples, "problems": counts.problems},
             "enforcement": report,
+            "implausible": implausible,
             "notes": notes,
         }
         return SupervisionResult(guideline=final, outputs={"consensus": output}, dropped_examples=counts.dropped_examples,
@@ -441,15 +504,18 @@ class ConsensusSupervisor:
 
     # ------------------------------------------------------------------ helpers
     def _agreed_rule(self, analysis: dict, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
-                     limits: Limits, existing_texts: set[str]) -> Instruction | None:
+                     limits: Limits, existing_texts: set[str], doubtful_docs: set[str] = frozenset()
+                     ) -> Instruction | None:
         """Worked examples from sentences where the whole pool agrees (sentences without any hotspot).
 
         With weak, low-recall annotators few hotspots have majority support, but the spans
         the pool agrees on are its most precise signal: shown as in-domain worked examples,
         they teach each annotator what the others find. A sentence with a hotspot anywhere is
         not used: a partial annotation shown as correct teaches the annotators to leave the
-        disputed entities out (measured on crossner_politics, see BENCHMARKS.md). Sentences
-        with the most agreed entities first; at most ``max_examples_per_instruction``.
+        disputed entities out (measured on crossner_politics, see BENCHMARKS.md). Nor is a
+        sentence where the pool agreed on an implausible span (``doubtful_docs``): the agreement
+        there is not evidence. Sentences with the most agreed entities first; at most
+        ``max_examples_per_instruction``.
         """
         hot_docs: dict[str, list[tuple[int, int]]] = {}
         for h in analysis.get("hotspots") or []:
@@ -464,6 +530,8 @@ class ConsensusSupervisor:
                 continue
             if doc in hot_docs:
                 continue  # only sentences without any hotspot: every annotator gave the same full annotation
+            if doc in doubtful_docs:
+                continue  # the pool agreed on something that cannot be a mention here
             cands.append((-len(spans), doc, text, spans))
         cands.sort()
         examples = []
@@ -476,6 +544,23 @@ class ConsensusSupervisor:
         return Instruction(id="0", text="Tag names the way these examples do: in them every annotator agreed on every entity.",
                            examples=examples,
                            provenance=Provenance(added_in=iteration, patterns=[f"it{iteration}-agreement"], source="consensus"))
+
+    @staticmethod
+    def _plausible(refs: dict[str, list[RefSpan]], documents: dict[str, str], prior: MentionPrior
+                   ) -> tuple[dict[str, list[RefSpan]], list[dict[str, Any]]]:
+        """The reference without implausible consensus spans, and what was left out (and why)."""
+        kept: dict[str, list[RefSpan]] = {}
+        dropped: list[dict[str, Any]] = []
+        for doc, spans in refs.items():
+            ok = []
+            for sp in spans:
+                why = implausible_mention(sp.text, sp.label, documents.get(doc), prior)
+                if why is None:
+                    ok.append(sp)
+                else:
+                    dropped.append({"document": doc, "text": sp.text, "label": sp.label, "reason": why})
+            kept[doc] = ok
+        return kept, dropped
 
     def _negative_ok(self, f: _Finding, k: int, gold: bool) -> bool:
         if gold:
