@@ -18,47 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
-BEGIN, END = "<<<DOCUMENT>>>", "<<<END OF DOCUMENT>>>"
-CAP = re.compile(r"\b[A-Z][a-z]+\b")
 NAMES = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse", "Kestrel",
          "Lagos", "Orion", "Petra", "Sable", "Tarn"]
 FILLER = ["said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its", "on", "chips",
           "market", "shares", "rose", "after", "report"]
 
 
-def responder(body: dict) -> str:
-    """Annotator m-a tags capitalised words PER/ORG by length; m-b skips some and calls others LOC."""
-    msgs = body.get("messages") or []
-    user = msgs[-1]["content"] if msgs else ""
-    text = user.split(BEGIN, 1)[-1].rsplit(END, 1)[0]
-    out = []
-    for w in sorted(set(CAP.findall(text))):
-        h = zlib.crc32(w.encode())
-        label = "PER" if len(w) % 2 else "ORG"
-        if body.get("model") == "m-b":
-            if h % 5 == 0:
-                continue
-            if h % 3 == 0:
-                label = "LOC"
-        out.append({"text": w, "label": label})
-    return json.dumps({"mentions": out})
-
-
 def serve(latency_ms: float, jitter_ms: float) -> None:
     """Child process: run the test server until stdin closes."""
+    from diziner.testing.faults import title_word_responder
     from diziner.testing.server import Faults, TestServer
 
-    srv = TestServer(responder, Faults(latency_ms=latency_ms, latency_jitter_ms=jitter_ms), keep_requests=False)
+    srv = TestServer(title_word_responder, Faults(latency_ms=latency_ms, latency_jitter_ms=jitter_ms), keep_requests=False)
     srv.start()
     print(srv.base_url, flush=True)
     sys.stdin.read()

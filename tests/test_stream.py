@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import zlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
 from diziner.guideline import Guideline
 from diziner.schema import load_schema
+from diziner.testing.faults import title_word_responder
 from diziner.stream import (
     StreamOptions,
     StreamPaths,
@@ -26,31 +25,8 @@ from diziner.stream import (
 
 pytest.importorskip("openai")
 
-BEGIN, END = "<<<DOCUMENT>>>", "<<<END OF DOCUMENT>>>"
 WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
          "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
-CAP = re.compile(r"\b[A-Z][a-z]+\b")
-
-
-def _doc_text(body: dict) -> str:
-    user = body["messages"][-1]["content"]
-    return user.split(BEGIN, 1)[1].rsplit(END, 1)[0].strip("\n")
-
-
-def responder(body: dict) -> str:
-    """Annotator 'a' tags capitalised words PER/ORG by length; 'b' skips some and calls others LOC."""
-    text, model = _doc_text(body), body.get("model")
-    out = []
-    for w in sorted(set(CAP.findall(text))):
-        h = zlib.crc32(w.encode())
-        label = "PER" if len(w) % 2 else "ORG"
-        if model == "m-b":
-            if h % 5 == 0:
-                continue
-            if h % 3 == 0:
-                label = "LOC"
-        out.append({"text": w, "label": label})
-    return json.dumps({"mentions": out})
 
 
 def make_docs(n: int, seed: int = 3) -> list[Document]:
@@ -63,7 +39,7 @@ def make_docs(n: int, seed: int = 3) -> list[Document]:
 def server():
     from diziner.testing.server import TestServer
 
-    with TestServer(responder, keep_requests=False) as srv:
+    with TestServer(title_word_responder, keep_requests=False) as srv:
         yield srv
 
 

@@ -17,7 +17,8 @@ loop can call it at its named points:
 The responders make a :class:`~diziner.testing.server.TestServer` behave like a pool of
 different models: :func:`annotator_responder` tags capitalised words of the fenced
 document (what and how depends on the request's model name, so annotators disagree);
-:func:`supervisor_responder` returns valid outputs for the four LLM supervisor phases.
+:func:`title_word_responder` is a simpler two-annotator version for streaming and scale
+runs; :func:`supervisor_responder` returns valid outputs for the four LLM supervisor phases.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import json
 import os
 import re
 import signal
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +118,26 @@ def annotator_responder(labels: list[str], *, p_ungrounded: float = 0.0,
                                                           p_ungrounded=p_ungrounded)}, ensure_ascii=False)
 
     return respond
+
+
+_TITLE_WORD = re.compile(r"\b[A-Z][a-z]+\b")
+
+
+def title_word_responder(body: dict) -> str:
+    """Two cheap, deterministic annotators: every model tags each distinct title-case word of the
+    fenced document PER (odd length) or ORG (even); model ``m-b`` skips about one word in five
+    and calls about one in three LOC, so the two disagree now and then."""
+    out = []
+    for w in sorted(set(_TITLE_WORD.findall(fenced_document(body) or ""))):
+        h = zlib.crc32(w.encode())
+        label = "PER" if len(w) % 2 else "ORG"
+        if body.get("model") == "m-b":
+            if h % 5 == 0:
+                continue
+            if h % 3 == 0:
+                label = "LOC"
+        out.append({"text": w, "label": label})
+    return json.dumps({"mentions": out})
 
 
 def _schema_name(body: dict) -> str:
