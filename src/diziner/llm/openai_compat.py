@@ -7,14 +7,14 @@ because :mod:`diziner.llm.retry` does them. Structured output per ``structured_o
 =====================  =================================================================
 json_schema            ``response_format={"type":"json_schema","json_schema":{name, schema, strict: false}}``
 json_object_schema     ``response_format={"type":"json_object","schema": schema}`` (llama-cpp-python server)
-grammar                ``extra_body={"guided_json": schema}`` (vLLM)
-ollama_format          ``extra_body={"format": schema}`` (Ollama)
+grammar                ``"guided_json": schema`` in the body (vLLM)
+ollama_format          ``"format": schema`` in the body (Ollama)
 none                   nothing: the prompt carries the format, the caller parses leniently
 =====================  =================================================================
 
 The ``endpoint`` decides the API: ``chat`` (``/chat/completions``; a plain ``prompt``
 becomes one user message) or ``completion`` (``/completions``; ``messages`` are flattened
-into a transcript). On ``/completions`` the structured-output fields travel in the body.
+into a transcript). Every field, the request's params included, travels in one JSON body.
 """
 from __future__ import annotations
 
@@ -29,13 +29,6 @@ from diziner.errors import LLMCallError
 from diziner.llm.base import LLMRequest, LLMResponse
 from diziner.llm.pool import BackendConfig
 from diziner.llm.retry import TransientError, status_error
-
-# Arguments the SDK's create() takes by name; everything else goes to extra_body.
-_CHAT_ARGS = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "frequency_penalty",
-              "presence_penalty", "n", "logprobs", "top_logprobs", "logit_bias", "user", "reasoning_effort"}
-_COMPLETION_ARGS = {"temperature", "top_p", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty",
-                    "n", "logprobs", "logit_bias", "user", "echo", "best_of", "suffix"}
-
 
 # Shared SDK clients: (loop id, base_url, key, timeout) -> (loop, AsyncOpenAI). The key stays in memory only.
 _SHARED: dict[tuple, tuple[asyncio.AbstractEventLoop, Any]] = {}
@@ -105,19 +98,19 @@ def schema_name(schema: dict[str, Any]) -> str:
     return name or "output"
 
 
-def structured_fields(mode: str, schema: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(named create() arguments, extra_body) that ask for ``schema`` in the given mode."""
+def structured_fields(mode: str, schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The request-body fields that ask for ``schema`` in the given mode."""
     if schema is None or mode == "none":
-        return {}, {}
+        return {}
     if mode == "json_schema":
         return {"response_format": {"type": "json_schema",
-                                    "json_schema": {"name": schema_name(schema), "schema": schema, "strict": False}}}, {}
+                                    "json_schema": {"name": schema_name(schema), "schema": schema, "strict": False}}}
     if mode == "json_object_schema":
-        return {"response_format": {"type": "json_object", "schema": schema}}, {}
+        return {"response_format": {"type": "json_object", "schema": schema}}
     if mode == "grammar":
-        return {}, {"guided_json": schema}
+        return {"guided_json": schema}
     if mode == "ollama_format":
-        return {}, {"format": schema}
+        return {"format": schema}
     raise ValueError(f"unknown structured_output mode {mode!r}")
 
 
@@ -188,34 +181,22 @@ class OpenAICompatClient:
             text = text.replace(self._api_key, "***")
         return text[:300]
 
-    def request_kwargs(self, req: LLMRequest) -> tuple[str, dict[str, Any]]:
-        """(api, kwargs for create()) — separated from the call so tests can inspect it."""
-        params = dict(req.params)
-        named, extra = structured_fields(self.cfg.structured_output, req.json_schema)
-        kwargs: dict[str, Any] = {"model": self.model}
+    def request_body(self, req: LLMRequest) -> tuple[str, dict[str, Any]]:
+        """(api, JSON body): model, the messages (chat) or prompt (completion), the structured-output
+        fields, then the request's params, which are sent as given and win on a clash."""
+        body: dict[str, Any] = {"model": self.model}
         if self.endpoint == "chat":
-            allowed = _CHAT_ARGS
-            kwargs["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt or ""}]
-            # response_format travels in extra_body: the same JSON on the wire, but the SDK does not
-            # walk a large schema with its type-directed transform on every call.
-            extra = {**named, **extra}
+            body["messages"] = req.messages if req.messages is not None else [{"role": "user", "content": req.prompt or ""}]
         else:
-            allowed = _COMPLETION_ARGS
-            kwargs["prompt"] = req.prompt if req.prompt is not None else flatten_messages(req.messages or [])
-            extra = {**named, **extra}  # completions.create has no response_format argument
-        for k, v in params.items():
-            if k in allowed:
-                kwargs[k] = v
-            else:
-                extra[k] = v
-        if extra:
-            kwargs["extra_body"] = extra
-        return self.endpoint, kwargs
+            body["prompt"] = req.prompt if req.prompt is not None else flatten_messages(req.messages or [])
+        body.update(structured_fields(self.cfg.structured_output, req.json_schema))
+        body.update(req.params)
+        return self.endpoint, body
 
     async def complete(self, req: LLMRequest) -> LLMResponse:
         import openai
 
-        api, kwargs = self.request_kwargs(req)
+        api, body = self.request_body(req)
         client = self._client()
         t0 = time.perf_counter()
         where = self.cfg.base_url or "the OpenAI API"
@@ -223,8 +204,6 @@ class OpenAICompatClient:
         # left as parsed JSON (cast_to=object): the same request, errors and retries semantics
         # as chat.completions.create, without the SDK's per-call type-directed transform of the
         # body and its construction of response models (most of its CPU time per call).
-        body = {k: v for k, v in kwargs.items() if k != "extra_body"}
-        body.update(kwargs.get("extra_body") or {})
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
             data = await client.post("/chat/completions" if api == "chat" else "/completions", content=raw,
