@@ -129,8 +129,9 @@ def test_all_tokens_agree_no_hotspots():
 
 
 def test_all_o_degenerate_agreement_is_none():
-    r = analyze(DOCS, {"x": {}, "y": {}})
-    assert r.pairwise_f1["x"]["y"] == 1.0  # both empty
+    r = analyze(DOCS, {"x": {"d1": [], "d2": []}, "y": {"d1": [], "d2": []}})
+    assert r.pairwise_f1["x"]["y"] == 0.0  # both empty: silence is no agreement (was 1.0)
+    assert r.mean_agreement == 0.0
     assert r.agreement["fleiss_kappa"] is None and r.agreement["krippendorff_alpha"] is None
     assert r.agreement["cohen_kappa"]["mean"] is None
     assert r.hotspots == []
@@ -149,9 +150,12 @@ def test_all_pairwise_f1_zero_every_entity_disputed():
     assert r.elite == ["x", "y"]
     assert r.mean_agreement == 0.0
     texts = sorted(h["text"] for h in r.hotspots)
-    # Paris: 3 readings (LOC, ORG, O) -> U* = max(D_conf=2/3, D_type=.5, U_bnd=8/9) = 8/9
-    # Barack: z alone -> U_bnd = 4*(1/3)*(2/3) = 8/9 ; both hot (two tokens apart: not bridged)
-    assert texts == ["Barack", "Paris"]
+    # Paris: 3 readings (LOC, ORG, O) -> U* = max(D_conf=2/3, D_type=.5, U_bnd=8/9) = 8/9,
+    #   hot score H = max(U*, 2*D_type) = 1 (the label split counts on the boundary scale)
+    # Barack: z alone -> U_bnd = 4*(1/3)*(2/3) = 8/9 = H. The 80th percentile of H over
+    # (8/9, 1) is above 8/9: only Paris is hot (before, both had 8/9 and both were hot).
+    assert texts == ["Paris"]
+    assert sorted(h["text"] for h in analyze(DOCS, ann, percentile=0).hotspots) == ["Barack", "Paris"]
     paris = next(h for h in r.hotspots if h["text"] == "Paris")
     assert paris["mean_u_star"] == pytest.approx(8 / 9, abs=1e-4)
     assert paris["elite_agree"] is False
@@ -267,7 +271,7 @@ def test_aggregate_consensus_and_span_vote():
     union = aggregate(DOCS, ann, w, min_support=0.0)
     assert [s["text"] for s in union["d2"]] == ["Apple", "Samsung", "New York City"]
     assert [s["text"] for s in union["d1"]] == ["Barack Obama", "Paris", "Berlin"]
-    low = aggregate(DOCS, {"x": ann["c"], "y": {}}, {"x": 1, "y": 1}, min_support=0.5)
+    low = aggregate(DOCS, {"x": ann["c"], "y": {"d1": [], "d2": []}}, {"x": 1, "y": 1}, min_support=0.5)
     assert {s["text"] for s in low["d1"]} == {"Obama", "Paris", "Berlin"}  # .5 of normalised weight
     # supplied hotspots
     marked = aggregate(DOCS, ann, w, hotspots=[{"document": "d1", "token_start": 0, "token_end": 1}])
@@ -286,8 +290,8 @@ def test_analyze_arrays_direct():
 
 
 def test_hotspot_bridges_one_token_gap():
-    # x: Paris LOC and Berlin LOC ; y: nothing -> Paris, Berlin hot; "and" between them is bridged
-    ann = {"x": {"d1": [sp("d1", "Paris", "LOC"), sp("d1", "Berlin", "LOC")]}, "y": {}}
+    # x: Paris LOC and Berlin LOC ; y: answered, nothing -> Paris, Berlin hot; "and" between them is bridged
+    ann = {"x": {"d1": [sp("d1", "Paris", "LOC"), sp("d1", "Berlin", "LOC")]}, "y": {"d1": []}}
     r = analyze(DOCS, ann)
     assert [h["text"] for h in r.hotspots] == ["Paris and Berlin"]
     h = r.hotspots[0]

@@ -33,10 +33,10 @@ def reference_scores(Z, w, n_labels):
     """The formulas written directly on the dense distribution p."""
     p = S.tag_distribution(Z, w, 2 * n_labels + 1)
     d_conf = 1 - (p**2).sum(1)
-    p_o = p[:, 0]
     m = p[:, 1::2] + p[:, 2::2]
+    e = m.sum(1)  # entity mass 1 - p(O), summed directly (1 - p_O loses digits when p_O ~ 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        d_type = np.where(1 - p_o > 1e-12, 1 - ((m / (1 - p_o)[:, None]) ** 2).sum(1), 0.0)
+        d_type = np.where(e > 1e-12, 1 - ((m / e[:, None]) ** 2).sum(1), 0.0)
     qs, qi = p[:, 1::2].sum(1), p[:, 2::2].sum(1)
     u_bnd = np.maximum(4 * qs * (1 - qs), 4 * qi * (1 - qi))
     return p, d_conf, d_type, u_bnd

@@ -93,7 +93,7 @@ def test_pairwise_f1_and_weights_hand_computed():
 
 def test_f1_of_empty_sets():
     f1 = pairwise_span_f1([np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([7])])
-    assert f1[0, 1] == 1.0  # both empty: perfect agreement
+    assert f1[0, 1] == 0.0  # both empty: no evidence of agreement (was 1.0: silence won selection)
     assert f1[0, 2] == 0.0 and f1[1, 2] == 0.0  # empty vs non-empty
 
 

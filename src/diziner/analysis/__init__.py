@@ -3,6 +3,6 @@
 profiles, agreement figures and aggregation. Pure numpy; see ``docs/analysis.md``.
 """
 from diziner.analysis.aggregate import aggregate
-from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays
+from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays, hotspot_dicts
 
-__all__ = ["AnalysisResult", "ArrayAnalysis", "aggregate", "analyze", "analyze_arrays"]
+__all__ = ["AnalysisResult", "ArrayAnalysis", "aggregate", "analyze", "analyze_arrays", "hotspot_dicts"]

@@ -1,27 +1,39 @@
 """Aggregation of K annotators' spans into one annotation (the final output).
 
-Two modes:
+The result is always a **selection among the spans the annotators proposed** (on the BIO
+projection, :mod:`diziner.analysis.consensus`): it never holds a span that no annotator
+proposed with that extent and label. Two modes:
 
-* **consensus** (``min_support=None``): spans decoded from the weighted consensus BIO
-  tags (argmax of ``p`` per token, ties to O);
-* **span vote** (``min_support=x``): every distinct span proposed by some annotator
-  (on the BIO projection) gets the summed weight of its proposers; spans with weight
-  ``≥ x`` are kept (0 = union, 0.5 = weighted majority). Overlapping kept spans are
-  resolved greedily: higher support first, then longer, then earlier, then lower label
-  index.
+* **consensus** (``min_support=None``): a proposed span is eligible when, on average
+  over its tokens, more weight says "an entity here" than "nothing here" (ties go to
+  nothing); the analysis shows the supervisor this same consensus;
+* **span vote** (``min_support=x``): a proposed span is eligible when the summed weight
+  of the annotators who proposed exactly it is ``≥ x`` (0 = union, 0.5 = weighted
+  majority).
+
+Overlapping eligible spans are resolved by one documented tie rule: higher span support,
+then higher token support, then more tokens, then earlier start, then lower label index
+in the label order (``labels``, else the sorted labels used — the same default as
+:func:`diziner.analysis.analyze`).
+
+Only documents at least one annotator **answered** (a key of its dict) are in the result;
+a document nobody answered is absent. Weights are renormalised per document over the
+annotators who answered it, so a document some annotators failed on gets the vote of
+those who answered.
 
 Every output span carries ``support = {annotators, weight, token_support}`` —
-annotators whose own span matches it exactly, the sum of their weights, and the mean
-over its tokens of ``p`` of the span's tag (B on the first token, I after) — and
-``hotspot``: whether it overlaps a hotspot.
+annotators whose own span matches it exactly, the sum of their (renormalised) weights,
+and the mean over its tokens of ``p`` of the span's tag (B on the first token, I after)
+— and ``hotspot``: whether it overlaps a hotspot.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from diziner.analysis import scores as S
-from diziner.analysis.core import collect_labels
-from diziner.analysis.tags import TokenIndex, decode, encode, project, span_keys
+from diziner.analysis.consensus import select_spans
+from diziner.analysis.core import answered_matrix, collect_labels
+from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
 
@@ -52,7 +64,11 @@ def aggregate(
 ) -> dict[str, list[dict]]:
     """Aggregate annotations; returns document id → spans (sorted by start).
 
-    ``weights`` (annotator → weight) are normalised to sum 1 (uniform if all are 0).
+    ``annotations[a]`` holds the documents annotator ``a`` answered (see
+    :func:`diziner.analysis.analyze`); only documents someone answered are in the result.
+    ``weights`` (annotator → weight) are normalised to sum 1 (uniform if all are 0), then
+    renormalised per document over the annotators who answered it. ``labels`` fixes
+    the label order of the tie rule (pass the schema's, as to ``analyze``).
     ``hotspots`` is a list of hotspot dicts (``document``, ``token_start``,
     ``token_end``) such as :attr:`AnalysisResult.hotspots`; when None, hotspots are
     computed on these documents with ``percentile``.
@@ -71,46 +87,16 @@ def aggregate(
     index = TokenIndex.build(documents)
     n = index.n_tokens
     Z = np.vstack([project(index, annotations[nm], label_ids, annotator=nm)[0] for nm in names])
-    ts = S.token_scores(Z, w)
+    doc_answered = answered_matrix(documents, annotations, names)
+    A = doc_answered[:, index.doc_of_token]
+    W = S.token_weights(w, A)
     n_lab = len(labels)
 
-    per_ann = [decode(Z[k], index.doc_start) for k in range(len(names))]
-    keys_k = [span_keys(*sp, n, n_lab) for sp in per_ann]
-    if min_support is None:
-        starts, ends, labs = decode(ts.consensus, index.doc_start)
-        # a lone I tag in the consensus is decoded as a span: give it a B tag
-        z_sel = encode(starts, ends, labs, n, dtype=Z.dtype)
-    else:
-        all_s = np.concatenate([sp[0] for sp in per_ann])
-        all_e = np.concatenate([sp[1] for sp in per_ann])
-        all_l = np.concatenate([sp[2] for sp in per_ann])
-        all_k = np.concatenate(keys_k)
-        owner_w = np.concatenate([np.full(len(keys_k[k]), w[k]) for k in range(len(names))])
-        uniq, first, inv = np.unique(all_k, return_index=True, return_inverse=True)
-        support = np.zeros(len(uniq))
-        np.add.at(support, inv, owner_w)
-        cs, ce, cl = all_s[first], all_e[first], all_l[first]
-        ok = support >= min_support - S.TIE_EPS
-        cs, ce, cl, support = cs[ok], ce[ok], cl[ok], support[ok]
-        order = np.lexsort((cl, cs, -(ce - cs), -np.round(support, 9)))
-        taken = np.zeros(n, dtype=bool)
-        keep = []
-        for i in order.tolist():
-            if not taken[cs[i] : ce[i]].any():
-                taken[cs[i] : ce[i]] = True
-                keep.append(i)
-        keep_a = np.array(sorted(keep, key=lambda i: cs[i]), dtype=np.int64)
-        starts, ends, labs = cs[keep_a], ce[keep_a], cl[keep_a]
-        z_sel = encode(starts, ends, labs, n, dtype=Z.dtype)
-
-    # token support: p of the selected tag at each token
-    p_sel = (w[:, None] * (Z == z_sel[None, :])).sum(axis=0) if n else np.zeros(0)
-    lengths = np.maximum(ends - starts, 1)
-    tok_support = np.clip(S.range_sums(p_sel, starts, ends) / lengths, 0.0, 1.0)
-    sel_keys = span_keys(starts, ends, labs, n, n_lab)
-    match = np.vstack([np.isin(sel_keys, keys_k[k]) for k in range(len(names))]) if len(names) else None
+    choice = select_spans(Z, W, index.doc_start, n_lab, min_support=min_support)
+    starts, ends, labs = choice.starts, choice.ends, choice.labels
     if hotspots is None:
-        hot, _ = S.hot_tokens(ts.u_star, percentile)
+        ts = S.token_scores(Z, W)
+        hot, _ = S.hot_tokens(S.hot_score(ts), percentile)
         hs, he = S.hotspot_runs(hot, index.doc_start)
         delta = np.zeros(n + 1, dtype=np.int64)
         np.add.at(delta, hs, 1)
@@ -120,14 +106,15 @@ def aggregate(
         in_hot = _hot_mask_from_dicts(index, hotspots)
     span_hot = S.range_sums(in_hot.astype(np.float64), starts, ends) > 0
 
-    out: dict[str, list[dict]] = {d.id: [] for d in documents}
-    wl = w.tolist()
-    rows = match.T.tolist() if match is not None else [[] for _ in range(len(starts))]
+    answered_any = doc_answered.any(axis=0).tolist()
+    out: dict[str, list[dict]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
+    rows = choice.proposers.T.tolist()
     doc_of = index.doc_of_token[starts].tolist()
     c0s = index.char_start[starts].tolist()
     c1s = index.char_end[np.maximum(ends - 1, 0)].tolist()
-    for i, (d, c0, c1, lab, row, ts_i, hot_i) in enumerate(
-        zip(doc_of, c0s, c1s, labs.tolist(), rows, tok_support.tolist(), span_hot.tolist())
+    for d, c0, c1, lab, row, sup_i, ts_i, hot_i in zip(
+        doc_of, c0s, c1s, labs.tolist(), rows, choice.support.tolist(), np.clip(choice.token_support, 0.0, 1.0).tolist(),
+        span_hot.tolist()
     ):
         doc = documents[d]
         who = [k for k, m in enumerate(row) if m]
@@ -139,7 +126,7 @@ def aggregate(
                 "text": doc.text[c0:c1],
                 "support": {
                     "annotators": [names[k] for k in who],
-                    "weight": round(sum(wl[k] for k in who), 6),
+                    "weight": round(sup_i, 6),
                     "token_support": round(ts_i, 4),
                 },
                 "hotspot": hot_i,

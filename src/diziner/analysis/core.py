@@ -3,6 +3,12 @@ hotspots with categories and error types, and per-annotator error profiles.
 
 The numeric core (:func:`analyze_arrays`) works on the tag-id matrix only; this module
 adds the projection from spans and the JSON-ready details (texts, contexts, readings).
+
+A document absent from an annotator's dict was not answered by it (a failed call), which
+is not "no entities" (an answered document without entities is an empty list). Every
+figure uses only what was answered: a pair's agreement is measured over the documents
+both answered, ``p`` at a token over the annotators who answered its document, and an
+annotator's errors over the documents it answered.
 """
 from __future__ import annotations
 
@@ -14,12 +20,15 @@ import numpy as np
 from diziner.analysis import scores as S
 from diziner.analysis.agreement import (
     agreement_figures,
-    annotator_span_keys,
+    answered_documents,
     cohen_matrix,
-    pairwise_span_f1,
+    mean_pairwise,
+    pairwise_span_f1_counts,
+    token_documents,
 )
+from diziner.analysis.consensus import select_spans
 from diziner.analysis.patterns import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
-from diziner.analysis.tags import TokenIndex, decode, project, tag_names
+from diziner.analysis.tags import TokenIndex, decode, project, span_keys, tag_names
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
 
@@ -54,6 +63,11 @@ class ArrayAnalysis:
     hotspot_category: list[str]
     hotspot_mean_u: np.ndarray
     bias_threshold: float | None
+    answered: np.ndarray | None = None  # K × N: annotator k answered the document of token i
+    shared_documents: np.ndarray | None = None  # K × K: documents both answered
+    consensus: np.ndarray | None = None  # weighted consensus tags (a selection of proposed spans)
+    p_consensus: np.ndarray | None = None  # p of the consensus tag
+    token_weights: np.ndarray | None = None  # K × N weights renormalised over who answered
 
 
 def analyze_arrays(
@@ -62,8 +76,13 @@ def analyze_arrays(
     n_labels: int,
     weights: str = "f1",
     percentile: float = 80.0,
+    answered: np.ndarray | None = None,
 ) -> ArrayAnalysis:
-    """The numeric analysis of a K × N tag-id matrix (see ``docs/analysis.md``)."""
+    """The numeric analysis of a K × N tag-id matrix (see ``docs/analysis.md``).
+
+    ``answered`` (K × N booleans, constant within a document; default: all True) says
+    which annotator answered the document of each token.
+    """
     Z = np.asarray(Z)
     if Z.ndim != 2 or Z.shape[0] < 1:
         raise ValueError("Z must be a K × N matrix with K ≥ 1")
@@ -71,28 +90,49 @@ def analyze_arrays(
         raise InputError(None, None, f"unknown weights mode {weights!r} (use f1 or hybrid)")
     if not 0.0 <= percentile <= 100.0:
         raise InputError(None, None, f"percentile must be within [0, 100], got {percentile}")
-    keys = annotator_span_keys(Z, doc_start, n_labels)
-    f1 = pairwise_span_f1(keys)
-    kap = cohen_matrix(Z)
-    w = S.f1_weights(f1) if weights == "f1" else S.hybrid_weights(f1, kap)
+    k_n, n = Z.shape
+    A = np.ones((k_n, n), dtype=bool) if answered is None else np.asarray(answered, dtype=bool)
+    if A.shape != Z.shape:
+        raise ValueError("answered must have the shape of Z")
+    doc_start = np.asarray(doc_start, dtype=bool)
+    tok_doc = token_documents(doc_start)
+    doc_ans = answered_documents(A, doc_start)
+    keys, span_docs = [], []
+    for k in range(k_n):
+        s, e, lab = decode(Z[k], doc_start)
+        kk = span_keys(s, e, lab, n, n_labels)
+        order = np.argsort(kk)
+        keys.append(kk[order])
+        span_docs.append(tok_doc[s[order]] if len(s) else np.zeros(0, dtype=np.int64))
+    f1, shared = pairwise_span_f1_counts(keys, span_docs, doc_ans)
+    defined = shared > 0
+    kap = cohen_matrix(Z, A)
+    w = S.f1_weights(f1, defined) if weights == "f1" else S.hybrid_weights(f1, kap, defined)
     elite = S.elite_set(w)
-    ts = S.token_scores(Z, w)
-    hot, thr = S.hot_tokens(ts.u_star, percentile)
+    W = S.token_weights(w, A)
+    ts = S.token_scores(Z, W)
+    hot, thr = S.hot_tokens(S.hot_score(ts), percentile)
     hs, he = S.hotspot_runs(hot, doc_start)
-    we = S.normalise(w[elite])
-    elite_cons, _ = S.consensus_from_mass(Z[elite], S.own_tag_mass(Z[elite], we))
+    # the weighted consensus and the elite consensus: selections among proposed spans;
+    # where no elite annotator answered, the elite consensus is the weighted one
+    cons_choice = select_spans(Z, W, doc_start, n_labels)
+    cons = cons_choice.tags(n, dtype=Z.dtype)
+    p_cons = np.clip((W * (Z == cons[None, :])).sum(axis=0), 0.0, 1.0)
+    We = S.group_weights(w, elite, A, n)
+    We = np.where(We.sum(axis=0)[None, :] > S.ZERO_EPS, We, W)
+    elite_cons = select_spans(Z, We, doc_start, n_labels).tags(n, dtype=Z.dtype)
     # per-hotspot statistics
-    split = S.range_sums(S.elite_disagreement(Z, elite).astype(np.float64), hs, he) > 0
-    in_hot = np.zeros(Z.shape[1], dtype=bool)
+    split = S.range_sums(S.elite_disagreement(Z, elite, A).astype(np.float64), hs, he) > 0
+    in_hot = np.zeros(n, dtype=bool)
     if len(hs):
-        delta = np.zeros(Z.shape[1] + 1, dtype=np.int64)
+        delta = np.zeros(n + 1, dtype=np.int64)
         np.add.at(delta, hs, 1)
         np.add.at(delta, he, -1)
         in_hot = np.cumsum(delta[:-1]) > 0
-    tv = np.zeros(Z.shape[1])
+    tv = np.zeros(n)
     if in_hot.any():
         idx = np.flatnonzero(in_hot)
-        tv[idx] = S.elite_rest_tv(Z[:, idx], w, elite)
+        tv[idx] = S.elite_rest_tv(Z[:, idx], w, elite, A[:, idx])
     lengths = np.maximum(he - hs, 1)
     bias = np.clip(S.range_sums(tv, hs, he) / lengths, 0.0, 1.0)
     mean_u = np.clip(S.range_sums(ts.u_star, hs, he) / lengths, 0.0, 1.0)
@@ -103,7 +143,8 @@ def analyze_arrays(
         for sp, hi in zip(split.tolist(), high.tolist())
     ]
     return ArrayAnalysis(
-        Z, doc_start, n_labels, w, f1, kap, elite, ts, hot, thr, hs, he, elite_cons, bias, split, cats, mean_u, bias_thr
+        Z, doc_start, n_labels, w, f1, kap, elite, ts, hot, thr, hs, he, elite_cons, bias, split, cats, mean_u,
+        bias_thr, A, shared, cons, p_cons, W,
     )
 
 
@@ -151,6 +192,7 @@ class AnalysisResult:
     examples_per_pattern: int
     problems: list[str] = field(default_factory=list)
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    doc_answered: np.ndarray | None = None  # K × D booleans (document positions); None: all
     _hotspots: list[dict] | None = None
     _profiles: dict[str, dict] | None = None
     _agreement: dict | None = None
@@ -172,18 +214,32 @@ class AnalysisResult:
 
     @property
     def mean_agreement(self) -> float | None:
-        """Mean pairwise strict span F1 over annotator pairs (None with one annotator)."""
-        k = len(self.annotators)
-        if k < 2:
-            return None
-        iu = np.triu_indices(k, 1)
-        return float(self.arrays.pairwise_f1[iu].mean())
+        """Mean pairwise strict span F1 over annotator pairs that share an answered
+        document (None with one annotator; 0.0 when no pair shares one)."""
+        return mean_pairwise(self.arrays.pairwise_f1, self.arrays.shared_documents)
 
     @property
     def agreement(self) -> dict:
         if self._agreement is None:
-            self._agreement = agreement_figures(self.arrays.Z, self.annotators, self.arrays.pairwise_f1)
+            a = self.arrays
+            self._agreement = agreement_figures(a.Z, self.annotators, a.pairwise_f1, a.answered, a.shared_documents)
         return self._agreement
+
+    def _answered(self) -> np.ndarray:
+        if self.doc_answered is None:
+            return np.ones((len(self.annotators), len(self.documents)), dtype=bool)
+        return self.doc_answered
+
+    @property
+    def answered(self) -> dict[str, int]:
+        """Number of documents each annotator answered."""
+        return {n: int(row.sum()) for n, row in zip(self.annotators, self._answered())}
+
+    @property
+    def unanswered(self) -> dict[str, list[str]]:
+        """Ids of the documents each annotator did not answer (failed calls)."""
+        ids = [d.id for d in self.documents]
+        return {n: [ids[i] for i in np.flatnonzero(~row).tolist()] for n, row in zip(self.annotators, self._answered())}
 
     @property
     def tags(self) -> list[str]:
@@ -205,7 +261,9 @@ class AnalysisResult:
         return f"{sd['text']}/{sd['label']}"
 
     def consensus_spans(self, elite: bool = False) -> SpanSet:
-        z = self.arrays.elite_consensus if elite else self.arrays.scores.consensus
+        """The weighted (or elite) consensus: a selection among proposed spans."""
+        a = self.arrays
+        z = a.elite_consensus if elite else (a.consensus if a.consensus is not None else a.scores.consensus)
         return SpanSet(*decode(z, self.index.doc_start))
 
     # ---- hotspots
@@ -222,6 +280,7 @@ class AnalysisResult:
         econs = self.consensus_spans(elite=True)
         wcons = self.consensus_spans(elite=False)
         classes = [classify(sset, econs) for sset in ann]
+        answered = self._answered()
         hs, he = a.hotspot_starts, a.hotspot_ends
         # the reading window: the hot run widened to every span that overlaps it
         ws, we = hs.copy(), he.copy()
@@ -246,7 +305,10 @@ class AnalysisResult:
             cs, ce = int(ix.char_start[s]), int(ix.char_end[e - 1])
             readings: dict[str, list[dict]] = {}
             groups: dict[tuple, dict] = {}
+            unanswered = [names[k] for k in range(len(ann)) if not answered[k, d]]
             for k in range(len(ann)):
+                if not answered[k, d]:
+                    continue  # no reading from an annotator that did not answer this document
                 lo, hi = ranges[k][0][h], ranges[k][1][h]
                 ps, pe, pl = py[k]
                 readings[names[k]] = [self._span_dict(ps[i], pe[i], pl[i]) for i in range(lo, hi)]
@@ -302,6 +364,7 @@ class AnalysisResult:
                     "mean_u_star": round(float(a.hotspot_mean_u[h]), 4),
                     "errors": list(groups.values()),
                     "readings": readings,
+                    "unanswered": unanswered,
                     "consensus": [
                         self._span_dict(int(wcons.starts[i]), int(wcons.ends[i]), int(wcons.labels[i]))
                         for i in range(wlo, whi)
@@ -338,10 +401,15 @@ class AnalysisResult:
         }
 
     def _build_profiles(self) -> dict[str, dict]:
-        cons = self.consensus_spans(elite=False)
+        all_cons = self.consensus_spans(elite=False)
+        cons_doc = self.index.doc_of_token[all_cons.starts] if len(all_cons) else np.zeros(0, dtype=np.int64)
+        answered = self._answered()
         n_ex = self.examples_per_pattern
         out: dict[str, dict] = {}
         for k, sset in enumerate(self._spans()):
+            # against the consensus of the documents this annotator answered
+            mine = answered[k, cons_doc]
+            cons = SpanSet(all_cons.starts[mine], all_cons.ends[mine], all_cons.labels[mine])
             cl = classify(sset, cons)
             prof: dict[str, Any] = {"n_spans": len(sset), "matched": int((cl.codes == MATCH).sum())}
             examples: dict[str, list[dict]] = {t: [] for t in ERROR_TYPES}
@@ -360,10 +428,12 @@ class AnalysisResult:
                 ex["label"] = "O"
                 examples["missed"].append(ex)
             prof["consensus_spans"] = len(cons)
+            prof["documents"] = int(answered[k].sum())
             prof["examples"] = examples
             out[self.annotators[k]] = {
                 key: prof[key]
-                for key in ["spurious", "missed", "type_confusion", "boundary", "matched", "n_spans", "consensus_spans", "examples"]
+                for key in ["spurious", "missed", "type_confusion", "boundary", "matched", "n_spans", "consensus_spans",
+                            "documents", "examples"]
             }
         return out
 
@@ -396,15 +466,20 @@ class AnalysisResult:
 
     def document_arrays(self, position: int) -> dict:
         """Per-token arrays of one document (JSON-ready)."""
-        ix, sc = self.index, self.arrays.scores
+        ix, a = self.index, self.arrays
+        sc = a.scores
+        cons = a.consensus if a.consensus is not None else sc.consensus
+        p_cons = a.p_consensus if a.p_consensus is not None else sc.p_consensus
         lo, hi = int(ix.offsets[position]), int(ix.offsets[position + 1])
         doc = self.documents[position]
         tags = self.tags
+        answered = self._answered()[:, position]
         return {
             "id": doc.id,
             "tokens": doc.token_texts,
-            "consensus": [tags[t] for t in sc.consensus[lo:hi].tolist()],
-            "p_consensus": _round(sc.p_consensus[lo:hi]),
+            "annotators": [n for n, ok in zip(self.annotators, answered.tolist()) if ok],
+            "consensus": [tags[t] for t in cons[lo:hi].tolist()],
+            "p_consensus": _round(p_cons[lo:hi]),
             "d_conf": _round(sc.d_conf[lo:hi]),
             "d_type": _round(sc.d_type[lo:hi]),
             "u_bnd": _round(sc.u_bnd[lo:hi]),
@@ -424,6 +499,8 @@ class AnalysisResult:
             "pairwise_f1": self.pairwise_f1,
             "mean_pairwise_f1": self.mean_agreement,
             "agreement": self.agreement,
+            "answered": self.answered,
+            "unanswered": self.unanswered,
             "percentile": self.percentile,
             "summary": self.summary,
             "documents": [self.document_arrays(i) for i in range(len(self.documents))],
@@ -444,8 +521,57 @@ class AnalysisResult:
 
 
 def collect_labels(annotations: dict[str, dict[str, list[Span]]]) -> list[str]:
-    """Sorted labels used by any annotator."""
+    """Sorted labels used by any annotator: the default label order of both
+    :func:`analyze` and :func:`diziner.analysis.aggregate` (callers that know the schema
+    pass its label order explicitly to both)."""
     return sorted({sp.label for by_doc in annotations.values() for spans in by_doc.values() for sp in spans})
+
+
+def answered_matrix(documents: list[Document], annotations: dict[str, dict[str, list[Span]]], names: list[str]) -> np.ndarray:
+    """K × D booleans: annotator k answered document d (its id is a key of its dict)."""
+    ids = [d.id for d in documents]
+    return np.array([[i in annotations[nm] for i in ids] for nm in names], dtype=bool).reshape(len(names), len(ids))
+
+
+def hotspot_dicts(
+    documents: list[Document],
+    annotations: dict[str, dict[str, list[Span]]],
+    weights: dict[str, float],
+    labels: list[str],
+    threshold: float | None = None,
+    percentile: float = 80.0,
+) -> list[dict]:
+    """Hotspot runs of some documents with fixed weights and, optionally, a fixed threshold.
+
+    The rule of :func:`analyze`: a token is hot when its hot score ``H`` (see
+    :func:`diziner.analysis.scores.hot_score`) is ``≥ threshold`` and > 0, with ``p``
+    over the annotators who answered each document; ``threshold=None`` uses these
+    documents' own ``percentile``. Only annotators with a weight take part; fewer than
+    two give no hotspots. Returns ``{document, token_start, token_end}`` dicts (token
+    indices within the document), as :func:`diziner.analysis.aggregate` takes them.
+    """
+    names = [a for a in annotations if a in weights]
+    if len(names) < 2 or not documents:
+        return []
+    label_ids = {lab: i for i, lab in enumerate(labels)}
+    index = TokenIndex.build(documents)
+    if index.n_tokens == 0:
+        return []
+    Z = np.vstack([project(index, annotations[a], label_ids, annotator=a)[0] for a in names])
+    A = answered_matrix(documents, annotations, names)[:, index.doc_of_token]
+    w = S.normalise(np.array([float(weights[a]) for a in names]))
+    h = S.hot_score(S.token_scores(Z, w, A))
+    if threshold is None:
+        hot, _ = S.hot_tokens(h, percentile)
+    else:
+        hot = (h >= threshold - S.ZERO_EPS) & (h > 0)
+    hs, he = S.hotspot_runs(hot, index.doc_start)
+    out = []
+    for s, e in zip(hs.tolist(), he.tolist()):
+        d = int(index.doc_of_token[s])
+        base = int(index.offsets[d])
+        out.append({"document": documents[d].id, "token_start": s - base, "token_end": e - base})
+    return out
 
 
 def analyze(
@@ -458,10 +584,13 @@ def analyze(
 ) -> AnalysisResult:
     """Analyse the disagreement of K annotators on the same documents.
 
-    ``annotations`` maps annotator → document id → spans (character offsets). A
-    document missing from an annotator's dict counts as "no entities". ``labels``
-    fixes the label order (tag ids and tie-breaks); by default it is the sorted set
-    of labels used. Spans with a label outside ``labels`` are dropped and counted.
+    ``annotations`` maps annotator → document id → spans (character offsets) for the
+    documents that annotator **answered**; a document missing from its dict was not
+    answered (a failed call) and is left out of everything measured about that
+    annotator — it is not "no entities" (that is an empty list). ``labels`` fixes the
+    label order (tag ids and tie-breaks); by default it is the sorted set of labels
+    used (:func:`collect_labels`, the same default as :func:`aggregate`). Spans with a
+    label outside ``labels`` are dropped and counted.
     """
     if not annotations:
         raise InputError(None, None, "no annotators given")
@@ -480,7 +609,9 @@ def analyze(
             if n:
                 problems.append(f"{name}: {n} span(s) dropped ({why.replace('_', ' ')})")
     Z = np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.int16)
-    arrays = analyze_arrays(Z, index.doc_start, len(labels), weights=weights, percentile=percentile)
+    doc_answered = answered_matrix(documents, annotations, names)
+    arrays = analyze_arrays(Z, index.doc_start, len(labels), weights=weights, percentile=percentile,
+                            answered=doc_answered[:, index.doc_of_token])
     return AnalysisResult(
         annotators=names,
         labels=labels,
@@ -492,4 +623,5 @@ def analyze(
         examples_per_pattern=examples_per_pattern,
         problems=problems,
         dropped=dropped,
+        doc_answered=doc_answered,
     )
