@@ -135,3 +135,18 @@ def test_every_aggregate_span_was_proposed_by_someone(data, min_support):
         got = sorted((r._span_dict(int(a), int(b), int(c))["start"], r._span_dict(int(a), int(b), int(c))["end"],
                       LABELS[int(c)]) for a, b, c in zip(cons.starts, cons.ends, cons.labels))
         assert all(g in proposed for g in got)
+
+
+@settings(max_examples=100, deadline=None)
+@given(annotations())
+def test_the_supervisor_sees_the_delivered_consensus(data):
+    """analyze()'s weighted consensus and aggregate()'s consensus are the same spans."""
+    ann, _ = data
+    if not any("d" in by for by in ann.values()):
+        return
+    r = analyze(DOCS, ann, labels=LABELS)
+    out = aggregate(DOCS, ann, r.weights, labels=LABELS)
+    cons = r.consensus_spans()
+    got = [(r._span_dict(int(a), int(b), int(c))["start"], r._span_dict(int(a), int(b), int(c))["end"], LABELS[int(c)])
+           for a, b, c in zip(cons.starts, cons.ends, cons.labels)]
+    assert got == [(s["start"], s["end"], s["label"]) for s in out["d"]]

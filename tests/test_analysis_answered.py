@@ -118,3 +118,9 @@ def test_aggregate_all_answered_empty_document_is_present_and_empty():
     ann = {"a": {"d1": []}, "b": {"d1": []}}
     out = aggregate(DOCS, ann, {"a": 1, "b": 1})
     assert out == {"d1": []}
+
+
+def test_report_says_what_was_not_answered():
+    md = analyze(DOCS, three_with_b_failing()).to_markdown()
+    assert "Not answered" in md and "b 1 (d3)" in md
+    assert "Not answered" not in analyze(DOCS, {"a": dict(FULL), "b": dict(FULL)}).to_markdown()

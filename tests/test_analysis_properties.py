@@ -114,3 +114,45 @@ def test_decode_encode_roundtrip(m):
     again = decode(encode(s, e, lab, Z.shape[1]), doc_start)
     for x, y in zip((s, e, lab), again):
         assert x.tolist() == y.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(tag_matrices(min_k=2), st.data())
+def test_scores_with_answered_mask_equal_scores_of_those_who_answered(m, data):
+    """p at a token uses only the annotators who answered it, weights renormalised."""
+    Z, _, n_labels = m
+    k, n = Z.shape
+    w = data.draw(weight_vectors(k))
+    A = np.array(data.draw(st.lists(st.booleans(), min_size=k * n, max_size=k * n))).reshape(k, n)
+    ts = S.token_scores(Z, w, A)
+    for i in range(n):
+        who = np.flatnonzero(A[:, i])
+        if len(who) == 0:
+            assert ts.u_star[i] == 0 and ts.d_conf[i] == 0
+            continue
+        ref = S.token_scores(Z[who, i : i + 1], S.normalise(w[who]))
+        for name in ("d_conf", "d_type", "u_bnd", "u_star", "p_o"):
+            np.testing.assert_allclose(getattr(ts, name)[i], getattr(ref, name)[0], atol=1e-9, err_msg=name)
+        if len(who) == 1:
+            assert ts.u_star[i] == 0  # one answer: no disagreement to measure
+
+
+@settings(max_examples=60, deadline=None)
+@given(tag_matrices(min_k=2), st.data())
+def test_krippendorff_with_unanswered_values_matches_the_package(m, data):
+    import krippendorff
+
+    from diziner.analysis.agreement import krippendorff_alpha
+
+    Z, _, _ = m
+    k, n = Z.shape
+    A = np.array(data.draw(st.lists(st.booleans(), min_size=k * n, max_size=k * n))).reshape(k, n)
+    ours = krippendorff_alpha(Z, A)
+    rel = np.where(A, Z.astype(float), np.nan)
+    pairable = (A.sum(axis=0) >= 2)
+    vals = Z[:, pairable][A[:, pairable]]
+    if not pairable.any() or len(np.unique(vals)) < 2:
+        assert ours is None
+        return
+    ref = krippendorff.alpha(reliability_data=rel, level_of_measurement="nominal")
+    assert ours is not None and abs(ours - ref) < 1e-9

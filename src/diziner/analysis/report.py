@@ -75,6 +75,12 @@ def render_markdown(result: AnalysisResult) -> str:
         f"{_num(ag['cohen_kappa']['mean'])} · Fleiss κ {_num(ag['fleiss_kappa'])} · "
         f"Krippendorff α {_num(ag['krippendorff_alpha'])} (token tags; – = undefined)."
     )
+    missing = {n: ids for n, ids in result.unanswered.items() if ids}
+    if missing:
+        lines += ["", "Every figure uses only the documents each annotator (or pair) answered. Not answered "
+                  "(failed calls, not \"no entities\"): "
+                  + "; ".join(f"{md(n)} {len(ids)} ({', '.join(md(i) for i in ids[:5])}{', …' if len(ids) > 5 else ''})"
+                              for n, ids in missing.items()) + "."]
     lines += ["", f"Weights: {result.weights_mode}. Elite set: {', '.join(md(n) for n in result.elite)}.", ""]
     lines.append("| annotator | weight | elite | spans | mean F1 | mean κ |")
     lines.append("|---|---:|:---:|---:|---:|---:|")
@@ -103,8 +109,8 @@ def render_markdown(result: AnalysisResult) -> str:
     else:
         lines.append(
             f"{summ['n_hotspots']} hotspots over {summ['n_hot_tokens']} hot tokens "
-            f"(U* ≥ {summ['hotspot_threshold']:.3f}, the {result.percentile:g}th percentile of U* over tokens "
-            "with U* > 0)."
+            f"(H = max(U*, 2·D_type) ≥ {summ['hotspot_threshold']:.3f}, the {result.percentile:g}th percentile of H "
+            "over tokens with U* > 0; doubling D_type ranks a label split like a boundary split of the same shares)."
         )
         lines += ["", "| category | hotspots |", "|---|---:|"]
         for c in CATEGORIES:
@@ -152,7 +158,7 @@ def _patterns(result: AnalysisResult) -> list[str]:
 
 def _profiles(result: AnalysisResult) -> list[str]:
     lines = ["", "## Annotator profiles", ""]
-    lines.append("Each annotator's spans against the weighted consensus of all annotators.")
+    lines.append("Each annotator's spans against the weighted consensus of all annotators, on the documents it answered.")
     lines += ["", "| annotator | spans | matched | spurious | missed | type confusion | boundary |"]
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for n, p in result.profiles.items():
