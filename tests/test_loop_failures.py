@@ -254,3 +254,12 @@ def test_a_supervisor_whose_call_fails_leaves_a_changelog_line(tmp_path: Path, s
     metrics = json.loads((tmp_path / "run" / "iterations" / "0" / "metrics.json").read_text())
     assert metrics["supervisor_ok"] is False
     assert "error: budget: budget of $0.01 exceeded" in metrics["supervisor_notes"]
+
+
+def test_export_counts_documents_nobody_answered_as_left_out(final_run):
+    from diziner.export.source import load_source
+
+    out, _ = final_run
+    src = load_source(out)
+    assert [d.id for d in src.docs] == ["d0", "d1", "d3", "d4", "d5"]
+    assert src.skipped == ["d2"]

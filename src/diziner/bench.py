@@ -73,7 +73,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     from diziner.analysis import aggregate, analyze
     from diziner.evaluate import score_outputs
     from diziner.llm.ledger import summarise
-    from diziner.loop import Progress, _annotate, _spans_from_dicts, _usable, annotations_by_doc, failures_by_doc
+    from diziner.loop import Progress, _annotate, _spans_from_dicts, _usable, annotations_by_doc
 
     i0 = len(ledger.records)
     t0 = time.time()
@@ -90,8 +90,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     cons = aggregate(documents, ann, weights, min_support=opts["refine"].final_min_support, hotspots=hot, labels=labels)
     union = aggregate(documents, ann, weights, min_support=0.0, labels=labels)
     # every system on one path (snapped to tokens, docs/evaluation.md); a document nobody answered has no output
-    failed = failures_by_doc(runs, documents)
-    lost = [d.id for d in documents if len(failed.get(d.id, [])) == len(runs)]
+    lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
     answered = {d.id for d in documents} - set(lost)
     cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items() if d in answered}
     union_spans = {d: _spans_from_dicts(d, rows) for d, rows in union.items() if d in answered}

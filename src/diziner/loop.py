@@ -130,20 +130,23 @@ def failures_by_doc(runs: dict, documents: list[Document]) -> dict[str, list[dic
     return out
 
 
-def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, list[dict]]) -> tuple[list[dict], list[dict]]:
+def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, list[dict]],
+                   voters: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(annotation rows, failed rows) of an aggregated annotation, in input order.
 
-    A document at least one annotator answered gets ``{"id","text","spans"}``, plus
-    ``"failed": [{"annotator","reason"}]`` when some annotators failed on it (its spans are
-    the vote of those who answered). A document nobody answered gets no annotation row —
-    an empty one would read as "no entities" — but a failed row ``{"id","text","failed"}``.
+    A document at least one of the ``voters`` (the annotators aggregated; default: all of
+    ``runs``) answered gets ``{"id","text","spans"}``, plus ``"failed": [{"annotator",
+    "reason"}]`` when some annotators failed on it (its spans are the vote of those who
+    answered). A document no voter answered gets no annotation row — an empty one would
+    read as "no entities" — but a failed row ``{"id","text","failed"}``.
     """
     failed = failures_by_doc(runs, documents)
+    voting = set(runs if voters is None else voters)
     rows: list[dict] = []
     lost: list[dict] = []
     for d in documents:
         who = failed.get(d.id, [])
-        if len(who) == len(runs):
+        if voting <= {w["annotator"] for w in who}:
             lost.append({"id": d.id, "text": d.text, "failed": who})
             continue
         row: dict[str, Any] = {"id": d.id, "text": d.text, "spans": consensus.get(d.id, [])}
@@ -674,7 +677,7 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         atomic.write_text(fdir / "report.md", result.to_markdown())
         weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
     cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots, schema.label_names)
-    rows, lost = delivered_rows(documents, runs, cons)
+    rows, lost = delivered_rows(documents, runs, cons, usable)
     atomic.write_jsonl(fdir / "failed.jsonl", lost)
     atomic.write_jsonl(fdir / "annotations.jsonl", rows)
     maybe_kill("final_annotations")
@@ -752,7 +755,7 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
             analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
             weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
         cons = _consensus_spans(documents, annotations, weights, min_support, hotspots, guideline.schema_.label_names)
-        rows, lost = delivered_rows(documents, runs, cons)
+        rows, lost = delivered_rows(documents, runs, cons, usable)
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
         atomic.write_jsonl(out, rows)
         failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
