@@ -555,6 +555,11 @@ async def annotate_stream_async(
     for final, part in zip(paths.finals(), paths.partials()):
         os.replace(part, final)
     paths.state.unlink(missing_ok=True)
+    if counters.failed_documents and not quiet:
+        import sys
+
+        print(f"warning: {counters.failed_documents} document(s) nobody answered are listed in {paths.failed}, "
+              f"not in {paths.out}", file=sys.stderr)
     return {
         "documents": counters.documents,
         "annotators": ids,
