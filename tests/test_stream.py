@@ -279,9 +279,13 @@ def test_ledger_keeps_only_totals_when_asked(tmp_path: Path):
 
 def test_paths_and_options():
     p = StreamPaths.of("x/res.jsonl", ["m1", "m2"])
-    assert [q.name for q in p.finals()] == ["res.m1.jsonl", "res.m2.jsonl", "res.jsonl"]
-    assert [q.name for q in p.partials()] == ["res.m1.jsonl.partial", "res.m2.jsonl.partial", "res.jsonl.partial"]
+    assert [q.name for q in p.finals()] == ["res.m1.jsonl", "res.m2.jsonl", "res.failed.jsonl", "res.jsonl"]
+    assert [q.name for q in p.partials()] == ["res.m1.jsonl.partial", "res.m2.jsonl.partial", "res.failed.jsonl.partial",
+                                              "res.jsonl.partial"]
     assert p.ledger.name == "res.ledger.jsonl" and p.state.name == "res.jsonl.partial-state.json"
+    for reserved in ("failed", "ledger"):  # their files would overwrite res.failed.jsonl / res.ledger.jsonl
+        with pytest.raises(DizinerError, match="reserved"):
+            StreamPaths.of("x/res.jsonl", ["m1", reserved])
     assert StreamOptions(batch_size=10).window() == 20
     for bad in (StreamOptions(batch_size=0), StreamOptions(min_support=2.0), StreamOptions(weights="x"),
                 StreamOptions(percentile=101)):

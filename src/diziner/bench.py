@@ -71,7 +71,7 @@ def _bootstrap_diff_ci(gold: dict[str, list[Span]], a: dict[str, list[Span]], b:
 async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger) -> dict[str, Any]:
     """Annotate the test sample with one guideline; score each annotator and the consensus."""
     from diziner.analysis import aggregate, analyze
-    from diziner.evaluate import score_spans
+    from diziner.evaluate import score_outputs
     from diziner.llm.ledger import summarise
     from diziner.loop import Progress, _annotate, _spans_from_dicts, _usable, annotations_by_doc
 
@@ -83,27 +83,32 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
                                out_dir=out_dir, progress=progress, label=f"test: {out_dir.name}")
         usable = _usable(runs, progress, 1, "the test annotation")
     ann = {a: annotations_by_doc(runs[a]) for a in usable}
-    doc_ids = [d.id for d in documents]
-    g = [s for d in doc_ids for s in gold[d]]
-    per = {}
-    for a in usable:
-        sc = score_spans(g, [s for d in doc_ids for s in ann[a].get(d, [])])
-        per[a] = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
-                  "macro_f1": sc["macro"]["f1"], "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")}
-    res = analyze(documents, ann, labels=guideline.schema_.label_names) if len(usable) >= 2 else None
+    labels = guideline.schema_.label_names
+    res = analyze(documents, ann, labels=labels) if len(usable) >= 2 else None
     weights = dict(res.weights) if res else {usable[0]: 1.0}
     hot = res.to_json()["hotspots"] if res else None
-    cons = aggregate(documents, ann, weights, min_support=opts["refine"].final_min_support, hotspots=hot)
-    cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}
-    sc = score_spans(g, [s for d in doc_ids for s in cons_spans.get(d, [])])
-    union = aggregate(documents, ann, weights, min_support=0.0)
-    usc = score_spans(g, [s for d in doc_ids for s in _spans_from_dicts(d, union.get(d, []))])
+    cons = aggregate(documents, ann, weights, min_support=opts["refine"].final_min_support, hotspots=hot, labels=labels)
+    union = aggregate(documents, ann, weights, min_support=0.0, labels=labels)
+    # every system on one path (snapped to tokens, docs/evaluation.md); a document nobody answered has no output
+    lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
+    answered = {d.id for d in documents} - set(lost)
+    cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items() if d in answered}
+    union_spans = {d: _spans_from_dicts(d, rows) for d, rows in union.items() if d in answered}
+    scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, "consensus": cons_spans,
+                                  "union": union_spans}, documents)
+    per = {}
+    for a in usable:
+        sc = scores[("annotator", a)]
+        per[a] = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
+                  "macro_f1": sc["macro"]["f1"], "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")}
+    sc, usc = scores["consensus"], scores["union"]
     usage = summarise(ledger.records[i0:])["total"]
     return {
         "annotators": per,
         "consensus": {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
                       "macro_f1": sc["macro"]["f1"]},
         "union": {"f1": usc["micro"]["f1"], "precision": usc["micro"]["precision"], "recall": usc["micro"]["recall"]},
+        "failed_documents": lost,
         "mean_pairwise_f1": float(res.mean_agreement) if res else None,
         "weights": weights,
         "calls": usage["calls"], "cached": usage["cached"], "tokens_in": usage["tokens_in"],

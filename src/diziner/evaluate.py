@@ -3,6 +3,12 @@
 Strict scoring keys a span on ``(doc_id, start, end, label)`` (:meth:`Span.key`); gold
 and predicted spans are sets (duplicates count once). On flat BIO data the micro figures
 equal seqeval's default mode. Definitions: docs/evaluation.md.
+
+Every output the project compares in one table (each annotator, the consensus, the
+union, in the loop, the final step and ``diziner bench``) goes through one path,
+:func:`score_outputs`: its spans are first snapped to the document's tokens with the
+projection the consensus is decoded from (:func:`snap_to_tokens`), then scored with
+:func:`score_spans` against gold as given.
 """
 from __future__ import annotations
 
@@ -58,6 +64,56 @@ def score_spans(gold: Iterable[Span], pred: Iterable[Span]) -> dict[str, Any]:
     }
     macro["labels"] = len(gold_labels)
     return {"micro": micro, "macro": macro, "per_label": per_label}
+
+
+# --------------------------------------------------------------------------- one path for every output
+
+
+def snap_to_tokens(documents: list[Document], spans_by_doc: dict[str, list[Span]]) -> dict[str, list[Span]]:
+    """The spans moved onto the tokens they overlap, as the consensus is built.
+
+    Each span is projected on its document's tokens with the analysis's rule
+    (:func:`diziner.analysis.tags.project`: a span covers every token it overlaps by a
+    character; overlapping spans keep the longest; a span on whitespace only is dropped)
+    and decoded back to character offsets (first token's start, last token's end). Labels
+    are kept as given (an unknown label stays, to be scored as a false positive). Spans of
+    documents not in ``documents`` are returned unchanged. Idempotent.
+    """
+    from diziner.analysis.tags import TokenIndex, decode, project
+
+    known = {d.id for d in documents}
+    inside = {d: spans for d, spans in spans_by_doc.items() if d in known}
+    out: dict[str, list[Span]] = {d: list(spans) for d, spans in spans_by_doc.items() if d not in known}
+    out.update({d: [] for d in inside})
+    labels = sorted({s.label for spans in inside.values() for s in spans})
+    if not labels:
+        return out
+    index = TokenIndex.build(documents)
+    z, _ = project(index, inside, {lab: i for i, lab in enumerate(labels)})
+    starts, ends, labs = decode(z, index.doc_start)
+    for s, e, lab in zip(starts.tolist(), ends.tolist(), labs.tolist()):
+        doc = documents[int(index.doc_of_token[s])]
+        c0, c1 = int(index.char_start[s]), int(index.char_end[e - 1])
+        out[doc.id].append(Span(doc.id, c0, c1, labels[lab], doc.text[c0:c1]))
+    return out
+
+
+def score_outputs(gold: dict[str, list[Span]], outputs: dict[str, dict[str, list[Span]]],
+                  documents: list[Document]) -> dict[str, dict[str, Any]]:
+    """:func:`score_spans` of each named output over ``documents``, on one path.
+
+    ``outputs`` maps a name (an annotator id, ``consensus``, ``union``, ...) to its spans
+    by document id. Every output is snapped with :func:`snap_to_tokens` first, so an
+    annotator's raw character spans and the token-decoded consensus are scored alike;
+    gold is taken as given. A document an output has no entry for (a failed call, or
+    nobody answered it) counts as no prediction.
+    """
+    g = [s for d in documents for s in gold.get(d.id, [])]
+    scores: dict[str, dict[str, Any]] = {}
+    for name, pred in outputs.items():
+        snapped = snap_to_tokens(documents, {d.id: list(pred.get(d.id, [])) for d in documents})
+        scores[name] = score_spans(g, [s for d in documents for s in snapped.get(d.id, [])])
+    return scores
 
 
 # --------------------------------------------------------------------------- views
@@ -227,10 +283,24 @@ def evaluate_corpora(
     by: str = "auto",
     subset: bool = False,
     views: bool = False,
+    snap: bool = False,
 ) -> dict[str, Any]:
     """Score ``pred`` against ``gold``: :func:`score_spans` plus ``documents``,
-    ``matched_by`` and, with ``views=True``, ``views`` (:func:`score_views`)."""
+    ``matched_by`` and, with ``views=True``, ``views`` (:func:`score_views`).
+
+    ``snap=True`` first snaps the predicted spans to the gold documents' tokens
+    (:func:`snap_to_tokens`), the path every figure of a refine run or a bench row uses;
+    by default the raw character spans are scored."""
     g, p, info = align_corpora(gold, pred, by=by, subset=subset)
+    if snap:
+        scored = {s.doc_id for s in g} | {s.doc_id for s in p}
+        docs = [d for d in gold.documents if d.id in scored]
+        by_doc: dict[str, list[Span]] = defaultdict(list)
+        for s in p:
+            by_doc[s.doc_id].append(s)
+        snapped = snap_to_tokens(docs, dict(by_doc))
+        p = [s for spans in snapped.values() for s in spans]
+    info["snapped_to_tokens"] = snap
     result = score_spans(g, p)
     result.update(info)
     if views:
@@ -238,4 +308,5 @@ def evaluate_corpora(
     return result
 
 
-__all__ = ["VIEWS", "align_corpora", "evaluate_corpora", "match_spans", "prf", "score_spans", "score_views"]
+__all__ = ["VIEWS", "align_corpora", "evaluate_corpora", "match_spans", "prf", "score_outputs", "score_spans",
+           "score_views", "snap_to_tokens"]

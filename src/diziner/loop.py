@@ -115,6 +115,58 @@ def annotations_by_doc(run) -> dict[str, list[Span]]:
     return {doc_id: list(r.spans) for doc_id, r in run.results.items() if r.status == "ok"}
 
 
+def failures_by_doc(runs: dict, documents: list[Document]) -> dict[str, list[dict[str, str]]]:
+    """Document id -> ``[{"annotator", "reason"}]`` of the annotators whose call failed on it
+    (pool order; a document missing from a run counts as failed); documents everyone answered are absent."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for d in documents:
+        who = []
+        for a, run in runs.items():
+            r = run.results.get(d.id)
+            if r is None or r.status != "ok":
+                who.append({"annotator": a, "reason": (r.reason if r is not None else None) or "no result"})
+        if who:
+            out[d.id] = who
+    return out
+
+
+def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, list[dict]],
+                   voters: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(annotation rows, failed rows) of an aggregated annotation, in input order.
+
+    A document at least one of the ``voters`` (the annotators aggregated; default: all of
+    ``runs``) answered gets ``{"id","text","spans"}``, plus ``"failed": [{"annotator",
+    "reason"}]`` when some annotators failed on it (its spans are the vote of those who
+    answered). A document no voter answered gets no annotation row — an empty one would
+    read as "no entities" — but a failed row ``{"id","text","failed"}``.
+    """
+    failed = failures_by_doc(runs, documents)
+    voting = set(runs if voters is None else voters)
+    rows: list[dict] = []
+    lost: list[dict] = []
+    for d in documents:
+        who = failed.get(d.id, [])
+        if voting <= {w["annotator"] for w in who}:
+            lost.append({"id": d.id, "text": d.text, "failed": who})
+            continue
+        row: dict[str, Any] = {"id": d.id, "text": d.text, "spans": consensus.get(d.id, [])}
+        if who:
+            row["failed"] = who
+        rows.append(row)
+    return rows, lost
+
+
+RESERVED_IDS = ("failed", "ledger")  # <stem>.failed.jsonl and <stem>.ledger.jsonl sit beside <stem>.<annotator>.jsonl
+
+
+def check_annotator_ids(ids: list[str]) -> None:
+    """Refuse annotator ids whose per-annotator file would be another output file."""
+    bad = [a for a in ids if a in RESERVED_IDS]
+    if bad:
+        raise DizinerError(f"annotator id {bad[0]!r} is reserved (its file would overwrite <out>.{bad[0]}.jsonl)",
+                           hint="rename the annotator in the pool file")
+
+
 def _per_annotator_agreement(pairwise: dict[str, dict[str, float]]) -> dict[str, float]:
     out = {}
     for a, row in pairwise.items():
@@ -123,18 +175,17 @@ def _per_annotator_agreement(pairwise: dict[str, dict[str, float]]) -> dict[str,
     return out
 
 
-def _score(gold: dict[str, list[Span]], pred: dict[str, list[Span]], doc_ids: list[str]) -> float:
-    from diziner.evaluate import score_spans
+def _score(gold: dict[str, list[Span]], outputs: dict[str, dict[str, list[Span]]], documents: list[Document]) -> dict[str, float]:
+    """Micro F1 of each output on one path (:func:`diziner.evaluate.score_outputs`: snapped to tokens)."""
+    from diziner.evaluate import score_outputs
 
-    g = [s for d in doc_ids for s in gold.get(d, [])]
-    p = [s for d in doc_ids for s in pred.get(d, [])]
-    return float(score_spans(g, p)["micro"]["f1"])
+    return {name: float(sc["micro"]["f1"]) for name, sc in score_outputs(gold, outputs, documents).items()}
 
 
-def _consensus_spans(documents, annotations, weights, min_support, hotspots=None) -> dict[str, list[dict]]:
+def _consensus_spans(documents, annotations, weights, min_support, hotspots=None, labels=None) -> dict[str, list[dict]]:
     from diziner.analysis import aggregate
 
-    return aggregate(documents, annotations, weights, min_support=min_support, hotspots=hotspots)
+    return aggregate(documents, annotations, weights, min_support=min_support, hotspots=hotspots, labels=labels)
 
 
 def _spans_from_dicts(doc_id: str, rows: list[dict]) -> list[Span]:
@@ -491,11 +542,10 @@ async def _refine_impl(
                     failures=failures,
                 )
                 if gold is not None:
-                    doc_ids = [d.id for d in sample]
-                    for a in usable:
-                        rec.f1[a] = _score(gold, annotations[a], doc_ids)
-                    cons = _consensus_spans(sample, annotations, rec.weights, opts.final_min_support, analysis["hotspots"])
-                    rec.f1["consensus"] = _score(gold, {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}, doc_ids)
+                    cons = _consensus_spans(sample, annotations, rec.weights, opts.final_min_support, analysis["hotspots"],
+                                           schema.label_names)
+                    rec.f1 = _score(gold, {**{a: annotations[a] for a in usable},
+                                           "consensus": {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}}, sample)
                 # drop rule (paper): an annotator ≥ drop_margin below the mean agreement leaves later iterations
                 if opts.drop_low_agreement and len(usable) > opts.min_annotators:
                     mean = sum(per_ann.values()) / len(per_ann)
@@ -512,13 +562,12 @@ async def _refine_impl(
                 if not last and not will_stop:
                     texts = {d.id: d.text for d in sample}
                     sup_gold = {d: gold.get(d, []) for d in texts} if (opts.gold_supervised and gold is not None) else None
-                    sres = await supervisor.revise(guideline, analysis, texts, iteration=t + 1, limits=limits, gold=sup_gold)
+                    sres = await _supervise(supervisor, guideline, analysis, texts, t + 1, limits, sup_gold)
                     for name, payload in (sres.outputs or {}).items():
                         atomic.write_json(it_dir / "supervisor" / f"{name}.json", payload)
                     rec.supervisor_ok = bool(sres.ok)
                     rec.supervisor_notes = list(sres.notes or []) + ([f"error: {sres.error}"] if sres.error else [])
-                    new_g = sres.guideline if sres.ok else guideline
-                    new_g = new_g.model_copy(update={"iteration": t + 1})
+                    new_g = sres.guideline.model_copy(update={"iteration": t + 1}) if sres.ok else _kept_guideline(guideline, sres, t + 1)
                     atomic.write_text(out / "iterations" / str(t + 1) / "guideline.yaml", new_g.to_yaml())
                     maybe_kill("supervisor")
                     if not sres.ok:
@@ -550,9 +599,10 @@ async def _refine_impl(
         atomic.write_text(out / "final" / "guideline.md", render_markdown(selected))
         progress.print(f"selected iteration {sel.iteration} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}")
 
-        final_f1: dict[str, float] = {}
+        final: dict[str, Any] = {}
         if opts.final_annotation:
-            final_f1 = await _final_annotation(documents, selected, ann_clients, styles, active, schema, opts, out, gold, progress)
+            final = await _final_annotation(documents, selected, ann_clients, styles, active, schema, opts, out, gold, progress)
+        final_f1: dict[str, float] = final.get("f1", {})
 
     summary = {
         "iterations": [r.to_json() for r in records],
@@ -561,6 +611,8 @@ async def _refine_impl(
         "stopped_because": stopped,
         "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in records},
         "final_f1": final_f1,
+        "final_failed_documents": final.get("failed_documents", []),
+        "final_flagged_documents": final.get("flagged_documents", []),
         "wall_s": round(time.time() - t0, 2),
         "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
         "faults": _run_fault_summary(out),
@@ -568,6 +620,28 @@ async def _refine_impl(
     atomic.write_json(out / "metrics.json", summary)
     return RefineResult(out=out, iterations=records, selected_iteration=sel.iteration, guideline=selected,
                         final_f1=final_f1, stopped_because=stopped)
+
+
+async def _supervise(supervisor, guideline: Guideline, analysis: dict, texts: dict[str, str], iteration: int, limits, gold):
+    """``supervisor.revise``; a call that fails (:class:`LLMCallError`) is a failed supervision, not a crash."""
+    from diziner.errors import LLMCallError
+    from diziner.supervise.base import SupervisionResult
+
+    try:
+        return await supervisor.revise(guideline, analysis, texts, iteration=iteration, limits=limits, gold=gold)
+    except LLMCallError as e:
+        return SupervisionResult(guideline=guideline, ok=False, error=f"{e.kind}: {e.reason}")
+
+
+def _kept_guideline(previous: Guideline, sres, iteration: int) -> Guideline:
+    """Θ(t+1) after a failed supervision: Θ(t)'s content with the new iteration number and a change-log
+    line that says the supervisor failed and why (the supervisor's own line when it wrote one)."""
+    base = list(previous.changelog)
+    own = list(getattr(sres.guideline, "changelog", None) or [])
+    added = own[len(base):] if own[: len(base)] == base else []
+    if not added:
+        added = [f"iteration {iteration}: supervisor failed ({sres.error or 'no reason given'}); previous guideline kept"]
+    return previous.model_copy(update={"iteration": iteration, "changelog": base + added})
 
 
 def _make_supervisor(kind: str, client, schema: Schema):
@@ -582,12 +656,14 @@ def _make_supervisor(kind: str, client, schema: Schema):
     return LLMSupervisor(client)
 
 
-async def _final_annotation(documents, guideline, ann_clients, styles, active, schema, opts, out: Path, gold, progress) -> dict[str, float]:
+async def _final_annotation(documents, guideline, ann_clients, styles, active, schema, opts, out: Path, gold, progress) -> dict[str, Any]:
+    """Annotate the corpus with the selected guideline; returns ``final/done.json``'s content
+    (annotators, weights, f1, failed_documents, flagged_documents)."""
     from diziner.analysis import analyze
 
     fdir = out / "final"
     if (fdir / "done.json").exists():
-        return atomic.read_json(fdir / "done.json").get("f1", {})
+        return atomic.read_json(fdir / "done.json")
     runs = await _annotate(documents, guideline, {a: ann_clients[a] for a in active}, styles, iteration=None,
                            options=opts, out_dir=fdir / "by_annotator", progress=progress, label="final annotation")
     usable = _usable(runs, progress, 1, "the final annotation")
@@ -600,17 +676,24 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         atomic.write_json(fdir / "analysis.json", analysis)
         atomic.write_text(fdir / "report.md", result.to_markdown())
         weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-    cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots)
-    atomic.write_jsonl(fdir / "annotations.jsonl", [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+    cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots, schema.label_names)
+    rows, lost = delivered_rows(documents, runs, cons, usable)
+    atomic.write_jsonl(fdir / "failed.jsonl", lost)
+    atomic.write_jsonl(fdir / "annotations.jsonl", rows)
     maybe_kill("final_annotations")
+    flagged = [r["id"] for r in rows if "failed" in r]
+    if lost or flagged:
+        progress.print(f"[yellow]warning:[/] final annotation: {len(lost)} document(s) nobody answered "
+                       f"(listed in {fdir / 'failed.jsonl'}), {len(flagged)} answered by only some annotators (flagged)")
     f1: dict[str, float] = {}
     if gold is not None:
-        doc_ids = [d.id for d in documents]
-        for a in usable:
-            f1[a] = _score(gold, annotations[a], doc_ids)
-        f1["consensus"] = _score(gold, {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}, doc_ids)
-    atomic.write_json(fdir / "done.json", {"annotators": usable, "weights": weights, "f1": f1})
-    return f1
+        answered = {r["id"]: r["spans"] for r in rows}
+        f1 = _score(gold, {**{a: annotations[a] for a in usable},
+                           "consensus": {d: _spans_from_dicts(d, v) for d, v in answered.items()}}, documents)
+    done = {"annotators": usable, "weights": weights, "f1": f1, "failed_documents": [r["id"] for r in lost],
+            "flagged_documents": flagged}
+    atomic.write_json(fdir / "done.json", done)
+    return done
 
 
 # ----------------------------------------------------------------------------- annotate with a fixed guideline
@@ -632,7 +715,9 @@ def annotate_corpus(
 ) -> dict[str, Any]:
     """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate.
 
-    Writes the consensus JSONL to ``out`` and each annotator's file beside it
+    Writes the consensus JSONL to ``out`` (rows of documents some annotators failed on carry
+    ``"failed"``; :func:`delivered_rows`), the documents nobody answered to
+    ``<out stem>.failed.jsonl`` and each annotator's file beside it
     (``<out stem>.<annotator>.jsonl``). Returns a summary.
     """
     return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
@@ -654,6 +739,7 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         owned = False
         ann_clients, _, ledger = clients
     try:
+        check_annotator_ids([a.id for a in pool.annotators])
         styles = {a.id: a.prompt_style for a in pool.annotators}
         with Progress(quiet) as progress:
             runs = await _annotate(documents, guideline, ann_clients, styles, iteration=None, options=options, out_dir=None,
@@ -668,8 +754,10 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         if len(usable) >= 2:
             analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
             weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-        cons = _consensus_spans(documents, annotations, weights, min_support, hotspots)
-        atomic.write_jsonl(out, [{"id": d.id, "text": d.text, "spans": cons.get(d.id, [])} for d in documents])
+        cons = _consensus_spans(documents, annotations, weights, min_support, hotspots, guideline.schema_.label_names)
+        rows, lost = delivered_rows(documents, runs, cons, usable)
+        atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
+        atomic.write_jsonl(out, rows)
         failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
     finally:
         if owned:
@@ -683,7 +771,9 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         "weights": weights,
         "failed": {a: len(v) for a, v in failed.items()},
         "failure_reasons": {a: sorted({runs[a].results[d].reason or "" for d in v})[:5] for a, v in failed.items() if v},
-        "spans": sum(len(v) for v in cons.values()),
+        "failed_documents": len(lost),
+        "flagged_documents": sum(1 for r in rows if "failed" in r),
+        "spans": sum(len(r["spans"]) for r in rows),
         "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
         "faults": fault_summary([runs[a].results[d.id].to_json() for a in runs for d in documents if d.id in runs[a].results],
                                 list(ledger.records) if hasattr(ledger, "records") else None),

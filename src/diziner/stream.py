@@ -25,7 +25,11 @@ When the window covers the whole corpus the result equals the non-streaming
 
 Files (``out`` = ``results.jsonl``):
 
-* ``results.jsonl`` — consensus spans with support, one line per document, input order;
+* ``results.jsonl`` — consensus spans with support, one line per document at least one
+  annotator answered, input order; a document some annotators failed on is aggregated
+  from those who answered and its line carries ``"failed": [{"annotator", "reason"}]``;
+* ``results.failed.jsonl`` — the documents nobody answered, ``{"id","text","failed"}``
+  (never written to ``results.jsonl`` as an empty annotation);
 * ``results.<annotator>.jsonl`` — each annotator's results (status, reason, spans, ...);
 * ``results.ledger.jsonl`` — one record per LLM call (only running totals stay in memory).
 
@@ -33,7 +37,7 @@ While running, lines are appended to ``<file>.partial`` (flushed and fsynced per
 and the fixed weights are kept in ``results.jsonl.partial-state.json``; the final paths
 are only ever produced by ``os.replace`` when every document is done, so no
 half-written file is ever at a final path. Running the same command again resumes: the
-documents already in the partial consensus file are skipped, the others are annotated
+documents already in the partial consensus or failed file are skipped, the others are annotated
 (finished calls of an interrupted batch come from the response cache).
 """
 from __future__ import annotations
@@ -108,8 +112,17 @@ class StreamPaths:
 
     @classmethod
     def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> StreamPaths:
+        from diziner.loop import check_annotator_ids
+
         out = Path(out)
-        return cls(out, {a: out.with_name(f"{out.stem}.{a}.jsonl") for a in annotator_ids})
+        ids = list(annotator_ids)
+        check_annotator_ids(ids)
+        return cls(out, {a: out.with_name(f"{out.stem}.{a}.jsonl") for a in ids})
+
+    @property
+    def failed(self) -> Path:
+        """The documents nobody answered."""
+        return self.out.with_name(f"{self.out.stem}.failed.jsonl")
 
     @staticmethod
     def partial(path: Path) -> Path:
@@ -124,7 +137,7 @@ class StreamPaths:
         return self.out.with_name(self.out.stem + ".ledger.jsonl")
 
     def finals(self) -> list[Path]:
-        return [*self.annotators.values(), self.out]
+        return [*self.annotators.values(), self.failed, self.out]
 
     def partials(self) -> list[Path]:
         return [self.partial(p) for p in self.finals()]
@@ -223,15 +236,15 @@ def _complete_lines(fh):
         yield raw, obj
 
 
-def _done_ids(path: Path) -> tuple[list[str], int]:
-    """Ids of the documents finished in a partial consensus file and their span count; truncates a torn tail."""
+def _done_rows(path: Path) -> list[dict]:
+    """The rows of the documents finished in a partial consensus (or failed) file; truncates a torn tail."""
     if not path.exists():
-        return [], 0
+        return []
     good, rows = _good_prefix(path)
     if good != path.stat().st_size:
         with open(path, "r+b") as fh:
             fh.truncate(good)
-    return [r["id"] for r in rows], sum(len(r.get("spans") or []) for r in rows)
+    return rows
 
 
 def _filter_annotator_partial(path: Path, done: set[str], counters: _Counters, annotator: str) -> None:
@@ -268,6 +281,8 @@ class _Counters:
         self.reasons: dict[str, set[str]] = {a: set() for a in annotators}
         self.documents = 0
         self.spans = 0
+        self.failed_documents = 0  # nobody answered
+        self.flagged_documents = 0  # some annotators failed
 
     def add_result(self, annotator: str, ok: bool, reason: str | None) -> None:
         if ok:
@@ -286,12 +301,13 @@ class _Writer:
         # long-lived append handles, closed by close() (the run's finally block)
         self.fh = {a: open(StreamPaths.partial(p), "a", encoding="utf-8", newline="\n")  # noqa: SIM115
                    for a, p in paths.annotators.items()}
+        self.failed = open(StreamPaths.partial(paths.failed), "a", encoding="utf-8", newline="\n")  # noqa: SIM115
         self.cons = open(StreamPaths.partial(paths.out), "a", encoding="utf-8", newline="\n")  # noqa: SIM115
 
-    def write_batch(self, annotator_lines: dict[str, list[str]], consensus_lines: list[str]) -> None:
-        # annotators first: a consensus line marks its document finished
-        for a, lines in annotator_lines.items():
-            fh = self.fh[a]
+    def write_batch(self, annotator_lines: dict[str, list[str]], consensus_lines: list[str],
+                    failed_lines: list[str] | None = None) -> None:
+        # annotators first: a consensus or failed line marks its document finished
+        for fh, lines in [*((self.fh[a], v) for a, v in annotator_lines.items()), (self.failed, failed_lines or [])]:
             fh.write("".join(line + "\n" for line in lines))
             fh.flush()
             os.fsync(fh.fileno())
@@ -300,7 +316,7 @@ class _Writer:
         os.fsync(self.cons.fileno())
 
     def close(self) -> None:
-        for fh in [*self.fh.values(), self.cons]:
+        for fh in [*self.fh.values(), self.failed, self.cons]:
             fh.close()
 
 
@@ -352,7 +368,7 @@ async def annotate_stream_async(
     """
     from diziner.analysis import aggregate, analyze
     from diziner.annotate.runner import annotate_documents
-    from diziner.loop import Progress, _usable, annotations_by_doc
+    from diziner.loop import Progress, _usable, annotations_by_doc, delivered_rows
 
     opts = options or StreamOptions()
     opts.check()
@@ -360,7 +376,7 @@ async def annotate_stream_async(
     ids = [a.id for a in pool.annotators]
     styles = {a.id: a.prompt_style for a in pool.annotators}
     paths = StreamPaths.of(out, ids)
-    labels = sorted(guideline.schema_.label_names)
+    labels = list(guideline.schema_.label_names)
     expect = {
         "version": STATE_VERSION,
         "guideline_sha": guideline_sha(guideline),
@@ -375,12 +391,18 @@ async def annotate_stream_async(
     counters = _Counters(ids)
     done: set[str] = set()
     if state is not None:
-        done_list, counters.spans = _done_ids(StreamPaths.partial(paths.out))
+        cons_rows = _done_rows(StreamPaths.partial(paths.out))
+        lost_rows = _done_rows(StreamPaths.partial(paths.failed))
+        done_list = [r["id"] for r in cons_rows + lost_rows]
         done = set(done_list)
         if len(done) != len(done_list):
             raise DizinerError(f"{StreamPaths.partial(paths.out)}: a document appears twice; cannot resume",
                                hint="remove the .partial files to start over")
         counters.documents = len(done)
+        counters.spans = sum(len(r.get("spans") or []) for r in cons_rows)
+        counters.flagged_documents = sum(1 for r in cons_rows if r.get("failed"))
+        counters.failed_documents = len(lost_rows)
+        del cons_rows, lost_rows
         for a, p in paths.annotators.items():
             _filter_annotator_partial(StreamPaths.partial(p), done, counters, a)
     resumed = len(done)
@@ -487,12 +509,15 @@ async def annotate_stream_async(
                     hot = batch_hotspots(batch, annotations, weights, labels, threshold, opts.percentile)
                     cons = aggregate(batch, annotations, weights, min_support=opts.min_support, hotspots=hot,
                                      labels=labels)
-                cons_lines = [json.dumps({"id": d.id, "text": d.text, "spans": cons.get(d.id, [])}, ensure_ascii=False)
-                              for d in batch]
-                counters.spans += sum(len(v) for v in cons.values())
+                rows, lost = delivered_rows(batch, runs, cons, usable)
+                cons_lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+                lost_lines = [json.dumps(r, ensure_ascii=False) for r in lost]
+                counters.spans += sum(len(r["spans"]) for r in rows)
                 counters.documents += len(batch)
+                counters.failed_documents += len(lost)
+                counters.flagged_documents += sum(1 for r in rows if "failed" in r)
                 assert writer is not None
-                writer.write_batch(ann_lines, cons_lines)
+                writer.write_batch(ann_lines, cons_lines, lost_lines)
 
             for batch, runs in window:
                 process(batch, runs)
@@ -530,12 +555,19 @@ async def annotate_stream_async(
     for final, part in zip(paths.finals(), paths.partials()):
         os.replace(part, final)
     paths.state.unlink(missing_ok=True)
+    if counters.failed_documents and not quiet:
+        import sys
+
+        print(f"warning: {counters.failed_documents} document(s) nobody answered are listed in {paths.failed}, "
+              f"not in {paths.out}", file=sys.stderr)
     return {
         "documents": counters.documents,
         "annotators": ids,
         "weights": weights,
         "failed": dict(counters.failed),
         "failure_reasons": {a: sorted(r)[:5] for a, r in counters.reasons.items() if counters.failed[a]},
+        "failed_documents": counters.failed_documents,
+        "flagged_documents": counters.flagged_documents,
         "spans": counters.spans,
         "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
         "streaming": {

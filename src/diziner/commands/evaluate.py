@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         views: Annotated[
             bool, typer.Option("--views", help="Also report the strict/exact/partial/type views.")
         ] = False,
+        snap_tokens: Annotated[
+            bool, typer.Option("--snap-tokens", help="Snap predicted spans to the gold tokens first, as the run's "
+                               "own figures are scored (docs/evaluation.md).")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the micro F1.")] = False,
     ) -> None:
@@ -72,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
         g = read_corpus(gold, gold_format or format)
         p = read_corpus(pred, pred_format or format)
-        result = evaluate_corpora(g, p, by=by, subset=subset, views=views)
+        result = evaluate_corpora(g, p, by=by, subset=subset, views=views, snap=snap_tokens)
         if as_json:
             typer.echo(json.dumps(result, ensure_ascii=False))
         elif quiet:

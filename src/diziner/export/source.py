@@ -138,6 +138,10 @@ def load_source(path: str | Path, source: str = "consensus") -> ExportSource:
                 raise ConfigError(f"{p}: no annotator {source!r} in final/by_annotator "
                                   f"(available: {', '.join(avail) or 'none'})")
         docs, skipped = read_spans_jsonl(f)
+        if source == "consensus" and (final / "failed.jsonl").is_file():
+            # documents nobody answered are not in annotations.jsonl; they are listed in failed.jsonl
+            lost, _ = read_spans_jsonl(final / "failed.jsonl", skip_failed=False)
+            skipped += [d.id for d in lost]
         return ExportSource(docs, source, f, run=p, skipped=skipped)
     if not p.exists():
         raise InputError(p, None, "not found")
