@@ -39,9 +39,6 @@ DOCS = [Document(f"d{i}", t) for i, t in enumerate(TEXTS)]
 ONE_FAILS = "Borealis hired Nadia."  # annotator b fails on it
 BOTH_FAIL = "Mira moved to Tokyo."  # every annotator fails on it
 
-AGG = pytest.mark.xfail(strict=False, reason="needs the 'answered' convention in analysis.aggregate "
-                                             "(a document absent from annotations[a] = a did not answer)")
-
 
 def _doc_text(req: LLMRequest) -> str:
     body = req.messages[-1]["content"] if req.messages else req.prompt
@@ -111,7 +108,6 @@ def test_a_document_nobody_answered_is_listed_as_failed_not_written_empty(final_
     assert metrics["final_flagged_documents"] == ["d1"]
 
 
-@AGG
 def test_the_answering_annotator_s_spans_are_delivered_for_a_document_the_other_failed_on(final_run):
     out, _ = final_run
     row = {r["id"]: r for r in _lines(out / "final" / "annotations.jsonl")}["d1"]
@@ -149,7 +145,6 @@ def test_stream_flags_and_lists_failed_documents(tmp_path: Path, schema, batch_s
     assert not list(tmp_path.glob("*partial*"))
 
 
-@AGG
 def test_stream_delivers_the_answering_annotator_s_spans(tmp_path: Path, schema):
     from diziner.stream import StreamOptions, annotate_stream
 
