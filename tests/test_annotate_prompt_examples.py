@@ -122,12 +122,11 @@ def test_selection_prefers_own_rk_then_newest_and_is_first_fit():
 
 def test_a_changed_instruction_counts_as_new():
     g = _guideline(3)
+    cost = example_tokens(g.common[0].examples[0], "chat", "v2")  # all refined examples cost the same here
+    assert [ex.text for ex in select_examples(g, "smol", "chat", budget=cost)] == ["Zed3 sued Orbit3."]
     g.common[0].provenance.changed_in = [3]  # iteration 3 rewrote the rule of iteration 1
-    cost = example_tokens(g.common[0].examples[0], "chat", "v2")
-    own3 = _added(3)["gemma"][0]
-    sel = select_examples(g, "smol", "chat", budget=cost)
-    assert [ex.text for ex in sel] == [g.common[0].examples[0].text]  # ties with iteration 3, listed first
-    assert own3 not in sel
+    # now it ties with the rule of iteration 3 and comes first in guideline order
+    assert [ex.text for ex in select_examples(g, "smol", "chat", budget=cost)] == ["Zed1 sued Orbit1."]
 
 
 def test_example_tokens_is_characters_over_four_of_the_rendered_example():
@@ -162,3 +161,19 @@ def test_fewshot_v2_shows_a_rule_example_without_mentions_under_its_rule():
     assert p.index('Example: "He left early." -> no names', rule) < p.index("Text: ")
     assert "Text: He left early." not in p  # a base model copies an empty answer: no empty block
     assert "[]" not in p and "none" not in p.lower()
+
+
+def test_default_budget_holds_every_shipped_schemas_demonstrations():
+    """The default keeps iteration-0 prompts as they were: all demonstrations of every shipped schema."""
+    from pathlib import Path
+
+    from diziner.schema import load_schema
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [root / "examples" / "schema.yaml", *sorted((root / "src/diziner/benchmarks/schemas").glob("*.yaml"))]
+    assert len(paths) >= 11
+    for path in paths:
+        schema = load_schema(path)
+        for style, version in STYLES:
+            chosen = select_examples(Guideline.initial(schema), "a", style, template_version=version)
+            assert chosen == list(schema.demonstrations), (path.name, style, version)

@@ -245,7 +245,7 @@ def _candidates(guideline: Guideline, annotator_id: str) -> list[tuple[tuple[int
     """
     out: list[tuple[tuple[int, ...], WorkedExample]] = []
     pos = 0
-    for k, ex in enumerate(guideline.schema_.demonstrations):
+    for ex in guideline.schema_.demonstrations:
         out.append(((0, 2, 0, pos), ex))
         pos += 1
     for scope, items in ((1, guideline.all_common()), (0, guideline.for_annotator(annotator_id))):
