@@ -5,10 +5,6 @@ with :mod:`importlib.resources`; the version is part of the template name and is
 with every result (:func:`template_id`). ``v2`` is the default; ``v1`` stays renderable
 (``build_request(..., template_version="v1")``) so older runs can be reproduced.
 
-Layout (static parts first, the document last, so a server's or llama.cpp's prefix
-cache is reused; everything before the document is byte-identical for every document of
-one annotator and iteration):
-
 Worked examples (:func:`select_examples`): the schema's demonstrations and the worked
 examples of C and of this annotator's Rk compete for one token budget,
 ``example_budget`` (default :data:`EXAMPLE_TOKEN_BUDGET`; tokens estimated as characters / 4
@@ -17,7 +13,11 @@ of the example as the prompt renders it, :func:`example_tokens`). The newest com
 demonstrations count as iteration 0), then, within one iteration, the annotator's own Rk
 before C before the demonstrations, an instruction's first example before its second.
 Examples are taken first-fit in that order; those chosen are shown in guideline order
-(demonstrations, C, Rk), each text once.
+(demonstrations, C, Rk), each text once; the same guideline always gives the same prompt.
+
+Layout (static parts first, the document last, so a server's or llama.cpp's prefix
+cache is reused; everything before the document is byte-identical for every document of
+one annotator and iteration):
 
 - ``chat``: a system message, then the chosen examples as earlier user/assistant turns
   (at most ``max_demos`` when given; those without mentions first, since weak models copy
