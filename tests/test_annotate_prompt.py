@@ -176,7 +176,8 @@ def test_fewshot_v2_layout(guideline):
     assert p.endswith("Text: Line one line two\nEntities:\n")
     assert 'Text: IBM hired Ada.\nEntities:\n[{"text": "IBM", "label": "ORG"}, {"text": "Ada", "label": "PER"}]\n\n' in p
     assert 'Text: Dr. Bob Marley sang.\nEntities:\n[{"text": "Bob Marley", "label": "PER"}]\n\n' in p
-    assert "He left." not in p  # demos without mentions are dropped from the few-shot prompt
+    assert "Text: He left." not in p  # no demo block without mentions in the few-shot prompt ...
+    assert p.index("- Pronouns are not names.\n  Example: \"He left.\" -> no names\n") < p.index("Goal:")  # ... but under its rule
     assert "[]" not in p and "none" not in p.lower()  # no empty-answer rule near the end
     assert p.count("\nEntities:\n") == 3
     assert p.index("- PER: A named person.") < p.index("Rules:") < p.index("- Titles are not part") \
@@ -224,8 +225,12 @@ def test_chat_v2_layout(guideline):
 
 def test_chat_v2_lists_examples_beyond_the_demo_budget_inline(guideline):
     r = build_request(guideline, "smol", "chat", "Doc.", max_demos=1)
+    assert len(r.messages) == 4  # one demo turn pair: the highest-ranked example, the rule's
+    assert r.messages[1]["content"] == f"{BEGIN_MARK}\nDr. Bob Marley sang.\n{END_MARK}"
+    assert "IBM hired Ada." not in json.dumps(r.messages)  # a demonstration has no rule to be listed under
+    r = build_request(guideline, "smol", "chat", "Doc.", max_demos=0)
     c = r.messages[0]["content"]
-    assert len(r.messages) == 4  # one demo turn pair
+    assert len(r.messages) == 2
     assert 'Example: "Dr. Bob Marley sang." -> {"mentions": [{"text": "Bob Marley", "label": "PER"}]}' in c
 
 

@@ -5,26 +5,38 @@ with :mod:`importlib.resources`; the version is part of the template name and is
 with every result (:func:`template_id`). ``v2`` is the default; ``v1`` stays renderable
 (``build_request(..., template_version="v1")``) so older runs can be reproduced.
 
+Worked examples (:func:`select_examples`): the schema's demonstrations and the worked
+examples of C and of this annotator's Rk compete for one token budget,
+``example_budget`` (default :data:`EXAMPLE_TOKEN_BUDGET`; tokens estimated as characters / 4
+of the example as the prompt renders it, :func:`example_tokens`). The newest come first
+(an instruction's iteration is the last of ``provenance.added_in`` and ``changed_in``;
+demonstrations count as iteration 0), then, within one iteration, the annotator's own Rk
+before C before the demonstrations, an instruction's first example before its second.
+Examples are taken first-fit in that order; those chosen are shown in guideline order
+(demonstrations, C, Rk), each text once; the same guideline always gives the same prompt.
+
 Layout (static parts first, the document last, so a server's or llama.cpp's prefix
 cache is reused; everything before the document is byte-identical for every document of
 one annotator and iteration):
 
-- ``chat``: a system message, then demonstrations as earlier user/assistant turns (the
-  schema's demonstrations, then the worked examples of C and Rk, at most ``max_demos``;
-  demonstrations without mentions first, since weak models copy an empty answer that
-  comes right before the document), then one user turn with the document between
-  ``<<<DOCUMENT>>>`` and ``<<<END OF DOCUMENT>>>``. Output: ``{"mentions": [{"text", "label"}]}``.
-  v1's system message is long (full definitions, is / is-not examples, instructions with
-  their worked examples, goal, format rules); v2's is short: one line per label (first
-  sentence of its definition, three positive examples), C and Rk as rules (worked
-  examples that are not already demo turns listed under their rule), G, the format.
+- ``chat``: a system message, then the chosen examples as earlier user/assistant turns
+  (at most ``max_demos`` when given; those without mentions first, since weak models copy
+  an empty answer that comes right before the document), then one user turn with the
+  document between ``<<<DOCUMENT>>>`` and ``<<<END OF DOCUMENT>>>``. Output:
+  ``{"mentions": [{"text", "label"}]}``. v1's system message is long (full definitions,
+  is / is-not examples, instructions with their chosen worked examples, goal, format
+  rules); v2's is short: one line per label (first sentence of its definition, three
+  positive examples), C and Rk as rules (chosen examples that are not demo turns listed
+  under their rule), G, the format.
 - ``fewshot`` (base models): a plain completion prompt — a header with Σ, C, Rk and G,
-  then ``Text: ...`` / ``Entities:`` / JSON list per demonstration, ending with
+  then ``Text: ...`` / ``Entities:`` / JSON list per chosen example, ending with
   ``Text: <document>`` and ``Entities:``. Output: a bare JSON array. v2 puts the list on
   a line of its own (the prompt ends ``Entities:\n``, so the model's natural first token
   "[" is the one the grammar allows; v1 ended ``Entities:`` and the grammar forbade the
-  natural " ["), keeps only demonstrations with mentions, and says nothing about
-  empty answers. Line breaks in
+  natural " ["), makes blocks only of examples with mentions, and says nothing about
+  empty answers. A rule's chosen example that is not a block (no mentions, or beyond
+  ``max_demos``) is written under the rule in the v2 header (``Example: "..." -> Ada (PER)``,
+  or ``-> no names``), so what the rule says reaches the model either way. Line breaks in
   the document are replaced by spaces (same length, offsets unchanged) so the document
   cannot start a line of its own.
 
@@ -42,6 +54,7 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, Literal
 
+from diziner.annotate.chunk import approx_tokens
 from diziner.annotate.ground import ground_mentions
 from diziner.errors import ConfigError
 from diziner.guideline import Guideline, Instruction
@@ -51,6 +64,7 @@ from diziner.schema import WorkedExample
 __all__ = [
     "BEGIN_MARK",
     "END_MARK",
+    "EXAMPLE_TOKEN_BUDGET",
     "MAX_MENTION_CHARS",
     "TEMPLATE_VERSION",
     "TEMPLATE_VERSIONS",
@@ -58,7 +72,9 @@ __all__ = [
     "build_reask_request",
     "build_request",
     "default_params",
+    "example_tokens",
     "mentions_json_schema",
+    "select_examples",
     "short_definition",
     "static_prefix",
     "template_id",
@@ -72,6 +88,11 @@ END_MARK = "<<<END OF DOCUMENT>>>"
 MAX_MENTION_CHARS = 100  # maxLength of a mention's text in the output schema
 TOKENS_PER_MENTION = 24  # output budget per mention, for max_tokens
 FEWSHOT_STOP = ["\n\n", "\nText:"]
+# Token budget of the worked examples in one prompt (estimated as characters / 4 of their
+# rendered form). 320 holds the three demonstrations of every shipped schema (examples/ and
+# the benchmark schemas: 143-292 in the chat form), so iteration-0 prompts are unchanged,
+# and refined guidelines cannot make a prompt grow without bound (docs/annotation.md).
+EXAMPLE_TOKEN_BUDGET = 320
 _STYLES = ("chat", "fewshot")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
@@ -183,28 +204,104 @@ def _answer(ex: WorkedExample, style: str) -> str:
     return json.dumps(ms if style == "fewshot" else {"mentions": ms}, ensure_ascii=False)
 
 
-def _instructions(items: list[Instruction], scrub: Any, style: str,
-                  skip: set[str] = frozenset()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+def _marks(ex: WorkedExample) -> str:
+    """A worked example's answer in words, for a rule line of the few-shot header."""
+    ms = _ordered_mentions(ex)
+    return "; ".join(f"{m['text']} ({m['label']})" for m in ms) if ms else "no names"
+
+
+def _instructions(items: list[Instruction], scrub: Any, style: str, listed: set[int]) -> list[dict[str, Any]]:
+    """Instruction views; ``examples`` holds those of its worked examples whose ``id()`` is in ``listed``."""
     return [{"id": ins.id, "text": scrub(ins.text),
-             "examples": [{"text": ex.text, "answer": _answer(ex, style), "rationale": scrub(ex.rationale)}
-                          for ex in ins.examples if ex.text not in skip]}
+             "examples": [{"text": ex.text, "answer": _answer(ex, style), "marks": _marks(ex),
+                           "rationale": scrub(ex.rationale)}
+                          for ex in ins.examples if id(ex) in listed]}
             for ins in items]
 
 
-def _demos(guideline: Guideline, annotator_id: str, max_demos: int | None) -> list[WorkedExample]:
-    out: list[WorkedExample] = []
+def example_tokens(ex: WorkedExample, prompt_style: str, version: str | None = None) -> int:
+    """Estimated tokens of one worked example in a prompt: characters / 4 (rounded up) of its
+    demonstration as the style renders it (few-shot: the ``Text:`` / ``Entities:`` block; chat:
+    the fenced user turn and the assistant's answer)."""
+    _check_style(prompt_style)
+    v = _version(version)
+    tpl = _template(template_id(prompt_style, v))
+    if prompt_style == "fewshot":
+        rendered = str(tpl.demo(_one_line(ex.text), _answer(ex, "fewshot")))
+    else:
+        rendered = str(tpl.user(_fence_safe(ex.text), BEGIN_MARK, END_MARK)) + _answer(ex, "chat")
+    return approx_tokens(rendered)
+
+
+def _recency(ins: Instruction) -> int:
+    return max([ins.provenance.added_in, *ins.provenance.changed_in])
+
+
+def _candidates(guideline: Guideline, annotator_id: str) -> list[tuple[tuple[int, ...], WorkedExample]]:
+    """(priority key, example) for every worked example, in guideline order (demonstrations, C, Rk).
+
+    Key: newest instruction first; within an iteration own Rk (0), C (1), demonstrations (2);
+    then an instruction's first example before its second; then guideline order.
+    """
+    out: list[tuple[tuple[int, ...], WorkedExample]] = []
+    pos = 0
+    for ex in guideline.schema_.demonstrations:
+        out.append(((0, 2, 0, pos), ex))
+        pos += 1
+    for scope, items in ((1, guideline.all_common()), (0, guideline.for_annotator(annotator_id))):
+        for ins in items:
+            for k, ex in enumerate(ins.examples):
+                out.append(((-_recency(ins), scope, k, pos), ex))
+                pos += 1
+    return out
+
+
+def _select(guideline: Guideline, annotator_id: str, prompt_style: str, budget: int | None,
+            version: str | None) -> list[tuple[tuple[int, ...], WorkedExample]]:
+    """The chosen (key, example) pairs in priority order."""
+    chosen: list[tuple[tuple[int, ...], WorkedExample]] = []
     seen: set[str] = set()
-    pool = list(guideline.schema_.demonstrations)
-    for ins in guideline.all_common() + guideline.for_annotator(annotator_id):
-        pool.extend(ins.examples)
-    for ex in pool:
+    used = 0
+    for key, ex in sorted(_candidates(guideline, annotator_id), key=lambda c: c[0]):
         if ex.text in seen:
             continue
+        cost = 0 if budget is None else example_tokens(ex, prompt_style, version)
+        if budget is not None and used + cost > budget:
+            continue
         seen.add(ex.text)
-        out.append(ex)
-    out = out if max_demos is None else out[:max_demos]
+        used += cost
+        chosen.append((key, ex))
+    return chosen
+
+
+def select_examples(guideline: Guideline, annotator_id: str, prompt_style: str = "fewshot", *,
+                    budget: int | None = EXAMPLE_TOKEN_BUDGET, template_version: str | None = None
+                    ) -> list[WorkedExample]:
+    """The worked examples an annotator's prompt carries, in guideline order (see module docstring).
+
+    Every example text once (its highest-ranked occurrence); taken first-fit in priority
+    order while the sum of :func:`example_tokens` stays within ``budget`` (``None``: all).
+    """
+    chosen = _select(guideline, annotator_id, prompt_style, budget, template_version)
+    return [ex for _, ex in sorted(chosen, key=lambda c: c[0][-1])]
+
+
+def _demos(chosen: list[tuple[tuple[int, ...], WorkedExample]], prompt_style: str, version: str,
+           max_demos: int | None) -> list[WorkedExample]:
+    """The chosen examples (priority order) shown as demonstrations: turns or blocks, in guideline order.
+
+    v2 few-shot makes blocks only of examples with mentions (a base model copies empty
+    answers), unless none has any. ``max_demos`` keeps the highest-ranked. The others are
+    listed under their rule by the templates that do so.
+    """
+    demos = list(chosen)
+    if version != "v1" and prompt_style == "fewshot":
+        demos = [c for c in demos if c[1].mentions] or demos
+    if max_demos is not None:
+        demos = demos[: max(0, max_demos)]
+    ordered = [ex for _, ex in sorted(demos, key=lambda c: c[0][-1])]
     # demos without mentions first: weak models copy an empty answer given right before the document
-    return sorted(out, key=lambda ex: bool(ex.mentions))
+    return sorted(ordered, key=lambda ex: bool(ex.mentions))
 
 
 def _fence_safe(text: str) -> str:
@@ -219,29 +316,38 @@ def _one_line(text: str) -> str:
 
 def build_request(guideline: Guideline, annotator_id: str, prompt_style: PromptStyle, document_text: str, *,
                   max_mentions: int = 32, params: dict[str, Any] | None = None,
-                  other_annotators: Iterable[str] = (), max_demos: int | None = 8,
+                  other_annotators: Iterable[str] = (), max_demos: int | None = None,
+                  example_budget: int | None = EXAMPLE_TOKEN_BUDGET,
                   iteration: int | None = None, template_version: str | None = None) -> LLMRequest:
     """The annotation request of one annotator for one document (or chunk); see module docstring.
 
     ``params`` override the defaults of :func:`default_params`. ``other_annotators`` are
     ids to keep out of this annotator's prompt (the guideline's own annotator ids always are).
+    ``example_budget`` bounds the estimated tokens of the worked examples
+    (:func:`select_examples`; ``None``: no bound); ``max_demos`` (default: no limit) bounds how
+    many of them are demonstration turns / blocks, the others being listed under their rule.
     ``template_version`` picks an older template (default :data:`TEMPLATE_VERSION`).
     """
     _check_style(prompt_style)
     version = _version(template_version)
     if max_mentions < 1:
         raise ConfigError("max_mentions must be at least 1")
+    if example_budget is not None and example_budget < 0:
+        raise ConfigError("example_budget must be at least 0 (or None for no bound)")
     schema = guideline.schema_
     labels = schema.label_names
     others = (set(guideline.model_specific) | set(other_annotators)) - {annotator_id}
     scrub = _scrubber(others)
     tpl = _template(template_id(prompt_style, version))
-    demos = _demos(guideline, annotator_id, max_demos)
-    if version != "v1":
-        demos = _v2_demos(demos, prompt_style)
-    shown = {ex.text for ex in demos} if version != "v1" and prompt_style == "chat" else set()
-    common = _instructions(guideline.all_common(), scrub, prompt_style, skip=shown)
-    specific = _instructions(guideline.for_annotator(annotator_id), scrub, prompt_style, skip=shown)
+    chosen = _select(guideline, annotator_id, prompt_style, example_budget, version)
+    demos = _demos(chosen, prompt_style, version, max_demos)
+    if version == "v1":  # v1 chat lists every chosen example under its rule too; v1 few-shot none
+        listed = {id(ex) for _, ex in chosen}
+    else:
+        shown = {id(ex) for ex in demos}
+        listed = {id(ex) for _, ex in chosen if id(ex) not in shown}
+    common = _instructions(guideline.all_common(), scrub, prompt_style, listed)
+    specific = _instructions(guideline.for_annotator(annotator_id), scrub, prompt_style, listed)
     label_info = schema.labels if version == "v1" else _label_views(schema.labels)
     merged = default_params(prompt_style, max_mentions, version)
     merged.update(params or {})
@@ -262,14 +368,6 @@ def build_request(guideline: Guideline, annotator_id: str, prompt_style: PromptS
     parts.append(str(tpl.query(_one_line(document_text), False)))
     return LLMRequest(prompt="".join(parts), json_schema=mentions_json_schema(labels, max_mentions, top_level_array=True),
                       params=merged, **tags)
-
-
-def _v2_demos(demos: list[WorkedExample], style: str) -> list[WorkedExample]:
-    """v2: few-shot keeps only demos with mentions (a base model copies empty answers); chat keeps all."""
-    if style == "fewshot":
-        with_mentions = [ex for ex in demos if ex.mentions]
-        return with_mentions or demos
-    return demos
 
 
 def _request_version(req: LLMRequest) -> str:
