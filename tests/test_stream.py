@@ -291,3 +291,28 @@ def test_paths_and_options():
                 StreamOptions(percentile=101)):
         with pytest.raises(DizinerError):
             bad.check()
+
+
+def test_batch_hotspots_match_the_analysis_on_a_two_annotator_type_confusion_and_a_failed_document():
+    # K = 2: a type-only confusion is hot in the analysis (hot score H), and a document one
+    # annotator did not answer has no disagreement; the stream's batches must say the same
+    from diziner.analysis import analyze
+
+    docs = [Document("a", "Paris Hilton thanked Samsung."), Document("b", "Acme hired Nadia."),
+            Document("c", "Rome is old.")]
+
+    def sp(doc, word, label):
+        i = doc.text.index(word)
+        return Span(doc.id, i, i + len(word), label, word)
+
+    X = {"a": [sp(docs[0], "Paris Hilton", "PER"), sp(docs[0], "Samsung", "ORG")], "b": [sp(docs[1], "Acme", "ORG")],
+         "c": [sp(docs[2], "Rome", "LOC")]}
+    Y = {"a": [sp(docs[0], "Paris Hilton", "ORG"), sp(docs[0], "Samsung", "ORG")],  # y did not answer "b"
+         "c": [sp(docs[2], "Rome", "LOC")]}
+    ann = {"x": X, "y": Y}
+    labels = ["PER", "ORG", "LOC"]
+    res = analyze(docs, ann, labels=labels)
+    expect = [(h["document"], h["token_start"], h["token_end"]) for h in res.hotspots]
+    assert expect == [("a", 0, 2)]
+    got = batch_hotspots(docs, ann, res.weights, labels, res.arrays.threshold)
+    assert [(h["document"], h["token_start"], h["token_end"]) for h in got] == expect

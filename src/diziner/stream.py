@@ -161,37 +161,16 @@ def batched(documents: Iterable[Document], size: int) -> Iterator[list[Document]
 def batch_hotspots(documents: list[Document], annotations: dict[str, dict[str, list[Span]]],
                    weights: dict[str, float], labels: list[str], threshold: float | None,
                    percentile: float = 80.0) -> list[dict]:
-    """Hotspot runs of a batch with fixed weights and a fixed U* threshold.
+    """Hotspot runs of a batch with fixed weights and a fixed threshold.
 
-    A token is hot when ``U* ≥ threshold`` and ``U* > 0`` (the rule of
-    :func:`diziner.analysis.scores.hot_tokens`); ``threshold=None`` uses the batch's own
-    ``percentile``. Returns dicts ``{document, token_start, token_end}`` (token indices
-    within the document), as :func:`diziner.analysis.aggregate` takes them.
+    The analysis's own rule (:func:`diziner.analysis.core.hotspot_dicts`: the hot score
+    ``H``, ``p`` over the annotators who answered each document), so a batch's hotspots
+    are the ones :func:`diziner.analysis.analyze` finds with the same weights and
+    threshold; ``threshold=None`` uses the batch's own ``percentile``.
     """
-    from diziner.analysis import scores as S
-    from diziner.analysis.tags import TokenIndex, project
+    from diziner.analysis.core import hotspot_dicts
 
-    names = [a for a in annotations if a in weights]
-    if len(names) < 2 or not documents:
-        return []
-    label_ids = {lab: i for i, lab in enumerate(labels)}
-    index = TokenIndex.build(documents)
-    if index.n_tokens == 0:
-        return []
-    Z = np.vstack([project(index, annotations[a], label_ids, annotator=a)[0] for a in names])
-    w = S.normalise(np.array([float(weights[a]) for a in names]))
-    u = S.token_scores(Z, w).u_star
-    if threshold is None:
-        hot, _ = S.hot_tokens(u, percentile)
-    else:
-        hot = (u >= threshold - S.ZERO_EPS) & (u > 0)
-    hs, he = S.hotspot_runs(hot, index.doc_start)
-    out = []
-    for s, e in zip(hs.tolist(), he.tolist()):
-        d = int(index.doc_of_token[s])
-        base = int(index.offsets[d])
-        out.append({"document": documents[d].id, "token_start": s - base, "token_end": e - base})
-    return out
+    return hotspot_dicts(documents, annotations, weights, labels, threshold, percentile)
 
 
 def guideline_sha(guideline: Guideline) -> str:
