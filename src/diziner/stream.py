@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
