@@ -235,7 +235,7 @@ def test_on_a_real_analysis(examples_dir):
     res = asyncio.run(ConsensusSupervisor().revise(g0, analysis, {d.id: d.text for d in docs}, iteration=1,
                                                    limits=Limits()))
     assert res.ok and res.guideline.common
-    assert change_ratio(g0, res.guideline) <= 0.4 + 1e-9
+    assert change_ratio(g0, res.guideline) <= Limits().max_change_ratio + 1e-9
     for e in _all_examples(res.guideline):
         assert e.mentions and all(m.text in e.text and m.label in schema.label_names for m in e.mentions)
     Guideline.model_validate(json.loads(json.dumps(res.guideline.model_dump(by_alias=True, mode="json"))))
