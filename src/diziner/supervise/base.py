@@ -69,7 +69,12 @@ class SupervisionResult:
 
 @runtime_checkable
 class Supervisor(Protocol):
-    """``await supervisor.revise(...)`` → :class:`SupervisionResult`."""
+    """``await supervisor.revise(...)`` → :class:`SupervisionResult`.
+
+    ``annotations`` (optional): annotator → document id → spans of the analysed documents,
+    only those the annotator answered (the loop's ``annotations_by_doc``). The consensus
+    supervisor uses it to check agreed worked examples span by span.
+    """
 
     name: str
 
@@ -82,6 +87,7 @@ class Supervisor(Protocol):
         iteration: int,
         limits: Limits,
         gold: dict | None = None,
+        annotations: dict[str, dict[str, list]] | None = None,
     ) -> SupervisionResult: ...
 
 

@@ -340,7 +340,8 @@ class LLMSupervisor:
 
     # ------------------------------------------------------------------ revise
     async def revise(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
-                     iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
+                     iteration: int, limits: Limits, gold: dict | None = None,
+                     annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
         prev = apply_goal_switches(guideline, limits)
         outputs: dict[str, Any] = {}
         notes: list[str] = []
