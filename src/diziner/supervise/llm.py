@@ -10,7 +10,7 @@
 4. **Organisation** — the full new hierarchy of common instructions, preserving what
    still works.
 
-Each phase is a versioned template (``templates/supervisor_phase{1..4}.v1.j2``) and a
+Each phase is a versioned template (``templates/supervisor_phase{1..4}.v2.j2``) and a
 pydantic output model whose JSON schema is sent as ``LLMRequest.json_schema``. Answers
 are parsed leniently (think blocks and code fences stripped, the first JSON object
 taken) and validated; an invalid answer gets one repair re-ask with the error appended,
@@ -72,7 +72,7 @@ __all__ = [
     "extract_json",
 ]
 
-TEMPLATE_VERSION = "v1"
+TEMPLATE_VERSION = "v2"  # v1 templates stay in templates/ for the record of earlier runs
 PHASE_NAMES = {1: "pattern analysis", 2: "annotator diagnosis", 3: "instruction generation", 4: "organisation"}
 #: Word-sequence similarity from which a node is the same instruction reworded (a change), not a new one.
 CHANGE_SIMILARITY = 0.5
