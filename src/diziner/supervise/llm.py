@@ -13,10 +13,14 @@
 Each phase is a versioned template (``templates/supervisor_phase{1..4}.v2.j2``) and a
 pydantic output model whose JSON schema is sent as ``LLMRequest.json_schema``. Answers
 are parsed leniently (think blocks and code fences stripped, the first JSON object
-taken) and validated; an invalid answer gets one repair re-ask with the error appended,
-then the phase fails: the result has ``ok=False``, ``error`` names the phase and the
-reason, and the previous guideline is kept. Every limit is enforced in code after the
-phases (:mod:`diziner.supervise.validate`).
+taken), validated, and checked for content (:mod:`diziner.supervise.content`:
+placeholders, id form, rules tied to the report, schema labels, grounded examples); an
+unusable answer gets one re-ask carrying the reasons, then the phase fails: the result
+has ``ok=False``, ``error`` names the phase and the reason, and the previous guideline is
+kept. Every limit is enforced in code after the phases, on the per-instruction diff of
+Θ(t) and Θ(t+1) matched by content (:meth:`LLMSupervisor._assemble`,
+:mod:`diziner.supervise.validate`): a new text under an old id is an addition, and an
+earlier instruction is deleted only with the supervisor's reason.
 """
 from __future__ import annotations
 
