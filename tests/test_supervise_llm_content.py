@@ -192,6 +192,9 @@ def test_vocabulary_ties():
     assert v.ties("Famous people are PER.")
     assert not v.ties("This is a new task.")
     assert not v.ties("The next step will be to add the example of the last instruction.")
+    v.add_hotspot({"text": "on", "errors": [{"reading": "O", "consensus": "Acme/ORG"}], "readings": {"a": []}})
+    assert not v.ties("The next step will be to add the example of the last instruction.")  # "O" ties nothing
+    assert v.ties("Acme is ORG.")
 
 
 def test_the_loop_keeps_the_previous_guideline_when_the_supervisor_degenerates(tmp_path, examples_dir):

@@ -176,8 +176,9 @@ class Vocabulary:
             s, _, label = s.rpartition("/")
         if isinstance(label, str) and label in self.labels:
             self.used_labels.add(label)
-        if s.strip() and not is_placeholder(s):
-            self.strings.add(_norm(s))
+        n = _norm(s)
+        if len(n) >= 2 and n != "o" and not is_placeholder(s):  # "O": no entity, not a mention
+            self.strings.add(n)
             self.words |= content_words(s)
 
     def add_hotspot(self, h: dict) -> None:
@@ -201,6 +202,6 @@ class Vocabulary:
             if re.search(r"(?<![\w-])" + re.escape(lab) + r"(?![\w-])", text):
                 return True
         nt = _norm(text)
-        if any(s and s in nt for s in self.strings):
+        if any(re.search(r"(?<!\w)" + re.escape(s) + r"(?!\w)", nt) for s in self.strings):
             return True
         return any(_norm(m) in self.strings for m in mention_texts if isinstance(m, str))
