@@ -687,6 +687,9 @@ class LLMSupervisor:
                 continue
             if any(_similar(r.text, n.text) >= CHANGE_SIMILARITY for r in requested):
                 probs += text_problems(n.text, w)
+                known = [m.text for e in n.examples for m in e.mentions] + sorted(vocab.strings)
+                probs += [f"{w}: {lab!r} is not a label of the schema ({', '.join(labels)})"
+                          for lab in unknown_labels(n.text, labels, known)]
                 for k, e in enumerate(n.examples, start=1):
                     probs += example_problems(e, labels, f"{w} example {k}")
                 continue
