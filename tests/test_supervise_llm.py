@@ -53,23 +53,37 @@ def _ex(text, *ms, why="because"):
     return {"text": text, "mentions": [{"text": t, "label": lab} for t, lab in ms], "rationale": why}
 
 
-PHASE1 = {"patterns": [{"id": f"P{i}", "description": f"pattern {i}", "root_cause": "unclear", "competing_readings": [],
-                        "hotspots": list(range(i)), "support": i} for i in range(1, 8)]}
+PHASE1 = {"patterns": [{"id": f"P{i}", "description": f"Annotators disagree whether the title Dr. is part of a PER name ({i}).",
+                        "root_cause": "The guideline says nothing about titles.", "competing_readings": [],
+                        "hotspots": [0], "support": i} for i in range(1, 8)]}
 PHASE2 = {"diagnoses": [{"annotator": "gamma", "issues": ["includes titles"], "suggested_instructions": ["Drop titles."]},
                         {"annotator": "nobody", "issues": [], "suggested_instructions": []}]}
-NEW_TEXTS = [f"New rule number {i} about names." for i in range(1, 7)]
+NEW_TEXTS = ["Tag Ada Lovelace as PER without the title Dr. in front.",
+             "A title such as Dr. or Prof. is never part of a PER mention.",
+             "Tag Acme as ORG when a person joins it.",
+             "Tag a surname alone, such as Lovelace, as PER.",
+             "Honorifics like Mrs. stay outside the PER span.",
+             "Tag a company name after the verb joined as ORG."]
 PHASE3 = {
     "common": [{"id": None, "text": t, "patterns": [f"P{7 - i}"],
                 "examples": [_ex(f"Ada Lovelace met Bob {i}.", ("Ada Lovelace", "PER"))]} for i, t in enumerate(NEW_TEXTS)]
     + [{"id": "1", "text": "Leave titles and honorifics out.", "patterns": ["P7"],
         "examples": [_ex("Dr. Ada Lovelace spoke.", ("Ada Lovelace", "PER")),
-                     _ex("Prof. Bob spoke on Monday.", ("Monday", "DATE")),
-                     _ex("Acme Corp hired Ada.", ("Acme Corp", "ORG"), ("Globex", "ORG"))]}],
+                     _ex("Acme Corp hired Ada.", ("Acme Corp", "ORG"))]}],
     "model_specific": [{"annotator": "gamma", "instructions": [
         {"text": f"Unlike alpha, you should drop titles ({i}).", "examples": []} for i in range(4)]},
         {"annotator": "ghost", "instructions": [{"text": "x"}]}],
-    "goal": {"update_goal": True, "goal": "Tag people and organisations by name, without titles.", "reason": "P7"},
+    "goal": {"update_goal": True, "goal": "Tag people and organisations by name, without titles.",
+             "reason": "Pattern P7 shows that titles are unclear."},
 }
+
+
+# the same answer with worked examples that are not grounded: a label outside the schema, a
+# mention that is not in its text (re-asked with the reasons)
+PHASE3_UNGROUNDED = json.loads(json.dumps(PHASE3))
+PHASE3_UNGROUNDED["common"][-1]["examples"] = [
+    _ex("Dr. Ada Lovelace spoke.", ("Ada Lovelace", "PER")), _ex("Prof. Bob spoke on Monday.", ("Monday", "DATE")),
+    _ex("Acme Corp hired Ada.", ("Acme Corp", "ORG"), ("Globex", "ORG"))]
 
 
 def _phase4(p3=PHASE3):
@@ -78,7 +92,8 @@ def _phase4(p3=PHASE3):
         {"id": "1", "text": "Leave titles and honorifics out.",
          "examples": p3["common"][-1]["examples"], "children": []},
         {"id": "2", "text": "Tag every occurrence.", "examples": [], "children": [
-            {"id": "2.1", "text": "Tag everything that looks important.", "examples": [], "children": []}]},
+            {"id": "2.1", "text": "Tag everything that looks like a PER name, also in lists.", "examples": [],
+             "children": []}]},
         *new_nodes]}
 
 
@@ -109,11 +124,14 @@ def test_is_a_supervisor():
 
 def test_valid_phases_limits_and_validation():
     seen: list[LLMRequest] = []
-    r = _run(_answers(), seen=seen)
+    r = _run(_answers({3: [json.dumps(PHASE3_UNGROUNDED), json.dumps(PHASE3)]}), seen=seen)
     assert r.ok and r.error is None, r.error
-    assert [q.purpose for q in seen] == [f"supervise:phase{i}" for i in (1, 2, 3, 4)]
+    assert [q.purpose for q in seen] == [f"supervise:phase{i}" for i in (1, 2, 3, 3, 4)]
     assert seen[0].json_schema == Phase1Output.model_json_schema()
     assert seen[2].json_schema == Phase3Output.model_json_schema()
+    # ungrounded worked examples: one re-ask that says what is wrong
+    reask = seen[3].messages[-1]["content"]
+    assert "'DATE' is not a label of the schema" in reask and "'Globex' does not occur" in reask
     assert all(q.iteration == 2 for q in seen)
     assert "gamma" in seen[1].messages[1]["content"] and "Dr. Ada Lovelace" in seen[0].messages[1]["content"]
     # phase 1: 7 patterns → the 5 with most hotspots
@@ -122,14 +140,13 @@ def test_valid_phases_limits_and_validation():
     ids = [i.id for i in g.all_common()]
     # the unrequested 2.1 and the lowest-priority of the 6 new rules are dropped (max_new_common = 5)
     assert "2.1" not in ids and len([i for i in g.all_common() if i.provenance.added_in == 2]) == 5
-    assert "New rule number 6 about names." not in [i.text for i in g.all_common()]
+    assert NEW_TEXTS[5] not in [i.text for i in g.all_common()]
     one = g.common[0]
     assert one.text == "Leave titles and honorifics out." and one.provenance.changed_in == [2]
     assert one.provenance.added_in == 1
-    # DATE label and a mention not in its text: dropped and counted
     assert [e.text for e in one.examples] == ["Dr. Ada Lovelace spoke.", "Acme Corp hired Ada."]
     assert [m.text for m in one.examples[1].mentions] == ["Acme Corp"]
-    assert r.dropped_examples == 1 and r.dropped_mentions == 2
+    assert r.dropped_examples == 0 and r.dropped_mentions == 0
     new = next(i for i in g.all_common() if i.text == NEW_TEXTS[0])
     assert new.provenance.source == "llm" and new.provenance.patterns == ["P7"]
     assert new.examples and new.examples[0].mentions[0].text == "Ada Lovelace"  # from phase 3

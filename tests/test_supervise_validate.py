@@ -124,7 +124,7 @@ def test_change_ratio_trims_newest_then_rejects():
 def test_limits_defaults_and_goal_switches():
     lim = Limits()
     assert (lim.max_patterns, lim.max_new_common, lim.max_model_specific, lim.max_change_ratio,
-            lim.max_examples_per_instruction) == (5, 5, 3, 0.4, 3)
+            lim.max_examples_per_instruction) == (5, 5, 3, 0.6, 3)
     g = Guideline(schema=_schema(), goal="Tag people.")
     assert apply_goal_switches(g, Limits(remove_goal=True)).goal == ""
     assert apply_goal_switches(g, Limits(freeze_goal=True)).goal == "Tag people."

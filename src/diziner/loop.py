@@ -35,6 +35,7 @@ from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
 from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
+from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO
 from diziner.testing.faults import maybe_kill
 
 log = logging.getLogger("diziner.loop")
@@ -56,7 +57,7 @@ class RefineOptions:
     max_patterns: int = 5
     max_new_common: int = 5
     max_model_specific: int = 3
-    max_change_ratio: float = 0.6
+    max_change_ratio: float = DEFAULT_MAX_CHANGE_RATIO
     gold_supervised: bool = False
     freeze_goal: bool = False
     remove_goal: bool = False

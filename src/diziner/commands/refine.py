@@ -61,6 +61,8 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
 
 
 def register(app: typer.Typer) -> None:
+    from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO  # the one default (also Limits, RefineOptions)
+
     @app.command("refine")
     def refine_cmd(
         schema: Path = typer.Option(..., "--schema", help="Schema YAML (labels, definitions, examples, goal)."),
@@ -80,7 +82,7 @@ def register(app: typer.Typer) -> None:
         patience: int = typer.Option(1, help="Stop after this many iterations without a rise in agreement."),
         percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of U* over disputed tokens."),
         weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
-        max_change_ratio: float = typer.Option(0.6, help="Largest allowed change between consecutive guidelines."),
+        max_change_ratio: float = typer.Option(DEFAULT_MAX_CHANGE_RATIO, help="Largest allowed change between consecutive guidelines."),
         min_support: Optional[float] = typer.Option(None, help="Final aggregation: span vote with this weight (0 = union); default token consensus."),
         no_final: bool = typer.Option(False, help="Skip annotating the whole corpus with the selected guideline."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),

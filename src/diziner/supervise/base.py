@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from diziner.guideline import Guideline
+from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO
 
-__all__ = ["Limits", "SupervisionResult", "Supervisor", "apply_goal_switches"]
+__all__ = ["DEFAULT_MAX_CHANGE_RATIO", "Limits", "SupervisionResult", "Supervisor", "apply_goal_switches"]
 
 
 class Limits(BaseModel):
@@ -27,7 +28,9 @@ class Limits(BaseModel):
       revision (new ones first, then earlier ones while there is room).
     - ``max_change_ratio``: bound on :func:`diziner.guideline_render.change_ratio`
       between Θ(t) and Θ(t+1); over it, the newest additions are trimmed, and if that
-      is not enough the revision is rejected (Θ(t) is kept).
+      is not enough the revision is rejected (Θ(t) is kept). Default
+      :data:`~diziner.supervise.defaults.DEFAULT_MAX_CHANGE_RATIO` (0.6), the same as
+      ``RefineOptions`` and ``diziner refine``.
     - ``max_examples_per_instruction``: worked examples per instruction.
     - ``freeze_goal``: G is never updated. ``remove_goal``: G is blanked to ``""`` (the
       ablation without a goal); it wins over ``freeze_goal``.
@@ -38,7 +41,7 @@ class Limits(BaseModel):
     max_patterns: int = Field(5, ge=0)
     max_new_common: int = Field(5, ge=0)
     max_model_specific: int = Field(3, ge=0)
-    max_change_ratio: float = Field(0.4, ge=0.0, le=1.0)
+    max_change_ratio: float = Field(DEFAULT_MAX_CHANGE_RATIO, ge=0.0, le=1.0)
     max_examples_per_instruction: int = Field(3, ge=0)
     freeze_goal: bool = False
     remove_goal: bool = False
@@ -66,7 +69,12 @@ class SupervisionResult:
 
 @runtime_checkable
 class Supervisor(Protocol):
-    """``await supervisor.revise(...)`` → :class:`SupervisionResult`."""
+    """``await supervisor.revise(...)`` → :class:`SupervisionResult`.
+
+    ``annotations`` (optional): annotator → document id → spans of the analysed documents,
+    only those the annotator answered (the loop's ``annotations_by_doc``). The consensus
+    supervisor uses it to check agreed worked examples span by span.
+    """
 
     name: str
 
@@ -79,6 +87,7 @@ class Supervisor(Protocol):
         iteration: int,
         limits: Limits,
         gold: dict | None = None,
+        annotations: dict[str, dict[str, list]] | None = None,
     ) -> SupervisionResult: ...
 
 

@@ -12,6 +12,8 @@ The rules are in ``docs/supervisor.md``; in short:
    label, the whole text of a document of several words, or far longer than any example of
    its label), and a sentence holding one is never an agreed worked example: weak annotators
    do agree on nonsense ("Good morning" as ORG), and agreement alone cannot tell.
+   Agreed worked examples come only from documents on which every annotator returned
+   exactly the same spans and labels (:meth:`ConsensusSupervisor._unanimous`).
 2. Each hotspot's readings are compared with the reference inside the hotspot window;
    every difference is a finding keyed by (error type, label): ``missed`` (the reference
    has a span an annotator left out), ``type_confusion`` (same extent, other label),
@@ -336,13 +338,21 @@ class ConsensusSupervisor:
         self.agreed_examples = agreed_examples
 
     async def revise(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
-                     iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
-        return self.revise_sync(guideline, analysis, documents, iteration=iteration, limits=limits, gold=gold)
+                     iteration: int, limits: Limits, gold: dict | None = None,
+                     annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
+        return self.revise_sync(guideline, analysis, documents, iteration=iteration, limits=limits, gold=gold,
+                                annotations=annotations)
 
     # ------------------------------------------------------------------ main
     def revise_sync(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
-                    iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
-        """The synchronous body of :meth:`revise`."""
+                    iteration: int, limits: Limits, gold: dict | None = None,
+                    annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
+        """The synchronous body of :meth:`revise`.
+
+        ``annotations`` (annotator → document id → spans, only the documents the annotator
+        answered) lets agreed worked examples be checked span by span; without it they are
+        read from the analysis' per-token scores (see :meth:`_unanimous`).
+        """
         prev = apply_goal_switches(guideline, limits)
         schema = prev.schema_
         labels = schema.label_names
@@ -358,7 +368,6 @@ class ConsensusSupervisor:
             if implausible:
                 notes.append(f"{len(implausible)} consensus span(s) not taught: implausible as mentions by the "
                              "schema (see 'implausible')")
-        doubtful_docs = {str(x["document"]) for x in implausible}
 
         # 1-2. findings and patterns
         findings: list[_Finding] = []
@@ -408,8 +417,8 @@ class ConsensusSupervisor:
                 continue
             new_rules.append((p, ins))
         if self.agreed_examples and gold is None:
-            agreed = self._agreed_rule(analysis, refs, documents, iteration, limits, existing_texts,
-                                       doubtful_docs)
+            agreed = self._agreed_rule(analysis, documents, iteration, limits, existing_texts, annotations,
+                                       lmap, MentionPrior(schema), notes)
             if agreed is not None:
                 new_rules.append((None, agreed))
         if len(new_rules) > limits.max_new_common:
@@ -503,47 +512,136 @@ class ConsensusSupervisor:
                                  rejected=bool(report["rejected"]))
 
     # ------------------------------------------------------------------ helpers
-    def _agreed_rule(self, analysis: dict, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
-                     limits: Limits, existing_texts: set[str], doubtful_docs: set[str] = frozenset()
-                     ) -> Instruction | None:
-        """Worked examples from sentences where the whole pool agrees (sentences without any hotspot).
+    def _agreed_rule(self, analysis: dict, documents: dict[str, str], iteration: int, limits: Limits,
+                     existing_texts: set[str], annotations: dict[str, dict[str, list]] | None,
+                     lmap: dict[str, str], prior: MentionPrior, notes: list[str]) -> Instruction | None:
+        """Worked examples from sentences on which every annotator returned exactly the same spans.
 
         With weak, low-recall annotators few hotspots have majority support, but the spans
         the pool agrees on are its most precise signal: shown as in-domain worked examples,
-        they teach each annotator what the others find. A sentence with a hotspot anywhere is
-        not used: a partial annotation shown as correct teaches the annotators to leave the
-        disputed entities out (measured on crossner_politics, see BENCHMARKS.md). Nor is a
-        sentence where the pool agreed on an implausible span (``doubtful_docs``): the agreement
-        there is not evidence. Sentences with the most agreed entities first; at most
-        ``max_examples_per_instruction``.
+        they teach each annotator what the others find. Only a document (of at most
+        ``max_example_chars``) that **every** annotator answered, with the same spans and
+        labels from all of them, is used (:meth:`_unanimous`): a token disputed below the
+        hotspot threshold is not agreement, and a partial annotation shown as correct teaches
+        the annotators to leave the disputed entities out (measured on crossner_politics, see
+        BENCHMARKS.md). Nor is a document where the pool agreed on an implausible span: the
+        agreement there is not evidence. Documents with the most agreed entities first; at
+        most ``max_examples_per_instruction``.
         """
-        hot_docs: dict[str, list[tuple[int, int]]] = {}
-        for h in analysis.get("hotspots") or []:
-            hot_docs.setdefault(str(h.get("document")), []).append(
-                (int(h.get("window_char_start", h.get("char_start", 0))), int(h.get("window_char_end", h.get("char_end", 0)))))
+        unanimous, how = self._unanimous(analysis, documents, annotations, lmap)
+        hot_docs = {str(h.get("document")) for h in analysis.get("hotspots") or []}
         cands = []
-        for doc, spans in refs.items():
+        for doc, spans in unanimous.items():
             text = documents.get(doc)
-            if not text or not spans or len(text) > self.max_example_chars:
+            if not text or not spans or len(text) > self.max_example_chars or doc in hot_docs:
                 continue
             if " ".join(text.split()) in existing_texts:
                 continue
-            if doc in hot_docs:
-                continue  # only sentences without any hotspot: every annotator gave the same full annotation
-            if doc in doubtful_docs:
+            if any(implausible_mention(sp.text, sp.label, text, prior) for sp in spans):
                 continue  # the pool agreed on something that cannot be a mention here
             cands.append((-len(spans), doc, text, spans))
         cands.sort()
+        k = len(self._annotators(analysis, annotations))
         examples = []
         for _, doc, text, spans in cands[: max(0, limits.max_examples_per_instruction)]:
             examples.append(WorkedExample(
                 text=text, mentions=[ExampleMention(text=sp.text, label=sp.label) for sp in sorted(spans, key=lambda r: r.start)],
-                rationale="Every annotator of the pool tagged exactly these spans here."))
+                rationale=f"Every annotator of the pool ({k}) answered this text and returned exactly these spans "
+                          "with these labels."))
         if not examples:
             return None
+        notes.append(f"agreed worked examples: {len(examples)} of {len(unanimous)} unanimous document(s), checked {how}")
         return Instruction(id="0", text="Tag names the way these examples do: in them every annotator agreed on every entity.",
                            examples=examples,
                            provenance=Provenance(added_in=iteration, patterns=[f"it{iteration}-agreement"], source="consensus"))
+
+    @staticmethod
+    def _annotators(analysis: dict, annotations: dict[str, dict[str, list]] | None) -> list[str]:
+        names = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
+        return names or sorted(str(a) for a in (annotations or {}))
+
+    @staticmethod
+    def _answered(analysis: dict, annotators: list[str]) -> dict[str, set[str]] | None:
+        """Documents each annotator answered, when the analysis records it (else None).
+
+        Read from ``analysis["answered"]`` (annotator → [document id]) or from
+        ``documents[].answered`` / ``documents[].unanswered`` (lists of annotators).
+        """
+        top = analysis.get("answered")
+        if isinstance(top, dict):
+            return {a: {str(d) for d in (top.get(a) or [])} for a in annotators}
+        docs = analysis.get("documents") or []
+        if any(isinstance(d, dict) and ("answered" in d or "unanswered" in d) for d in docs):
+            out: dict[str, set[str]] = {a: set() for a in annotators}
+            for d in docs:
+                did = str(d.get("id"))
+                yes = d.get("answered")
+                no = set(map(str, d.get("unanswered") or []))
+                for a in annotators:
+                    if (a in set(map(str, yes)) if isinstance(yes, list) else a not in no):
+                        out[a].add(did)
+            return out
+        return None
+
+    def _unanimous(self, analysis: dict, documents: dict[str, str], annotations: dict[str, dict[str, list]] | None,
+                   lmap: dict[str, str]) -> tuple[dict[str, list[RefSpan]], str]:
+        """Documents on which every annotator returned the same spans and labels → those spans.
+
+        With ``annotations``: every annotator of the analysis must have the document (a
+        missing document is one it did not answer) with the same set of ``(start, end,
+        label)``, every span valid (label in Σ, inside the text, no overlap). Without them,
+        from the analysis: every annotator must have answered the document (when the analysis
+        records it) and carry weight (an annotator of weight 0 leaves no trace in the scores),
+        and every token must have ``d_conf == 0`` and ``u_star == 0`` — every annotator gave
+        it the same BIO tag; the spans are then the consensus tags.
+        """
+        annotators = self._annotators(analysis, annotations)
+        out: dict[str, list[RefSpan]] = {}
+        if not annotators:
+            return out, "(no annotators)"
+        if annotations is not None:
+            for doc, text in documents.items():
+                sets = []
+                for a in annotators:
+                    by_doc = annotations.get(a)
+                    if by_doc is None or doc not in by_doc:
+                        break
+                    raw = [t for t in (_span_of(x) for x in by_doc[doc] or [])]
+                    if any(t is None for t in raw):
+                        break
+                    sets.append(frozenset((t[0], t[1], t[2]) for t in raw if t is not None))
+                else:
+                    if len(set(sets)) != 1 or not sets[0]:
+                        continue
+                    spans = _clean_spans([{"start": s, "end": e, "label": lab} for s, e, lab in sets[0]], text, lmap)
+                    if len(spans) == len(sets[0]):
+                        out[doc] = spans
+            return out, "span by span on every annotator's answers"
+        weights = analysis.get("weights") or {}
+        if any(float(weights.get(a, 0.0) or 0.0) < 1e-3 for a in annotators):
+            return out, "(an annotator without weight: the analysis cannot show unanimity)"
+        answered = self._answered(analysis, annotators)
+        for d in analysis.get("documents") or []:
+            doc = str(d.get("id"))
+            text = documents.get(doc)
+            if text is None or (answered is not None and any(doc not in answered[a] for a in annotators)):
+                continue
+            toks, tags = d.get("tokens"), d.get("consensus")
+            d_conf, u_star = d.get("d_conf"), d.get("u_star")
+            if not toks or not tags or d_conf is None or u_star is None or not (
+                    len(toks) == len(tags) == len(d_conf) == len(u_star)):
+                continue
+            if any(float(x) != 0.0 for x in d_conf) or any(float(x) != 0.0 for x in u_star) or any(d.get("hot") or []):
+                continue
+            offs = _align_tokens(text, [str(t) for t in toks])
+            if offs is None:
+                continue
+            raw = [{"start": offs[a][0], "end": offs[b - 1][1], "label": lab}
+                   for a, b, lab in iter_bio_entities([str(t) for t in tags])]
+            spans = _clean_spans(raw, text, lmap)
+            if spans and len(spans) == len(raw):
+                out[doc] = spans
+        return out, "token by token on the analysis scores"
 
     @staticmethod
     def _plausible(refs: dict[str, list[RefSpan]], documents: dict[str, str], prior: MentionPrior

@@ -10,13 +10,17 @@
 4. **Organisation** — the full new hierarchy of common instructions, preserving what
    still works.
 
-Each phase is a versioned template (``templates/supervisor_phase{1..4}.v1.j2``) and a
+Each phase is a versioned template (``templates/supervisor_phase{1..4}.v2.j2``) and a
 pydantic output model whose JSON schema is sent as ``LLMRequest.json_schema``. Answers
 are parsed leniently (think blocks and code fences stripped, the first JSON object
-taken) and validated; an invalid answer gets one repair re-ask with the error appended,
-then the phase fails: the result has ``ok=False``, ``error`` names the phase and the
-reason, and the previous guideline is kept. Every limit is enforced in code after the
-phases (:mod:`diziner.supervise.validate`).
+taken), validated, and checked for content (:mod:`diziner.supervise.content`:
+placeholders, id form, rules tied to the report, schema labels, grounded examples); an
+unusable answer gets one re-ask carrying the reasons, then the phase fails: the result
+has ``ok=False``, ``error`` names the phase and the reason, and the previous guideline is
+kept. Every limit is enforced in code after the phases, on the per-instruction diff of
+Θ(t) and Θ(t+1) matched by content (:meth:`LLMSupervisor._assemble`,
+:mod:`diziner.supervise.validate`): a new text under an old id is an addition, and an
+earlier instruction is deleted only with the supervisor's reason.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import difflib
 import json
 import re
 from functools import cache
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,12 +38,21 @@ from diziner.guideline import Guideline, Instruction, Provenance
 from diziner.llm.base import LLMClient, LLMRequest
 from diziner.schema import ExampleMention, WorkedExample
 from diziner.supervise.base import Limits, SupervisionResult, apply_goal_switches
+from diziner.supervise.content import (
+    ID_FORM,
+    Vocabulary,
+    example_problems,
+    is_placeholder,
+    text_problems,
+    unknown_labels,
+)
 from diziner.supervise.validate import (
     Addition,
+    Deletion,
     ValidationCounts,
     enforce_change_ratio,
     merge_model_specific,
-    remove_instruction,
+    restore_instruction,
     validate_instructions,
 )
 from diziner.testing.faults import maybe_kill
@@ -58,11 +72,14 @@ __all__ = [
     "Phase3Output",
     "Phase4Output",
     "PhaseError",
+    "RemovedOut",
     "extract_json",
 ]
 
-TEMPLATE_VERSION = "v1"
+TEMPLATE_VERSION = "v2"  # v1 templates stay in templates/ for the record of earlier runs
 PHASE_NAMES = {1: "pattern analysis", 2: "annotator diagnosis", 3: "instruction generation", 4: "organisation"}
+#: Word-sequence similarity from which a node is the same instruction reworded (a change), not a new one.
+CHANGE_SIMILARITY = 0.5
 _CATEGORY_RANK = {"both": 0, "elite_split": 1, "systematic_bias": 2, "minor": 3}
 
 
@@ -116,6 +133,7 @@ class InstructionOut(_Out):
     text: str
     examples: list[ExampleOut] = Field(default_factory=list)
     patterns: list[str] = Field(default_factory=list, description="ids of the patterns it addresses")
+    reason: str = Field("", description="for a change: why the existing instruction is changed or replaced")
 
 
 class ModelSpecificOut(_Out):
@@ -142,8 +160,15 @@ class NodeOut(_Out):
     children: list[NodeOut] = Field(default_factory=list)
 
 
+class RemovedOut(_Out):
+    id: str
+    reason: str = ""
+
+
 class Phase4Output(_Out):
     common: list[NodeOut]
+    removed: list[RemovedOut] = Field(default_factory=list,
+                                      description="existing instructions left out (merged or obsolete), each with its reason")
 
 
 PHASE_MODELS: dict[int, type[BaseModel]] = {1: Phase1Output, 2: Phase2Output, 3: Phase3Output, 4: Phase4Output}
@@ -309,7 +334,12 @@ class LLMSupervisor:
         self.max_answer_chars = max_answer_chars
 
     # ------------------------------------------------------------------ calls
-    async def _phase(self, phase: int, ctx: dict, iteration: int, log: list[dict]) -> BaseModel:
+    async def _phase(self, phase: int, ctx: dict, iteration: int, log: list[dict],
+                     check: Callable[[Any], list[str]] | None = None) -> BaseModel:
+        """One phase: the call, parsing, the shape and ``check`` (content) of the answer, one re-ask.
+
+        The re-ask carries the reasons (the shape error, or the content problems); a second
+        unusable answer fails the phase (:class:`PhaseError`)."""
         tpl = _template(phase)
         model = PHASE_MODELS[phase]
         messages = [{"role": "system", "content": str(tpl.system()).strip()},
@@ -326,12 +356,18 @@ class LLMSupervisor:
             text = resp.text
             try:
                 parsed = model.model_validate(extract_json(text))
-                log.append({"phase": phase, "attempt": attempt, "ok": True})
-                maybe_kill(f"supervise_phase{phase}")
-                return parsed
             except ValueError as e:  # includes ValidationError
                 err = _validation_message(e) if isinstance(e, ValidationError) else str(e)
                 log.append({"phase": phase, "attempt": attempt, "ok": False, "error": err,
+                            "answer": text[: self.max_answer_chars]})
+            else:
+                problems = check(parsed) if check is not None else []
+                if not problems:
+                    log.append({"phase": phase, "attempt": attempt, "ok": True})
+                    maybe_kill(f"supervise_phase{phase}")
+                    return parsed
+                err = "; ".join(problems[:8]) + (f" (+{len(problems) - 8} more)" if len(problems) > 8 else "")
+                log.append({"phase": phase, "attempt": attempt, "ok": False, "error": err, "problems": problems,
                             "answer": text[: self.max_answer_chars]})
             repair = str(_template("_repair").repair(err)).strip()
             messages = messages + [{"role": "assistant", "content": text[: self.max_answer_chars]},
@@ -340,7 +376,8 @@ class LLMSupervisor:
 
     # ------------------------------------------------------------------ revise
     async def revise(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
-                     iteration: int, limits: Limits, gold: dict | None = None) -> SupervisionResult:
+                     iteration: int, limits: Limits, gold: dict | None = None,
+                     annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
         prev = apply_goal_switches(guideline, limits)
         outputs: dict[str, Any] = {}
         notes: list[str] = []
@@ -377,10 +414,21 @@ class LLMSupervisor:
         }
         if gold is not None:
             base["gold"] = self._gold_brief(hot, gold, documents)
+        report_vocab = Vocabulary(labels)
+        for h in base["hotspots"]:
+            report_vocab.add_hotspot(h)
+        if gold is not None:
+            for spans in base["gold"].values():
+                for sp in spans:
+                    report_vocab.add_string(sp)
+        hot_ids = {str(h.get("id")) for h in base["hotspots"]}
+        profiles = analysis.get("profiles") or {}
 
         # phase 1
-        p1: Phase1Output = await self._phase(1, base, iteration, calls)  # type: ignore[assignment]
+        p1: Phase1Output = await self._phase(  # type: ignore[assignment]
+            1, base, iteration, calls, lambda out: self._check1(out, hot_ids, report_vocab))
         patterns = list(p1.patterns)
+        all_pattern_ids = {p.id for p in patterns}
         if len(patterns) > limits.max_patterns:
             order = sorted(range(len(patterns)),
                            key=lambda i: (-max(patterns[i].support, len(patterns[i].hotspots)), i))
@@ -391,28 +439,60 @@ class LLMSupervisor:
                              "kept": [p.id for p in patterns]}
         pat_json = [p.model_dump(mode="json") for p in patterns]
         support = {p.id: max(p.support, len(p.hotspots)) for p in patterns}
+        vocab = report_vocab.copy()
+        for p in patterns:
+            vocab.add_text(p.description)
+            vocab.add_text(p.root_cause)
+            for r in p.competing_readings:
+                vocab.add_string(r)
+            for q in p.examples:
+                vocab.add_text(q)
 
         # phase 2
         targets = annotators if self.diagnose == "all" else [a for a in annotators if a not in elite]
-        profiles = analysis.get("profiles") or {}
         diagnoses: list[dict] = []
         if targets:
             ctx2 = dict(base, patterns=pat_json, targets=targets,
                         profiles={a: _profile_brief(profiles.get(a) or {}) for a in targets})
-            p2: Phase2Output = await self._phase(2, ctx2, iteration, calls)  # type: ignore[assignment]
+            p2: Phase2Output = await self._phase(2, ctx2, iteration, calls,  # type: ignore[assignment]
+                                                 lambda out: self._check2(out, targets))
             diagnoses = [d.model_dump(mode="json") for d in p2.diagnoses if d.annotator in annotators]
             if len(diagnoses) < len(p2.diagnoses):
                 notes.append("phase 2: diagnoses for unknown annotators ignored")
             outputs["phase2"] = {"template": template_id(2), "output": p2.model_dump(mode="json")}
         else:
             outputs["phase2"] = {"template": template_id(2), "skipped": "no annotator to diagnose (all are elite)"}
+        per_annotator: dict[str, Vocabulary] = {}
+        for a in annotators:
+            v = vocab.copy()
+            for d in diagnoses:
+                if d["annotator"] == a:
+                    for t in d.get("issues", []) + d.get("suggested_instructions", []):
+                        v.add_text(t)
+            for exs in ((profiles.get(a) or {}).get("examples") or {}).values():
+                for e in exs or []:
+                    v.add_string(e.get("text"), e.get("label"))
+                    v.add_string(e.get("consensus"))
+            per_annotator[a] = v
 
         # phase 3
         ctx3 = dict(base, patterns=pat_json, diagnoses=diagnoses)
-        p3: Phase3Output = await self._phase(3, ctx3, iteration, calls)  # type: ignore[assignment]
-        prev_ids = {i.id for i in prev.all_common()}
-        new_items = [c for c in p3.common if not c.id or c.id not in prev_ids]
-        changed_items = [c for c in p3.common if c.id and c.id in prev_ids]
+        before = {i.id: i for i in prev.all_common()}
+        p3: Phase3Output = await self._phase(  # type: ignore[assignment]
+            3, ctx3, iteration, calls,
+            lambda out: self._check3(out, labels, vocab, per_annotator, all_pattern_ids, set(annotators)))
+        new_items, changed_items, replaced = [], [], {}
+        for c in p3.common:
+            old = before.get(c.id) if c.id else None
+            if old is None:
+                new_items.append(c)
+            elif _similar(old.text, c.text) >= CHANGE_SIMILARITY or _norm(old.text) == _norm(c.text):
+                changed_items.append(c)
+            else:  # a new text under an existing id: an addition (and a deletion when a reason is given)
+                new_items.append(c)
+                if c.reason.strip():
+                    replaced[old.id] = c.reason.strip()
+                notes.append(f"phase 3: the text proposed for {c.id} does not resemble it: counted as a new instruction")
         if len(new_items) > limits.max_new_common:
             order = sorted(range(len(new_items)),
                            key=lambda i: (-sum(support.get(p, 0) for p in new_items[i].patterns), i))
@@ -438,12 +518,19 @@ class LLMSupervisor:
         ctx4 = dict(base, patterns=pat_json,
                     changes={"new": [c.model_dump(mode="json") for c in new_items],
                              "changed": [c.model_dump(mode="json") for c in changed_items]})
-        p4: Phase4Output = await self._phase(4, ctx4, iteration, calls)  # type: ignore[assignment]
+        requested = new_items + changed_items
+        p4: Phase4Output = await self._phase(  # type: ignore[assignment]
+            4, ctx4, iteration, calls, lambda out: self._check4(out, prev, list(p3.common), labels, vocab))
         outputs["phase4"] = {"template": template_id(4), "output": p4.model_dump(mode="json")}
 
-        # assemble Θ(t+1)
+        # assemble Θ(t+1) from the per-instruction diff
         counts = ValidationCounts()
-        common, added_ids = self._assemble(prev, p4.common, new_items + changed_items, iteration, limits, notes, support)
+        reasons = dict(replaced)
+        for rm in p4.removed:
+            if rm.reason.strip() and not is_placeholder(rm.reason):
+                reasons[rm.id] = rm.reason.strip()
+        common, added_ids, diff, deletions = self._assemble(prev, p4.common, requested, iteration, limits, notes,
+                                                            support, reasons)
         common = validate_instructions(common, labels, limits.max_examples_per_instruction, counts)
         model_specific = dict(prev.model_specific)
         ms_additions: list[Addition] = []
@@ -468,6 +555,12 @@ class LLMSupervisor:
                 goal = g.goal.strip()
         log = (f"iteration {iteration}: LLM supervisor: {len(added_ids)} new common instructions"
                f" ({', '.join(added_ids) or '-'}) for patterns {', '.join(p.id for p in patterns) or '-'}")
+        if diff["changed"]:
+            log += "; changed " + ", ".join(x["id"] for x in diff["changed"])
+        if deletions:
+            log += "; removed " + "; ".join(f"{d.instruction.id} ({' '.join(d.reason.split())})" for d in deletions)
+        if diff["restored"]:
+            log += "; kept " + ", ".join(x["id"] for x in diff["restored"]) + " (removed without a reason)"
         if goal != prev.goal:
             log += f"; goal updated ({' '.join(g.reason.split()) or 'no reason given'})"
         if ms_new:
@@ -476,16 +569,18 @@ class LLMSupervisor:
                                       "iteration": iteration, "changelog": list(prev.changelog) + [log]})
         existing = {i.id for i in new.all_common()}
         additions = [Addition("common", i) for i in added_ids if i in existing] + ms_additions
-        final, report = enforce_change_ratio(prev, new, additions, limits.max_change_ratio)
+        final, report = enforce_change_ratio(prev, new, additions, limits.max_change_ratio, deletions)
         if report["trimmed"]:
             notes.append(f"change ratio {report['ratio_proposed']:.3f} > {limits.max_change_ratio}: trimmed "
                          + ", ".join(report["trimmed"]))
         if report["goal_reverted"]:
             notes.append("goal update reverted to stay within the change-ratio bound")
+        if report["restored"]:
+            notes.append("deletions undone to stay within the change-ratio bound: " + ", ".join(report["restored"]))
         if report["rejected"]:
             notes.append("revision rejected by the change-ratio bound; previous guideline kept")
         notes += counts.problems[:50]
-        outputs["enforcement"] = {**report, "dropped_examples": counts.dropped_examples,
+        outputs["enforcement"] = {**report, "diff": diff, "dropped_examples": counts.dropped_examples,
                                   "dropped_mentions": counts.dropped_mentions,
                                   "trimmed_examples": counts.trimmed_examples, "problems": counts.problems,
                                   "notes": notes}
@@ -493,59 +588,202 @@ class LLMSupervisor:
                                  dropped_mentions=counts.dropped_mentions, notes=notes, ok=True,
                                  rejected=bool(report["rejected"]))
 
+    # ------------------------------------------------------------------ content checks
+    @staticmethod
+    def _check1(out: Phase1Output, hot_ids: set[str], vocab: Vocabulary) -> list[str]:
+        probs: list[str] = []
+        if hot_ids and not out.patterns:
+            probs.append(f"no pattern given although {len(hot_ids)} hotspots were shown")
+        seen: set[str] = set()
+        for n, p in enumerate(out.patterns, start=1):
+            w = f"pattern {n}"
+            if is_placeholder(p.id):
+                probs.append(f"{w}: id {p.id!r} is empty or a placeholder")
+            elif p.id in seen:
+                probs.append(f"{w}: id {p.id!r} is used twice")
+            seen.add(p.id)
+            probs += text_problems(p.description, f"{w} description")
+            probs += text_problems(p.root_cause, f"{w} root_cause", min_words=2)
+            probs += [f"{w}: competing reading {r!r} is a placeholder" for r in p.competing_readings if is_placeholder(r)]
+            bad = [h for h in p.hotspots if str(h) not in hot_ids]
+            if bad:
+                probs.append(f"{w}: hotspots {bad} were not shown (ids: {', '.join(sorted(hot_ids)) or 'none'})")
+            cited = [h for h in p.hotspots if str(h) in hot_ids]
+            said = " ".join([p.description, p.root_cause, *p.competing_readings, *p.examples])
+            if not cited and not vocab.ties(said, p.competing_readings):
+                probs.append(f"{w}: {p.description!r} cites no shown hotspot and shares no word, label or mention "
+                             "with them")
+        return probs
+
+    @staticmethod
+    def _check2(out: Phase2Output, targets: list[str]) -> list[str]:
+        probs: list[str] = []
+        for d in (d for d in out.diagnoses if d.annotator in targets):  # none at all is an answer: no issue
+            for t in d.issues:
+                if is_placeholder(t):
+                    probs.append(f"diagnosis of {d.annotator}: issue {t!r} is a placeholder")
+            for t in d.suggested_instructions:
+                if is_placeholder(t):
+                    probs.append(f"diagnosis of {d.annotator}: suggested instruction {t!r} is a placeholder")
+        return probs
+
+    @staticmethod
+    def _rule_problems(text: str, examples: list[ExampleOut], where: str, labels: list[str], vocab: Vocabulary
+                       ) -> list[str]:
+        probs = text_problems(text, where)
+        if probs:
+            return probs
+        known = [m.text for e in examples for m in e.mentions] + sorted(vocab.strings)
+        for lab in unknown_labels(text, labels, known):
+            probs.append(f"{where}: {lab!r} is not a label of the schema ({', '.join(labels)})")
+        for k, e in enumerate(examples, start=1):
+            probs += example_problems(e, labels, f"{where} example {k}")
+        if not vocab.ties(text, [m.text for e in examples for m in e.mentions]):
+            probs.append(f"{where}: {text!r} is not tied to any pattern or hotspot (no shared word, label or "
+                         "mention)")
+        return probs
+
+    def _check3(self, out: Phase3Output, labels: list[str], vocab: Vocabulary, per_annotator: dict[str, Vocabulary],
+                pattern_ids: set[str], annotators: set[str]) -> list[str]:
+        probs: list[str] = []
+        for n, c in enumerate(out.common, start=1):
+            w = f"common instruction {n}"
+            if c.id is not None and str(c.id).strip() and not ID_FORM.match(str(c.id).strip()):
+                probs.append(f"{w}: id {c.id!r} is not an instruction id (\"1\", \"2.1\"; null for a new one)")
+            unknown = [p for p in c.patterns if p not in pattern_ids]
+            if unknown:
+                probs.append(f"{w}: patterns {unknown} do not exist (ids: {', '.join(sorted(pattern_ids)) or 'none'})")
+            probs += self._rule_problems(c.text, c.examples, w, labels, vocab)
+        for m in out.model_specific:
+            if m.annotator not in annotators:
+                continue
+            for n, c in enumerate(m.instructions, start=1):
+                probs += self._rule_problems(c.text, c.examples, f"instruction {n} for {m.annotator}", labels,
+                                             per_annotator.get(m.annotator, vocab))
+        if out.goal.update_goal:
+            probs += text_problems(out.goal.goal, "goal", min_words=4)
+            probs += text_problems(out.goal.reason, "goal reason", min_words=2)
+        return probs
+
+    def _check4(self, out: Phase4Output, prev: Guideline, requested: list[InstructionOut], labels: list[str],
+                vocab: Vocabulary) -> list[str]:
+        probs: list[str] = []
+        old_texts = {_norm(i.text) for i in prev.all_common()}
+        old_ids = {i.id for i in prev.all_common()}
+        seen: set[str] = set()
+        for n in (x for top in out.common for x in _walk_nodes(top)):
+            w = f"instruction {n.id!r}"
+            if not ID_FORM.match(str(n.id).strip()):
+                probs.append(f"{w}: the id is not of the form \"1\", \"2.1\", \"3.4.1\"")
+            elif n.id in seen:
+                probs.append(f"{w}: the id is used twice")
+            seen.add(n.id)
+            if _norm(n.text) in old_texts:
+                for k, e in enumerate(n.examples, start=1):
+                    probs += example_problems(e, labels, f"{w} example {k}")
+                continue
+            if any(_similar(r.text, n.text) >= CHANGE_SIMILARITY for r in requested):
+                probs += text_problems(n.text, w)
+                known = [m.text for e in n.examples for m in e.mentions] + sorted(vocab.strings)
+                probs += [f"{w}: {lab!r} is not a label of the schema ({', '.join(labels)})"
+                          for lab in unknown_labels(n.text, labels, known)]
+                for k, e in enumerate(n.examples, start=1):
+                    probs += example_problems(e, labels, f"{w} example {k}")
+                continue
+            probs += self._rule_problems(n.text, n.examples, w, labels, vocab)
+        for rm in out.removed:
+            if rm.id not in old_ids:
+                probs.append(f"removed {rm.id!r}: not an id of the current guideline ({', '.join(sorted(old_ids)) or 'none'})")
+            probs += text_problems(rm.reason, f"reason for removing {rm.id!r}")
+        return probs
+
     # ------------------------------------------------------------------ assembly
     def _assemble(self, prev: Guideline, nodes: list[NodeOut], requested: list[InstructionOut], iteration: int,
-                  limits: Limits, notes: list[str], support: dict[str, int]) -> tuple[list[Instruction], list[str]]:
-        """Phase-4 nodes → instructions with provenance; new nodes beyond ``max_new_common`` dropped.
+                  limits: Limits, notes: list[str], support: dict[str, int], reasons: dict[str, str]
+                  ) -> tuple[list[Instruction], list[str], dict, list[Deletion]]:
+        """Phase-4 nodes → Θ(t+1)'s C, by a per-instruction diff with Θ(t)'s C, matched by content.
 
-        A node is *unchanged* (same id and text as before: provenance kept), *changed*
-        (same id, other text: ``changed_in`` gets this iteration) or *new* (provenance
-        from the phase-3 instruction it matches best, ``source="llm"``). New nodes that
-        match no phase-3 instruction are dropped first when there are too many.
+        Each earlier instruction is matched to at most one node: first a node with the same
+        text (*unchanged*, or *moved* under another id: provenance kept), then the most
+        similar node (word-sequence similarity ≥ :data:`CHANGE_SIMILARITY`: *changed*,
+        ``changed_in`` gets this iteration). Ids alone match nothing, so a new text under an
+        old id is an addition. Every other node is *added* (provenance from the phase-3
+        instruction it matches best, ``source="llm"``); additions beyond ``max_new_common``
+        are dropped, unrequested ones first (their children stay). An earlier instruction no
+        node matches is *deleted* only when the supervisor gave a reason (``reasons``: id →
+        reason, from phase 4's ``removed`` or a phase-3 replacement); otherwise it is put
+        back. Returns (instructions, added ids in priority order, diff, deletions).
         """
-        before = {i.id: i for i in prev.all_common()}
-        before_text = {_norm(i.text): i for i in prev.all_common()}
         flat = [n for top in nodes for n in _walk_nodes(top)]
         ids = [n.id for n in flat]
-        renumbered = len(set(ids)) != len(ids) or any(not str(i).strip() for i in ids)
-        if renumbered:
-            notes.append("phase 4: duplicate or empty instruction ids; the hierarchy was renumbered")
+        if len(set(ids)) != len(ids) or any(not ID_FORM.match(str(i).strip()) for i in ids):
+            notes.append("phase 4: duplicate or malformed instruction ids; the hierarchy was renumbered")
             nodes = _renumber_nodes(nodes)
-        new_nodes: list[tuple[tuple, str]] = []  # (priority key, id)
-        # one-to-one matching of new nodes to the phase-3 instructions, best text similarity first
-        cands = [n for top in nodes for n in _walk_nodes(top)
-                 if _norm(n.text) not in before_text and (renumbered or n.id not in before)]
-        pairs = sorted(((_similar(r.text, n.text), k, j) for k, n in enumerate(cands) for j, r in enumerate(requested)),
-                       key=lambda x: (-x[0], x[1], x[2]))
-        match: dict[int, InstructionOut] = {}
+            flat = [n for top in nodes for n in _walk_nodes(top)]
+        olds: list[tuple[Instruction, str | None]] = []
+
+        def walk_old(xs: list[Instruction], parent: str | None) -> None:
+            for x in xs:
+                olds.append((x, parent))
+                walk_old(x.children, x.id)
+        walk_old(prev.common, None)
+
+        match: dict[int, tuple[str, Instruction]] = {}  # id(node) -> (kind, old)
         used: set[int] = set()
-        for score, k, j in pairs:
-            if score < 0.5:
+        for n in flat:  # same text: unchanged or moved (the same id first)
+            cands = [k for k, (o, _) in enumerate(olds) if k not in used and _norm(o.text) == _norm(n.text)]
+            cands.sort(key=lambda k: olds[k][0].id != n.id)
+            if cands:
+                used.add(cands[0])
+                o = olds[cands[0]][0]
+                match[id(n)] = ("unchanged" if o.id == n.id else "moved", o)
+        pairs = sorted(((_similar(o.text, n.text), o.id != n.id, j, k) for j, n in enumerate(flat) if id(n) not in match
+                        for k, (o, _) in enumerate(olds) if k not in used), key=lambda x: (-x[0], x[1], x[2], x[3]))
+        for score, _, j, k in pairs:
+            if score < CHANGE_SIMILARITY:
                 break
-            if id(cands[k]) in match or j in used:
+            if id(flat[j]) in match or k in used:
                 continue
-            match[id(cands[k])] = requested[j]
-            used.add(j)
+            used.add(k)
+            match[id(flat[j])] = ("changed", olds[k][0])
+
+        # additions: matched one-to-one to the phase-3 instructions, best text similarity first
+        fresh = [n for n in flat if id(n) not in match]
+        req_pairs = sorted(((_similar(r.text, n.text), a, b) for a, n in enumerate(fresh) for b, r in enumerate(requested)),
+                           key=lambda x: (-x[0], x[1], x[2]))
+        req_of: dict[int, InstructionOut] = {}
+        taken: set[int] = set()
+        for score, a, b in req_pairs:
+            if score < CHANGE_SIMILARITY:
+                break
+            if id(fresh[a]) in req_of or b in taken:
+                continue
+            req_of[id(fresh[a])] = requested[b]
+            taken.add(b)
+
+        diff: dict[str, list] = {"unchanged": [], "moved": [], "changed": [], "added": [], "deleted": [], "restored": [],
+                                 "dropped": []}
+        new_nodes: list[tuple[tuple, str]] = []
 
         def convert(n: NodeOut, pos: tuple) -> Instruction:
             exs = [e.to_worked() for e in n.examples]
-            old = None if renumbered else before.get(n.id)
-            same = before_text.get(_norm(n.text))
-            if same is not None:  # unchanged text (possibly renumbered): provenance kept
-                prov = same.provenance
+            kind, old = match.get(id(n), ("added", None))
+            if old is not None and kind in ("unchanged", "moved"):
+                prov = old.provenance
                 if not exs:
-                    exs = list(same.examples)
-            elif old is not None:  # same id, new text: a change
+                    exs = list(old.examples)
+                diff[kind].append({"id": n.id, "was": old.id, "text": n.text} if kind == "moved"
+                                  else {"id": n.id, "text": n.text})
+            elif old is not None:
                 prov = old.provenance.model_copy(update={"changed_in": [*old.provenance.changed_in, iteration]})
+                diff["changed"].append({"id": n.id, "was": old.id, "text": n.text, "before": old.text})
             else:
-                best = match.get(id(n))
-                matched = best is not None
-                prov = Provenance(added_in=iteration, patterns=list(best.patterns) if matched and best else [],
-                                  source="llm")
-                if matched and best is not None and not exs:
+                best = req_of.get(id(n))
+                prov = Provenance(added_in=iteration, patterns=list(best.patterns) if best else [], source="llm")
+                if best is not None and not exs:
                     exs = [e.to_worked() for e in best.examples]
-                pri = sum(support.get(p, 0) for p in prov.patterns) if matched else -1
-                new_nodes.append(((0 if matched else 1, -pri, pos), n.id))
+                pri = sum(support.get(p, 0) for p in prov.patterns) if best else -1
+                new_nodes.append(((0 if best else 1, -pri, pos), n.id))
             return Instruction(id=n.id, text=n.text, examples=exs, provenance=prov,
                                children=[convert(c, (*pos, k)) for k, c in enumerate(n.children)])
 
@@ -556,10 +794,39 @@ class LLMSupervisor:
         if drop:
             notes.append(f"phase 4: {len(new_nodes)} new instructions; dropped {', '.join(drop)} (max_new_common)")
             for d in drop:
-                items = remove_instruction(items, d)
-        # additions in priority order (the last one is trimmed first by the change-ratio bound)
-        present = {i.id for t in items for i in t.walk()}
-        return items, [i for _, i in new_nodes if i in keep and i in present]
+                gone = next((i for t in items for i in t.walk() if i.id == d), None)
+                if gone is not None:
+                    diff["dropped"].append({"id": d, "text": gone.text})
+                items = _drop_keep_children(items, d)
+        present = {i.id: i for t in items for i in t.walk()}
+        added = [i for _, i in new_nodes if i in keep and i in present]
+        diff["added"] = [{"id": i, "text": present[i].text} for i in added]
+
+        # deletions: with a reason they stand, without one the instruction is put back
+        deletions: list[Deletion] = []
+        where: dict[str, str] = {}  # Θ(t) id -> id in Θ(t+1)
+        for n in flat:
+            if id(n) in match:
+                where[match[id(n)][1].id] = n.id
+        unreasoned = []
+        for k, (o, parent) in enumerate(olds):
+            if k in used:
+                continue
+            reason = reasons.get(o.id, "")
+            if reason:
+                deletions.append(Deletion("common", o.model_copy(update={"children": []}), where.get(parent or "", parent),
+                                          reason))
+                diff["deleted"].append({"id": o.id, "text": o.text, "reason": reason})
+                continue
+            items, got = restore_instruction(items, o.model_copy(update={"children": []}),
+                                             where.get(parent) if parent is not None else None)
+            where[o.id] = got
+            unreasoned.append(o.id)
+            diff["restored"].append({"id": got, "was": o.id, "text": o.text})
+        if unreasoned:
+            notes.append(f"phase 4 left out {', '.join(unreasoned)} without a reason: put back (a deletion needs the "
+                         "supervisor's reason)")
+        return items, added, diff, deletions
 
     @staticmethod
     def _gold_brief(hot: list[dict], gold: dict, documents: dict[str, str]) -> dict:
@@ -579,6 +846,17 @@ def _walk_nodes(n: NodeOut):
     yield n
     for c in n.children:
         yield from _walk_nodes(c)
+
+
+def _drop_keep_children(items: list[Instruction], iid: str) -> list[Instruction]:
+    """Copies without the instruction ``iid``; its children take its place."""
+    out: list[Instruction] = []
+    for ins in items:
+        if ins.id == iid:
+            out.extend(_drop_keep_children(ins.children, iid))
+            continue
+        out.append(ins.model_copy(update={"children": _drop_keep_children(ins.children, iid)}) if ins.children else ins)
+    return out
 
 
 def _renumber_nodes(nodes: list[NodeOut], prefix: str = "") -> list[NodeOut]:

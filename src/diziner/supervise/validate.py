@@ -10,8 +10,12 @@
   instructions per annotator (:func:`merge_model_specific`), and the change-ratio bound
   (:func:`enforce_change_ratio`): while ``change_ratio(Θ(t), Θ(t+1))`` exceeds
   ``max_change_ratio``, the newest (lowest-priority) additions first keep only their
-  first worked example, then are removed one by one; when no addition is left, a goal update is reverted; when still over the bound, the revision is
-  rejected and Θ(t) is kept (with the new iteration number and a change-log line).
+  first worked example, then are removed one by one; when no addition is left, a goal
+  update is reverted, then deletions (stated by the supervisor) are undone one by one;
+  when still over the bound, the revision is rejected and Θ(t) is kept (with the new
+  iteration number and a change-log line).
+- Restoring (:func:`restore_instruction`): an earlier instruction goes back under its
+  earlier parent when that is still there, else at the top level, with a free id.
 """
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ from diziner.schema import ExampleMention, WorkedExample
 
 __all__ = [
     "Addition",
+    "Deletion",
     "ValidationCounts",
     "enforce_change_ratio",
     "merge_model_specific",
     "next_top_id",
     "remove_instruction",
     "renumber",
+    "restore_instruction",
     "scrub_names",
     "validate_example",
     "validate_instructions",
@@ -204,6 +210,54 @@ class Addition:
     id: str
 
 
+@dataclass
+class Deletion:
+    """An earlier instruction Θ(t+1) leaves out, with the supervisor's reason; undone first-in last-out
+    by the change-ratio bound."""
+
+    scope: str  # "common" or an annotator id
+    instruction: Instruction  # as it was in Θ(t) (children not included: each is its own entry)
+    parent: str | None  # id of its parent in Θ(t), or None at the top level
+    reason: str = ""
+
+
+def restore_instruction(items: list[Instruction], ins: Instruction, parent: str | None) -> tuple[list[Instruction], str]:
+    """``items`` with ``ins`` (without children) put back: as the last child of ``parent`` when an
+    instruction with that id exists, else as the last top-level instruction; with a free id.
+    Returns (items, the id it got)."""
+    taken = {i.id for top in items for i in top.walk()}
+    if parent is not None and parent in taken:
+        def put(xs: list[Instruction]) -> tuple[list[Instruction], str]:
+            out, got = [], ""
+            for x in xs:
+                if x.id == parent:
+                    n = max([int(c.id.rsplit(".", 1)[-1]) for c in x.children
+                             if c.id.rsplit(".", 1)[-1].isdigit()], default=0) + 1
+                    while f"{parent}.{n}" in taken:
+                        n += 1
+                    got = f"{parent}.{n}"
+                    x = x.model_copy(update={"children": [*x.children, ins.model_copy(update={"id": got, "children": []})]})
+                elif x.children and not got:
+                    kids, got = put(x.children)
+                    x = x.model_copy(update={"children": kids})
+                out.append(x)
+            return out, got
+        return put(items)
+    n = next_top_id(items)
+    while str(n) in taken:
+        n += 1
+    return [*items, ins.model_copy(update={"id": str(n), "children": []})], str(n)
+
+
+def _restore(g: Guideline, d: Deletion) -> Guideline:
+    if d.scope == "common":
+        items, _ = restore_instruction(g.common, d.instruction, d.parent)
+        return g.model_copy(update={"common": items})
+    ms = dict(g.model_specific)
+    ms[d.scope], _ = restore_instruction(ms.get(d.scope, []), d.instruction, d.parent)
+    return g.model_copy(update={"model_specific": ms})
+
+
 def _without(g: Guideline, add: Addition) -> Guideline:
     if add.scope == "common":
         return g.model_copy(update={"common": remove_instruction(g.common, add.id)})
@@ -239,15 +293,17 @@ def _with_examples(g: Guideline, add: Addition, examples: list) -> Guideline:
 
 
 def enforce_change_ratio(previous: Guideline, new: Guideline, additions: list[Addition],
-                         max_ratio: float) -> tuple[Guideline, dict]:
-    """Trim examples, drop additions, revert the goal, then reject, until ``change_ratio <= max_ratio``.
+                         max_ratio: float, deletions: list[Deletion] = ()) -> tuple[Guideline, dict]:  # type: ignore[assignment]
+    """Trim examples, drop additions, revert the goal, undo deletions, then reject, until
+    ``change_ratio <= max_ratio``.
 
     Returns (guideline, report) with report keys ``ratio_proposed``, ``ratio``,
-    ``trimmed`` (additions removed, ``scope:id``), ``goal_reverted``, ``rejected``.
+    ``trimmed`` (additions removed, ``scope:id``), ``goal_reverted``, ``restored``
+    (deletions undone, ``scope:id`` of Θ(t)), ``rejected``.
     """
     r0 = change_ratio(previous, new)
     report: dict = {"max_change_ratio": max_ratio, "ratio_proposed": round(r0, 6), "trimmed": [],
-                    "goal_reverted": False, "rejected": False}
+                    "goal_reverted": False, "restored": [], "rejected": False}
     cur, r = new, r0
     # first: newest additions keep only their first worked example
     for add in reversed(additions):
@@ -268,6 +324,12 @@ def enforce_change_ratio(previous: Guideline, new: Guideline, additions: list[Ad
     if r > max_ratio and cur.goal != previous.goal:
         cur = cur.model_copy(update={"goal": previous.goal})
         report["goal_reverted"] = True
+        r = change_ratio(previous, cur)
+    undo = list(deletions)
+    while r > max_ratio and undo:
+        d = undo.pop()
+        cur = _restore(cur, d)
+        report["restored"].append(f"{d.scope}:{d.instruction.id}")
         r = change_ratio(previous, cur)
     if r > max_ratio:
         report["rejected"] = True
