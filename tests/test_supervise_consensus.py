@@ -428,3 +428,40 @@ def test_agreement_from_the_analysis_needs_every_annotator_to_count():
     res2 = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), zero, texts, iteration=1,
                                                     limits=Limits(max_change_ratio=1.0), annotations=ann))
     assert [e.text for e in _agreed(res2)] == [docs[2].text]
+
+
+def test_an_annotator_that_did_not_answer_a_hotspot_s_document_missed_nothing_there():
+    """A hotspot's readings exclude annotators that failed on its document: no "missed" finding,
+    no note to them, and the analysis's record of who answered is read (not a crash)."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document, Span
+
+    schema = Schema(labels=[LabelDef(name="PER", definition="a person"), LabelDef(name="ORG", definition="an organisation")],
+                    goal="Tag people and organisations.")
+    docs = [Document("a", "Acme hired Nadia Stone."), Document("b", "Borealis thanked Ilse Berg."),
+            Document("c", "Vega met Omar Haddad.")]
+
+    def sp(d, word, label):
+        i = d.text.index(word)
+        return Span(d.id, i, i + len(word), label, word)
+
+    agreed = {d.id: [sp(d, d.text.split()[0], "ORG"), sp(d, " ".join(d.text.rstrip(".").split()[-2:]), "PER")]
+              for d in docs[1:]}
+    ann = {
+        "x": {"a": [sp(docs[0], "Acme", "ORG"), sp(docs[0], "Nadia Stone", "PER")], **agreed},
+        "w": {"a": [sp(docs[0], "Acme", "ORG"), sp(docs[0], "Nadia Stone", "PER")], **agreed},
+        "y": {"a": [sp(docs[0], "Acme", "ORG"), sp(docs[0], "Nadia", "PER")], **agreed},
+        "z": dict(agreed),  # z failed on "a"
+    }
+    analysis = analyze(docs, ann, labels=schema.label_names, percentile=0.0).to_json()
+    hot = [h for h in analysis["hotspots"] if h["document"] == "a"]
+    assert hot and all(h["unanswered"] == ["z"] for h in hot)
+    res = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analysis, {d.id: d.text for d in docs},
+                                                   iteration=1, limits=Limits(max_change_ratio=1.0)))
+    assert res.ok
+    out = res.outputs["consensus"]
+    assert not [p for p in out["patterns"] if p["error_type"] == "missed"], out["patterns"]
+    assert "z" not in out["model_specific"]
+    # y's boundary reading is measured against the 3 annotators who answered: 2 of 3 hold the reference
+    bnd = [f for p in out["patterns"] if p["error_type"] == "boundary" for f in p["findings"]]
+    assert [(f["reading"], f["n_annotators"], f["support"]) for f in bnd] == [("Nadia/PER", 1, round(2 / 3, 4))]

@@ -387,7 +387,9 @@ class ConsensusSupervisor:
             ref = [r for r in refs.get(doc, []) if r.overlaps(ws, we)]
             if gold is not None:
                 h["elite_agree"] = True  # gold is the reference: every finding is trusted
-            anns = annotators or sorted(readings)
+            # an annotator that did not answer this document has no reading here: it missed nothing
+            unanswered = {str(a) for a in (h.get("unanswered") or [])}
+            anns = [a for a in (annotators or sorted(readings)) if a not in unanswered]
             findings += _classify_window(h, ref, readings, anns)
         patterns: dict[tuple[str, str], _Pattern] = {}
         for f in findings:
@@ -564,18 +566,25 @@ class ConsensusSupervisor:
     def _answered(analysis: dict, annotators: list[str]) -> dict[str, set[str]] | None:
         """Documents each annotator answered, when the analysis records it (else None).
 
-        Read from ``analysis["answered"]`` (annotator → [document id]) or from
-        ``documents[].answered`` / ``documents[].unanswered`` (lists of annotators).
+        Read, in this order, from ``analysis["unanswered"]`` (annotator → [document id],
+        as :func:`diziner.analysis.analyze` writes it) with ``documents[].id``; from
+        ``analysis["answered"]`` when it maps annotators to lists of document ids; or from
+        ``documents[].annotators`` / ``documents[].answered`` (the annotators who answered)
+        or ``documents[].unanswered``.
         """
+        docs = [d for d in (analysis.get("documents") or []) if isinstance(d, dict)]
+        ids = [str(d.get("id")) for d in docs]
+        missing = analysis.get("unanswered")
+        if isinstance(missing, dict) and ids:
+            return {a: set(ids) - {str(x) for x in (missing.get(a) or [])} for a in annotators}
         top = analysis.get("answered")
-        if isinstance(top, dict):
+        if isinstance(top, dict) and all(isinstance(v, list) for v in top.values()):
             return {a: {str(d) for d in (top.get(a) or [])} for a in annotators}
-        docs = analysis.get("documents") or []
-        if any(isinstance(d, dict) and ("answered" in d or "unanswered" in d) for d in docs):
+        if any(("annotators" in d or "answered" in d or "unanswered" in d) for d in docs):
             out: dict[str, set[str]] = {a: set() for a in annotators}
             for d in docs:
                 did = str(d.get("id"))
-                yes = d.get("answered")
+                yes = d.get("annotators", d.get("answered"))
                 no = set(map(str, d.get("unanswered") or []))
                 for a in annotators:
                     if (a in set(map(str, yes)) if isinstance(yes, list) else a not in no):
