@@ -224,14 +224,14 @@ def test_a_failed_llm_supervisor_leaves_a_changelog_line(tmp_path: Path, schema)
 class _FailingStub:
     """A supervisor that reports a failure without touching the guideline's change log."""
 
-    async def revise(self, guideline, analysis, texts, *, iteration, limits, gold=None):
+    async def revise(self, guideline, analysis, texts, *, iteration, limits, gold=None, annotations=None):
         from diziner.supervise.base import SupervisionResult
 
         return SupervisionResult(guideline=guideline, ok=False, error="phase 2 (diagnosis): the model said no")
 
 
 class _RaisingStub:
-    async def revise(self, guideline, analysis, texts, *, iteration, limits, gold=None):
+    async def revise(self, guideline, analysis, texts, *, iteration, limits, gold=None, annotations=None):
         raise LLMCallError("budget of $0.01 exceeded", kind="budget")
 
 
@@ -258,3 +258,36 @@ def test_export_counts_documents_nobody_answered_as_left_out(final_run):
     src = load_source(out)
     assert [d.id for d in src.docs] == ["d0", "d1", "d3", "d4", "d5"]
     assert src.skipped == ["d2"]
+
+
+class _CapturingStub:
+    """Keeps what the loop hands the supervisor; changes nothing."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    async def revise(self, guideline, analysis, texts, *, iteration, limits, gold=None, annotations=None):
+        from diziner.supervise.base import SupervisionResult
+
+        self.calls.append({"texts": dict(texts), "annotations": annotations})
+        return SupervisionResult(guideline=guideline, ok=True)
+
+
+def test_the_supervisor_gets_each_annotator_s_answered_documents(tmp_path: Path, schema, monkeypatch):
+    stub = _CapturingStub()
+    monkeypatch.setattr("diziner.loop._make_supervisor", lambda kind, client, schema: stub)
+    opts = RefineOptions(iterations=2, sample_size=3, seed=1, patience=5, final_annotation=False)
+    b_fails = set(TEXTS[:3])
+    clients = ({"a": CallableClient(Annotator(set()), name="a"),
+                "b": CallableClient(Annotator(b_fails), name="b")}, None, Ledger())
+    refine(schema, DOCS, _pool(), tmp_path / "run", opts, clients=clients, quiet=True)
+    assert stub.calls, "the supervisor was not called"
+    texts = stub.calls[0]["texts"]
+    failed_ids = {i for i, t in texts.items() if t in b_fails}
+    assert failed_ids and failed_ids != set(texts)  # the sample has documents b failed on and others
+    got = stub.calls[0]["annotations"]
+    assert set(got) == {"a", "b"}
+    assert set(got["a"]) == set(texts)  # a answered every document
+    assert set(got["b"]) == set(texts) - failed_ids  # b's failed calls are no readings, not empty ones
+    for i in failed_ids:
+        assert [(s.text, s.label) for s in got["a"][i]] == ANSWERS[texts[i]]

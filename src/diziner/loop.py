@@ -563,7 +563,7 @@ async def _refine_impl(
                 if not last and not will_stop:
                     texts = {d.id: d.text for d in sample}
                     sup_gold = {d: gold.get(d, []) for d in texts} if (opts.gold_supervised and gold is not None) else None
-                    sres = await _supervise(supervisor, guideline, analysis, texts, t + 1, limits, sup_gold)
+                    sres = await _supervise(supervisor, guideline, analysis, texts, t + 1, limits, sup_gold, annotations)
                     for name, payload in (sres.outputs or {}).items():
                         atomic.write_json(it_dir / "supervisor" / f"{name}.json", payload)
                     rec.supervisor_ok = bool(sres.ok)
@@ -623,13 +623,17 @@ async def _refine_impl(
                         final_f1=final_f1, stopped_because=stopped)
 
 
-async def _supervise(supervisor, guideline: Guideline, analysis: dict, texts: dict[str, str], iteration: int, limits, gold):
-    """``supervisor.revise``; a call that fails (:class:`LLMCallError`) is a failed supervision, not a crash."""
+async def _supervise(supervisor, guideline: Guideline, analysis: dict, texts: dict[str, str], iteration: int, limits, gold,
+                     annotations: dict[str, dict[str, list[Span]]] | None = None):
+    """``supervisor.revise`` with each annotator's spans of the documents it answered (agreed worked
+    examples are checked span by span); a call that fails (:class:`LLMCallError`) is a failed
+    supervision, not a crash."""
     from diziner.errors import LLMCallError
     from diziner.supervise.base import SupervisionResult
 
     try:
-        return await supervisor.revise(guideline, analysis, texts, iteration=iteration, limits=limits, gold=gold)
+        return await supervisor.revise(guideline, analysis, texts, iteration=iteration, limits=limits, gold=gold,
+                                       annotations=annotations)
     except LLMCallError as e:
         return SupervisionResult(guideline=guideline, ok=False, error=f"{e.kind}: {e.reason}")
 
