@@ -8,7 +8,7 @@ For each dataset of the registry:
 - a fixed, seeded sample of the **test** split (``test_size`` sentences) is the same
   for every system;
 - systems scored on it: each annotator with the iteration-0 guideline; each annotator
-  with the label-free selected guideline; the elite-weighted consensus of both; and,
+  with the label-free selected guideline; the weighted consensus of both (a selection among their proposed spans); and,
   separately and never as the headline, the oracle pick by test F1 among the guidelines
   that were run on the test sample (iteration 0 and the selected one; with ``oracle_all``
   every iteration's guideline is run on test too).

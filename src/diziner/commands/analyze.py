@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         format: str | None = typer.Option(None, "--format", "-f", help="conll, jsonl, genia or text (default: detect)."),
         names: str | None = typer.Option(None, "--names", help="Comma-separated annotator names (default: file names)."),
         labels: str | None = typer.Option(None, "--labels", help="Comma-separated label order (default: sorted labels used)."),
-        percentile: float = typer.Option(80.0, "--percentile", help="Hotspot percentile of U* over tokens with U* > 0."),
+        percentile: float = typer.Option(80.0, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
         weights: str = typer.Option("f1", "--weights", help="Annotator weights: f1 or hybrid (F1 + Cohen kappa)."),
         examples: int = typer.Option(10, "--examples", help="Examples kept per error type and annotator."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         remove_goal: bool = typer.Option(False, help="Ablation: annotate without the goal G."),
         drop_low_agreement: bool = typer.Option(False, help="Drop an annotator ≥ 0.10 below the mean agreement (keeps ≥ 2)."),
         patience: int = typer.Option(1, help="Stop after this many iterations without a rise in agreement."),
-        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of U* over disputed tokens."),
+        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over disputed tokens."),
         weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
         max_change_ratio: float = typer.Option(DEFAULT_MAX_CHANGE_RATIO, help="Largest allowed change between consecutive guidelines."),
         min_support: Optional[float] = typer.Option(None, help="Final aggregation: span vote with this weight (0 = union); default token consensus."),
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(256, "--batch-size", min=1, help="Documents read, annotated and written per batch (memory is bounded by a few batches)."),
         weight_sample: Optional[int] = typer.Option(None, "--weight-sample", min=1, help="Documents whose analysis fixes the annotator weights and hotspot threshold (default: 2 batches)."),
         weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
-        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of U* over the weight sample's disputed tokens."),
+        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:

@@ -1,7 +1,7 @@
 """The consensus supervisor: label-free, no LLM (the default with the embedded pool).
 
 It turns one iteration's hotspots into short rules with worked examples, using the
-elite-weighted consensus as the reference (or gold spans in gold-supervised mode), and
+weighted consensus (a selection among the spans annotators proposed) as the reference (or gold spans in gold-supervised mode), and
 writes model-specific notes for annotators whose readings differ from the reference.
 The rules are in ``docs/supervisor.md``; in short:
 
