@@ -4,10 +4,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -138,54 +134,24 @@ def test_gemma_fewshot_grammar(tmp_path_factory, monkeypatch):
     asyncio.run(c.aclose())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @needs_llama
 def test_llama_cpp_server_through_openai_adapter(tmp_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     from diziner.llm.factory import build_pool_clients
-    from diziner.llm.local import smollm2_path
     from diziner.llm.pool import pool_from_dict
+    from diziner.testing.llama_server import smollm2_server
 
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        import httpx
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("llama_cpp.server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
+    with smollm2_server(tmp_path / "server.log", n_ctx=2048) as base_url:  # a start failure raises with the log's tail
         pool = pool_from_dict({"annotators": [{"id": "smol-http", "backend": "openai", "model": "smollm2",
-                                               "base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 120,
+                                               "base_url": base_url, "timeout_s": 120,
                                                "structured_output": "json_object_schema",
                                                "params": {"temperature": 0, "max_tokens": 60}}]})
         clients, _, ledger = build_pool_clients(pool, use_cache=False)
         resp = call_once(clients["smol-http"], LLMRequest(messages=CHAT, json_schema=SCHEMA))
         _check(resp.text)
         assert resp.tokens_in > 0 and ledger.summary()["total"]["ok"] == 1
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @needs_llama

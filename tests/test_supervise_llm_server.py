@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,45 +16,16 @@ if (importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("l
     pytest.skip("llama_cpp.server or the embedded SmolLM2 not installed", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def smollm2_server(tmp_path_factory):
     """``python -m llama_cpp.server`` serving the embedded SmolLM2 on 127.0.0.1 (stopped at the end)."""
-    import httpx
+    from diziner.testing.llama_server import ServerDidNotStart, smollm2_server
 
-    from diziner.llm.local import smollm2_path
-
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "4096"],
-                            stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail("llama_cpp.server did not start: " + log_path.read_text()[-2000:])
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        with smollm2_server(tmp_path_factory.mktemp("server") / "server.log", n_ctx=4096) as url:
+            yield url
+    except ServerDidNotStart as e:
+        pytest.fail(str(e))
 
 
 def test_refine_with_smollm2_as_llm_supervisor(tmp_path, smollm2_server):
