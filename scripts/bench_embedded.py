@@ -227,6 +227,13 @@ def bench_dataset(name: str, a: argparse.Namespace, work: Path) -> dict[str, Any
         print(f"[{name} / {aid}] (a) diziner annotate ...", flush=True)
         ra = run_annotate(wd, aid, [aid], wd / "guideline.yaml", wd / "texts.jsonl", Path(a.src))
         f1_a = _f1(gold, annotate_spans(ra["out"], aid), ids)
+        if a.only_a:
+            pa = ra["per_annotator"][aid]
+            result["models"][aid] = {"a": {"wall_s": ra["wall_s"], "s_per_call": ra["wall_s"] / max(1, pa["calls"]), **pa,
+                                           "f1": f1_a, "load": ra["load"]}}
+            print(f"  {name} {aid} (a) annotate {ra['wall_s'] / max(1, pa['calls']):.3f} s/call (wall {ra['wall_s']:.1f} s,"
+                  f" {pa['calls']} calls); F1 {f1_a:.3f}  [load {ra['load']}]", flush=True)
+            continue
         print(f"[{name} / {aid}] (b) direct and (c) naive, interleaved ...", flush=True)
         load0 = _load()
         direct, naive = Direct(model, threads), Direct(model, threads)
@@ -295,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", action="store_true", help="also time the two-model pool in one process")
     ap.add_argument("--src", default=str(ROOT / "src"),
                     help="diziner sources that (a) runs (default: this checkout; another version for a before/after)")
+    ap.add_argument("--only-a", action="store_true", help="time (a) only (e.g. an older --src)")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--json", default=None, help="write the figures here")
     a = ap.parse_args(argv)
