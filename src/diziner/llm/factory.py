@@ -100,13 +100,18 @@ class ManagedClient:
         return request.model_copy(update={"params": {**self.cfg.params, **request.params}})
 
     def _record(self, req: LLMRequest, resp: LLMResponse | None, *, ok: bool, latency: float,
-                reason: str | None = None, kind: str | None = None, retries: dict[str, int] | None = None) -> None:
+                reason: str | None = None, kind: str | None = None, retries: dict[str, int] | None = None,
+                wait: float = 0.0) -> None:
+        compute = resp.compute_s if resp is not None and not resp.cached else None
+        if compute is not None:
+            wait += max(0.0, latency - compute)  # queued for the model (local: behind its other calls)
         self.ledger.record(
             ts=time.time(), annotator=req.annotator or self.name, purpose=req.purpose, iteration=req.iteration,
             backend=self.cfg.backend, model=self.cfg.model,
             tokens_in=resp.tokens_in if resp else 0, tokens_out=resp.tokens_out if resp else 0,
             latency_s=latency, cached=bool(resp and resp.cached),
-            cost_usd=resp.cost_usd if resp else None, ok=ok, reason=reason, kind=kind, retries=retries or {})
+            cost_usd=resp.cost_usd if resp else None, ok=ok, reason=reason, kind=kind, retries=retries or {},
+            compute_s=compute, wait_s=round(wait, 6))
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         req = self.effective(request)
@@ -120,10 +125,12 @@ class ManagedClient:
                 return hit
         if self.budget is not None:
             self.budget.check()
+        t_slot = time.perf_counter()
         async with self.limiter.slot(self.endpoint):
             if self.budget is not None:
                 self.budget.check()  # spent while this call waited for a slot
             t1 = time.perf_counter()
+            slot_wait = t1 - t_slot
             retries: dict[str, int] = {}
 
             def on_retry(attempt: int, err: Any, delay: float) -> None:
@@ -133,11 +140,11 @@ class ManagedClient:
                 resp = await call_with_retries(lambda: self.adapter.complete(req), self.policy, on_retry=on_retry)
             except LLMCallError as e:
                 self._record(req, None, ok=False, latency=time.perf_counter() - t1, reason=e.reason, kind=e.kind,
-                             retries=retries)
+                             retries=retries, wait=slot_wait)
                 raise
         resp.latency_s = time.perf_counter() - t1
         resp.cost_usd = self.price.cost(resp.tokens_in, resp.tokens_out) if self.price is not None else None
-        self._record(req, resp, ok=True, latency=resp.latency_s, retries=retries)
+        self._record(req, resp, ok=True, latency=resp.latency_s, retries=retries, wait=slot_wait)
         if self.budget is not None:
             self.budget.add(resp.cost_usd)
         if self.cache is not None and key is not None:

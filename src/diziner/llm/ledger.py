@@ -1,5 +1,10 @@
 """Usage ledger: one record per LLM call, sums by annotator / iteration / purpose, budget.
 
+Time is kept in three figures: ``latency_s`` (slot to answer), ``compute_s`` (the model
+computing, where the backend can tell: local models) and ``wait_s`` (waiting for a
+concurrency slot, and for the model behind its other calls); summaries add up each, and
+``compute_calls`` counts the calls whose compute time is known.
+
 Cost is known only where a price is: the pool's ``price:``, else ``prices.yaml`` (or
 ``$DIZINER_PRICES_FILE``), and 0 for local models. An unknown price gives
 ``cost_usd=None``; summaries add up known costs only and count the calls whose cost is
@@ -33,7 +38,11 @@ class LedgerRecord(BaseModel):
     model: str = ""
     tokens_in: int = 0
     tokens_out: int = 0
-    latency_s: float = 0.0
+    latency_s: float = 0.0  # from the concurrency slot to the answer (a local call: including its wait for the model)
+    # Seconds the model computed the answer (local models); None where the backend cannot tell (HTTP, cache hits).
+    compute_s: float | None = None
+    # Seconds the call waited: for a concurrency slot, and (local models) for the model, behind its other calls.
+    wait_s: float = 0.0
     cached: bool = False
     cost_usd: float | None = None
     ok: bool = True
@@ -77,7 +86,7 @@ def lookup_price(backend: str, model: str, override: Price | None = None) -> Pri
 
 def _empty() -> dict[str, Any]:
     return {"calls": 0, "ok": 0, "failed": 0, "cached": 0, "tokens_in": 0, "tokens_out": 0,
-            "latency_s": 0.0, "cost_usd": 0.0, "unknown_cost_calls": 0, "retries": 0,
+            "latency_s": 0.0, "compute_s": 0.0, "compute_calls": 0, "wait_s": 0.0, "cost_usd": 0.0, "unknown_cost_calls": 0, "retries": 0,
             "retries_by_kind": {}, "failures_by_kind": {}}
 
 
@@ -88,6 +97,10 @@ def _add(acc: dict[str, Any], r: LedgerRecord) -> None:
     acc["tokens_in"] += r.tokens_in
     acc["tokens_out"] += r.tokens_out
     acc["latency_s"] += r.latency_s
+    acc["wait_s"] += r.wait_s
+    if r.compute_s is not None:
+        acc["compute_s"] += r.compute_s
+        acc["compute_calls"] += 1
     for k, n in (r.retries or {}).items():
         acc["retries"] += n
         acc["retries_by_kind"][k] = acc["retries_by_kind"].get(k, 0) + n
@@ -103,6 +116,8 @@ def _add(acc: dict[str, Any], r: LedgerRecord) -> None:
 
 def _finish(acc: dict[str, Any]) -> dict[str, Any]:
     acc["latency_s"] = round(acc["latency_s"], 6)
+    acc["compute_s"] = round(acc["compute_s"], 6)
+    acc["wait_s"] = round(acc["wait_s"], 6)
     acc["cost_usd"] = round(acc["cost_usd"], 10)
     acc["retries_by_kind"] = dict(sorted(acc["retries_by_kind"].items()))
     acc["failures_by_kind"] = dict(sorted(acc["failures_by_kind"].items()))

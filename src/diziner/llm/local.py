@@ -16,12 +16,16 @@ schema (``LlamaGrammar.from_json_schema``, compiled once per schema). Defaults a
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import importlib.util
 import json
 import os
 import threading
 import time
+import weakref
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,24 @@ _ARGS = {"temperature", "top_k", "top_p", "min_p", "max_tokens", "stop", "seed",
          "mirostat_eta", "logit_bias", "logprobs"}
 _LOAD_LOCK = threading.Lock()
 _VERIFIED: dict[str, str] = {}
+_LIVE: "weakref.WeakSet[LocalLlamaClient]" = weakref.WeakSet()  # open local clients of this process
+_LIVE_LOCK = threading.Lock()
+
+
+def default_threads(models: int | None = None) -> int:
+    """Threads per local model when ``n_threads`` is not set: all cores but one, shared by the models.
+
+    ``models`` defaults to the local clients open in this process. llama.cpp's threads meet
+    at a barrier after every operation of every step and wait there by spinning: when one of
+    them is descheduled (another model of the process, the Python thread that samples, other
+    programs), the others spin until it comes back, and a call can get ten times slower (on
+    2 busy cores, Gemma with 2 threads took 1.0-23 s per call, with 1 thread 1.3-1.7 s). So
+    one core is left free and the rest is split between the models; never fewer than 1.
+    """
+    if models is None:
+        with _LIVE_LOCK:
+            models = len(_LIVE)
+    return max(1, ((os.cpu_count() or 1) - 1) // max(1, models))
 
 
 def models_dir() -> Path:
@@ -173,6 +195,120 @@ def install_canonical_eval(llm: Any, chunk: int = CHUNK) -> None:
     llm.eval = eval_
 
 
+class GreedySampler:
+    """Greedy sampling with the same result as llama-cpp-python's chain for ``temperature 0``
+    (repetition penalties -> grammar -> greedy), without running the grammar over the whole
+    vocabulary for every token.
+
+    The chain asks the grammar about every token of the vocabulary (262,144 for Gemma) at
+    every step, then takes the best allowed one. Here the best token after the penalties is
+    taken first and only that one is checked against the grammar; the whole vocabulary goes
+    through the grammar only when it is rejected. The answer is the same token: if the best
+    token is allowed it is also the best allowed one (ties go to the lowest id, as in
+    llama.cpp's greedy sampler). Penalties are applied as llama.cpp does (float32, over the
+    last ``last_n`` generated tokens).
+    """
+
+    def __init__(self, llm: Any, grammar: Any, *, repeat_penalty: float, frequency_penalty: float,
+                 presence_penalty: float, last_n: int):
+        import numpy as np
+
+        llama_cpp = _import_llama()
+        self._np = np
+        self._lc = llama_cpp
+        self.n_vocab = int(llm.n_vocab())
+        self.repeat = np.float32(repeat_penalty)
+        self.freq = np.float32(frequency_penalty)
+        self.present = np.float32(presence_penalty)
+        self.penalise = last_n != 0 and not (repeat_penalty == 1.0 and frequency_penalty == 0.0
+                                             and presence_penalty == 0.0)
+        self.history: deque[int] = deque(maxlen=last_n if last_n > 0 else None)
+        self.grammar = None
+        self.full_checks = 0  # steps where the best token was rejected and the whole vocabulary was checked
+        if grammar is not None:
+            g = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode("utf-8"),
+                                                     grammar._root.encode("utf-8"))
+            if not g:
+                raise ValueError("failed to parse the grammar")
+            self.grammar = g
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_arr = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._all: Any = None
+
+    def _allowed(self, token: int, logit: float) -> bool:
+        self._one[0].id = token
+        self._one[0].logit = logit
+        self._one[0].p = 0.0
+        self._one_arr.size = 1
+        self._one_arr.selected = -1
+        self._one_arr.sorted = False
+        self._lc.llama_sampler_apply(self.grammar, ctypes.byref(self._one_arr))
+        return bool(self._one[0].logit != float("-inf"))
+
+    def _grammar_all(self, logits: Any) -> Any:
+        np = self._np
+        lc = self._lc
+        if self._all is None:
+            dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+            assert dtype.itemsize == ctypes.sizeof(lc.llama_token_data)
+            self._all = np.zeros(self.n_vocab, dtype=dtype)
+        data = self._all
+        data["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        data["logit"] = logits
+        data["p"] = 0.0
+        arr = lc.llama_token_data_array(data=data.ctypes.data_as(lc.llama_token_data_p), size=self.n_vocab,
+                                        selected=-1, sorted=False)
+        lc.llama_sampler_apply(self.grammar, ctypes.byref(arr))
+        if arr.size != self.n_vocab or arr.sorted:  # the grammar only masks; anything else: trust nothing
+            raise RuntimeError("unexpected grammar sampler behaviour")
+        return data["logit"]
+
+    def sample(self, ctx: Any, idx: int) -> int:
+        np = self._np
+        ptr = self._lc.llama_get_logits_ith(ctx.ctx, idx)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+        if self.penalise and self.history:
+            ids, counts = np.unique(np.fromiter(self.history, dtype=np.int64), return_counts=True)
+            v = logits[ids]
+            v = np.where(v <= 0, v * self.repeat, v / self.repeat).astype(np.float32)
+            if self.freq != 0 or self.present != 0:
+                v = v - (counts.astype(np.float32) * self.freq + self.present).astype(np.float32)
+            logits[ids] = v
+        token = int(np.argmax(logits))
+        if self.grammar is not None and not self._allowed(token, float(logits[token])):
+            self.full_checks += 1
+            token = int(np.argmax(self._grammar_all(logits)))
+        self.accept(token)
+        return token
+
+    def accept(self, token: int) -> None:
+        self.history.append(token)
+        if self.grammar is not None:
+            self._lc.llama_sampler_accept(self.grammar, token)
+
+    def close(self) -> None:
+        if self.grammar is not None:
+            self._lc.llama_sampler_free(self.grammar)
+            self.grammar = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def install_greedy_sampler(llm: Any) -> None:
+    """Use :class:`GreedySampler` for greedy calls of ``llm`` (others keep llama-cpp-python's chain)."""
+    original = llm._init_sampler
+
+    def init_sampler(**kw: Any) -> Any:
+        if kw.get("temp") == 0.0 and not kw.get("mirostat_mode") and kw.get("logits_processor") is None:
+            return GreedySampler(llm, kw.get("grammar"), repeat_penalty=kw.get("repeat_penalty", 1.0),
+                                 frequency_penalty=kw.get("frequency_penalty", 0.0),
+                                 presence_penalty=kw.get("presence_penalty", 0.0), last_n=llm.last_n_tokens_size)
+        return original(**kw)
+
+    llm._init_sampler = init_sampler
+
+
 def _import_llama() -> Any:
     try:
         import llama_cpp
@@ -195,6 +331,12 @@ class LocalLlamaClient:
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
         self.canonical_eval = cfg.reproducible  # greedy output independent of earlier calls
+        self.n_threads: int | None = None  # set when the model is loaded
+        # One worker thread per model: a call waiting for this model never holds a thread that
+        # another model's call could use (asyncio's shared default executor has only a few).
+        self._executor: ThreadPoolExecutor | None = None
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def identity(self) -> dict[str, Any]:
         # Plain evaluation can answer differently from the reproducible one (and depends on the
@@ -217,13 +359,14 @@ class LocalLlamaClient:
             llama_cpp = _import_llama()
             path = model_path(self.model)
             try:
-                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.cfg.n_ctx,
-                                            n_threads=self.cfg.n_threads or os.cpu_count() or 1,
-                                            n_batch=512, seed=0, verbose=False)
+                self.n_threads = self.cfg.n_threads or default_threads()
+                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.cfg.n_ctx, n_threads=self.n_threads,
+                                            n_threads_batch=self.n_threads, n_batch=512, seed=0, verbose=False)
             except Exception as e:
                 raise DizinerError(f"{path}: cannot load the model: {' '.join(str(e).split())[:200]}") from None
             if self.canonical_eval:
                 install_canonical_eval(self._llm)
+            install_greedy_sampler(self._llm)
         return self._llm
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
@@ -246,7 +389,7 @@ class LocalLlamaClient:
             kw["top_k"] = 1
         return kw
 
-    def _run(self, req: LLMRequest) -> LLMResponse:
+    def _run(self, req: LLMRequest, submitted: float) -> LLMResponse:
         with self._lock:
             llm = self._load_locked()
             kw = self.call_kwargs(req)
@@ -266,16 +409,25 @@ class LocalLlamaClient:
                     text = choice.get("text") or ""
             except ValueError as e:  # e.g. the prompt does not fit the context window
                 raise LLMCallError(f"local model {self.model}: {' '.join(str(e).split())[:200]}", "local") from None
-            latency = time.perf_counter() - t0
+            compute = time.perf_counter() - t0
         usage = out.get("usage") or {}
+        # latency_s: from the call's submission (including its wait for this model) to the answer
         return LLMResponse(text=text, tokens_in=int(usage.get("prompt_tokens", 0)),
-                           tokens_out=int(usage.get("completion_tokens", 0)), latency_s=latency,
+                           tokens_out=int(usage.get("completion_tokens", 0)),
+                           latency_s=time.perf_counter() - submitted, compute_s=compute,
                            model=self.model, backend=self.backend, finish_reason=choice.get("finish_reason"))
 
     async def complete(self, req: LLMRequest) -> LLMResponse:
-        return await asyncio.to_thread(self._run, req)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"diziner-{self.model}")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, req, time.perf_counter())
 
     async def aclose(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            ex.shutdown(wait=False)
         with self._lock:
             llm, self._llm = self._llm, None
         if llm is not None:
