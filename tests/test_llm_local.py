@@ -229,3 +229,28 @@ def test_greedy_sampler_answers_as_llama_cpp_python_chain(model):
             == chain.create_completion(prompt=FEWSHOT, **kw)["choices"][0]["text"])
     chain.close()
     fast.close()
+
+
+@pytest.mark.slow
+@needs_llama
+def test_loading_two_models_at_once_keeps_the_process_s_stdout(tmp_path):
+    """llama-cpp-python silences a model load by pointing fds 1 and 2 at /dev/null and back: two
+    loads that overlap in two threads restored /dev/null for good, and `make demo` printed nothing
+    after its first line. Loads are serialised, so output printed after them is seen."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_loads.py"
+    script.write_text(
+        "import threading, time\n"
+        "from diziner.llm.local import LocalLlamaClient\n"
+        "from diziner.llm.pool import AnnotatorConfig\n"
+        "small = LocalLlamaClient(AnnotatorConfig(id='s', backend='local', model='smollm2-135m'))\n"
+        "big = LocalLlamaClient(AnnotatorConfig(id='g', backend='local', model='gemma-3-270m'))\n"
+        "t1 = threading.Thread(target=small.load); t2 = threading.Thread(target=big.load)\n"
+        "t1.start(); time.sleep(0.02); t2.start(); t1.join(); t2.join()\n"
+        "print('still visible', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "still visible" in out.stdout

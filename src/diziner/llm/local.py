@@ -42,6 +42,10 @@ _LOAD_LOCK = threading.Lock()
 _VERIFIED: dict[str, str] = {}
 _LIVE: "weakref.WeakSet[LocalLlamaClient]" = weakref.WeakSet()  # open local clients of this process
 _LIVE_LOCK = threading.Lock()
+# llama-cpp-python silences a model load by pointing the process's fds 1 and 2 at /dev/null and
+# back (``suppress_stdout_stderr``). Two loads that overlap in two threads can restore /dev/null
+# for good, so every load in this process holds this lock.
+_QUIET_LOAD_LOCK = threading.Lock()
 
 
 def default_threads(models: int | None = None) -> int:
@@ -360,8 +364,9 @@ class LocalLlamaClient:
             path = model_path(self.model)
             try:
                 self.n_threads = self.cfg.n_threads or default_threads()
-                self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.cfg.n_ctx, n_threads=self.n_threads,
-                                            n_threads_batch=self.n_threads, n_batch=512, seed=0, verbose=False)
+                with _QUIET_LOAD_LOCK:
+                    self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=self.cfg.n_ctx, n_threads=self.n_threads,
+                                                n_threads_batch=self.n_threads, n_batch=512, seed=0, verbose=False)
             except Exception as e:
                 raise DizinerError(f"{path}: cannot load the model: {' '.join(str(e).split())[:200]}") from None
             if self.canonical_eval:
