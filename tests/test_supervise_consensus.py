@@ -403,7 +403,8 @@ def test_a_document_an_annotator_did_not_answer_is_not_agreed():
                                                    limits=Limits(max_change_ratio=1.0), annotations=both))
     assert _agreed(res) == []
     # the same when the analysis records who answered what (and the annotations are not passed)
-    rec = dict(analysis, answered={"a": ["d1", "d2", "d3"], "b": ["d1", "d2", "d3"], "c": ["d1", "d2"]})
+    assert analysis["unanswered"] == {"a": [], "b": [], "c": ["d3"]}
+    rec = dict(analysis)
     rec["documents"] = [dict(d) for d in analysis["documents"]]
     for d in rec["documents"]:  # as if d3 had been scored over the annotators who answered it
         if d["id"] == "d3":

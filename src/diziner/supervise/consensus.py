@@ -564,33 +564,14 @@ class ConsensusSupervisor:
 
     @staticmethod
     def _answered(analysis: dict, annotators: list[str]) -> dict[str, set[str]] | None:
-        """Documents each annotator answered, when the analysis records it (else None).
-
-        Read, in this order, from ``analysis["unanswered"]`` (annotator → [document id],
-        as :func:`diziner.analysis.analyze` writes it) with ``documents[].id``; from
-        ``analysis["answered"]`` when it maps annotators to lists of document ids; or from
-        ``documents[].annotators`` / ``documents[].answered`` (the annotators who answered)
-        or ``documents[].unanswered``.
-        """
-        docs = [d for d in (analysis.get("documents") or []) if isinstance(d, dict)]
-        ids = [str(d.get("id")) for d in docs]
+        """Documents each annotator answered, from ``analysis["unanswered"]`` (annotator →
+        [document id], as :func:`diziner.analysis.analyze` writes it) and ``documents[].id``;
+        None when the analysis does not record it."""
+        ids = [str(d.get("id")) for d in (analysis.get("documents") or []) if isinstance(d, dict)]
         missing = analysis.get("unanswered")
-        if isinstance(missing, dict) and ids:
-            return {a: set(ids) - {str(x) for x in (missing.get(a) or [])} for a in annotators}
-        top = analysis.get("answered")
-        if isinstance(top, dict) and all(isinstance(v, list) for v in top.values()):
-            return {a: {str(d) for d in (top.get(a) or [])} for a in annotators}
-        if any(("annotators" in d or "answered" in d or "unanswered" in d) for d in docs):
-            out: dict[str, set[str]] = {a: set() for a in annotators}
-            for d in docs:
-                did = str(d.get("id"))
-                yes = d.get("annotators", d.get("answered"))
-                no = set(map(str, d.get("unanswered") or []))
-                for a in annotators:
-                    if (a in set(map(str, yes)) if isinstance(yes, list) else a not in no):
-                        out[a].add(did)
-            return out
-        return None
+        if not isinstance(missing, dict) or not ids:
+            return None
+        return {a: set(ids) - {str(x) for x in (missing.get(a) or [])} for a in annotators}
 
     def _unanimous(self, analysis: dict, documents: dict[str, str], annotations: dict[str, dict[str, list]] | None,
                    lmap: dict[str, str]) -> tuple[dict[str, list[RefSpan]], str]:
