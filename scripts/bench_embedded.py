@@ -46,30 +46,10 @@ MODELS = {"gemma": ("gemma-3-270m", "fewshot"), "smollm2": ("smollm2-135m", "cha
 
 
 def naive_request(schema: Any, style: str, text: str, k: int = 3) -> Any:
-    """The plain k-shot request of the naive row (no guideline: label names and k demonstrations)."""
-    from diziner.annotate.prompt import _ordered_mentions
-    from diziner.llm.base import LLMRequest
+    """The plain k-shot request of the naive row (the one ``diziner bench`` scores)."""
+    from diziner.annotate.naive import naive_request as build
 
-    labels = schema.label_names
-    demos = [ex for ex in schema.demonstrations if ex.mentions][:k]
-    item = {"type": "object", "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": labels}},
-            "required": ["text", "label"]}
-    params = {"temperature": 0.0, "max_tokens": 256, "repeat_penalty": 1.1}
-    head = f"Named entities. Labels: {', '.join(labels)}."
-    if style == "fewshot":
-        parts = [head + "\n\n"]
-        for ex in demos:
-            parts.append(f"Text: {' '.join(ex.text.split())}\nEntities: {json.dumps(_ordered_mentions(ex))}\n\n")
-        parts.append(f"Text: {' '.join(text.split())}\nEntities: ")
-        return LLMRequest(prompt="".join(parts), json_schema={"type": "array", "items": item},
-                          params={**params, "stop": ["\n"]})
-    messages = [{"role": "system", "content": head + ' Answer {"mentions": [{"text": ..., "label": ...}]}.'}]
-    for ex in demos:
-        messages.append({"role": "user", "content": ex.text})
-        messages.append({"role": "assistant", "content": json.dumps({"mentions": _ordered_mentions(ex)})})
-    messages.append({"role": "user", "content": text})
-    schema_obj = {"type": "object", "properties": {"mentions": {"type": "array", "items": item}}, "required": ["mentions"]}
-    return LLMRequest(messages=messages, json_schema=schema_obj, params=params)
+    return build(schema, style, text, k)
 
 
 class Direct:

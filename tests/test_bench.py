@@ -35,8 +35,19 @@ def test_bench_writes_documented_results(tmp_path, shared_benchmarks, monkeypatc
     assert r["selected_iteration"] in {int(k) for k in r["agreement_by_iteration"]}
     assert r["oracle"]["note"].startswith("picked by test F1")
     assert r["calls"] > 0 and r["command"].startswith("diziner bench")
+    # the plain-prompt row: one run per pool model, scored on the same sentences
+    assert set(r["naive"]) == {"m-one", "m-two", "m-three"}
+    assert all(0.0 < v <= 1.0 for v in r["naive"].values()), r["naive"]
+    assert all(d["answered"] == 30 and d["shots"] == 3 for d in r["naive_detail"].values())
+    assert r["delivered"] == r["consensus_refined"] and r["delivered_iteration0"] == r["consensus_iteration0"]
+    assert r["best_naive"] in r["naive"] and r["best_iteration0_annotator"] in r["iteration0"]
+    for key in ("delivered_minus_best_naive", "delivered_minus_best_iteration0_annotator",
+                "delivered_minus_delivered_iteration0"):
+        lo, hi = r["diff_ci95"][key]
+        assert -1.0 <= lo <= hi <= 1.0, (key, lo, hi)
+    assert r["test_sample"] == {"seed": 13, "size": 30, "disjoint_from": None}
     md = (out / "results.md").read_text()
-    assert "| crossner_politics | 30 |" in md
+    assert "| crossner_politics | 30 |" in md and "naive F1 (m-one / m-two / m-three)" in md
     assert first_calls is None or first_calls > 0
 
 
@@ -47,8 +58,9 @@ def test_bench_dry_run_calls_nothing(tmp_path, shared_benchmarks, examples_dir, 
                "--dry-run", "--test-size", "300", "--iterations", "4", "--sample-size", "25"])
     plan = json.loads(capsys.readouterr().out)
     assert rc == 0
-    # pilot: 4 × 25 documents × 2 annotators; test: 300 × 2 guidelines × 2 annotators
+    # pilot: 4 × 25 documents × 2 annotators; test: 300 × 2 guidelines × 2 annotators; naive: 300 × 2 models
     assert plan["bc5cdr"]["pilot"]["calls"] == 200 and plan["bc5cdr"]["test"]["calls"] == 1200
+    assert plan["bc5cdr"]["naive_calls"] == 600 and plan["bc5cdr"]["calls"] == 2000
     assert not (tmp_path / "b").exists()
 
 
@@ -57,3 +69,16 @@ def test_unknown_dataset_is_one_line(tmp_path, examples_dir, capsys):
 
     rc = main(["bench", "nope", "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "b")])
     assert rc == 2 and "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_screening_sample_is_disjoint_from_the_reported_one(shared_benchmarks):
+    from diziner.bench import screening_sample
+    from diziner.benchmarks.registry import load_split
+    from diziner.sampling import fixed_sample
+
+    docs = load_split("bc5cdr", "test").documents
+    reported = {d.id for d in fixed_sample(docs, 300, 13)}
+    screen = screening_sample(docs, 100, 13, disjoint_from=300)
+    assert len(screen) == 100 and not reported & {d.id for d in screen}
+    assert [d.id for d in screen] == [d.id for d in screening_sample(docs, 100, 13, disjoint_from=300)]
+    assert [d.id for d in screening_sample(docs, 300, 13, None)] == [d.id for d in fixed_sample(docs, 300, 13)]

@@ -118,13 +118,45 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     }
 
 
+async def _score_naive(documents, schema, pool, clients, gold) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
+    """The plain k-shot prompt (:mod:`diziner.annotate.naive`) of each pool model on the test sample.
+
+    One run per model (the first annotator of that model gives the client and prompt
+    style); returns model → scores and model → spans by document.
+    """
+    from diziner.annotate.naive import NAIVE_SHOTS, annotate_naive
+    from diziner.evaluate import score_outputs
+
+    first: dict[str, Any] = {}
+    for a in pool.annotators:
+        first.setdefault(a.model, a)
+    spans = {m: await annotate_naive(documents, schema, clients[a.id], a.prompt_style, annotator=a.id)
+             for m, a in first.items()}
+    scores = score_outputs(gold, spans, documents)
+    per = {m: {"f1": scores[m]["micro"]["f1"], "precision": scores[m]["micro"]["precision"],
+               "recall": scores[m]["micro"]["recall"], "annotator": first[m].id, "prompt_style": first[m].prompt_style,
+               "shots": NAIVE_SHOTS, "answered": len(spans[m])} for m in first}
+    return per, spans
+
+
+def screening_sample(documents: list[Document], size: int, seed: int, disjoint_from: int | None) -> list[Document]:
+    """The seeded test sample; with ``disjoint_from`` N, drawn from the documents *outside*
+    the N-sentence sample of the same seed (the reported one), for screening ideas."""
+    from diziner.sampling import fixed_sample
+
+    if disjoint_from:
+        reported = {d.id for d in fixed_sample(documents, disjoint_from, seed)}
+        documents = [d for d in documents if d.id not in reported]
+    return fixed_sample(documents, size, seed)
+
+
 async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = 13, iterations: int = 4,
                         sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
-                        quiet: bool = False, command: str = "") -> dict[str, Any]:
+                        quiet: bool = False, command: str = "", naive: bool = True,
+                        disjoint_from: int | None = None, min_support: float | None = None) -> dict[str, Any]:
     from diziner.benchmarks.registry import load_split, schema_path
     from diziner.llm.factory import build_pool_clients, close_clients
     from diziner.loop import RefineOptions, refine_async
-    from diziner.sampling import fixed_sample
     from diziner.schema import load_schema
 
     t0 = time.time()
@@ -137,7 +169,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         return {d.id: [Span(s.doc_id, s.start, s.end, tag_map.get(s.label, s.label), s.text) for s in corpus.spans_of(d.id)] for d in docs}
 
     dev_docs = dev.documents
-    test_docs: list[Document] = fixed_sample(test.documents, test_size, seed)
+    test_docs: list[Document] = screening_sample(test.documents, test_size, seed, disjoint_from)
     test_gold = mapped(test, test_docs)
     dev_gold = mapped(dev, dev_docs)
     pool.check_env()
@@ -145,6 +177,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     ledger_path = ds_dir / "ledger.jsonl"
     clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
+    if min_support is not None:
+        opts.final_min_support = min_support
     try:
         run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),
                                  quiet=quiet, command=command)
@@ -157,10 +191,21 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         for t in to_test:
             systems[t] = await _score_system(test_docs, guidelines[t], clients, pool, test_gold, bo,
                                              ds_dir / "test" / f"guideline-{t}", ledger)
+        naive_scores, naive_spans = (await _score_naive(test_docs, schema, pool, clients, test_gold)) if naive else ({}, {})
     finally:
         await close_clients(clients, sup)
     s0, ss = systems[0], systems[sel]
-    ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], [d.id for d in test_docs])
+    ids = [d.id for d in test_docs]
+    ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], ids)
+    # the delivered output (what refine writes: the aggregation of the selected guideline's
+    # annotations) against what a user has without it; paired bootstrap over sentences
+    best_it0 = max(s0["annotators"], key=lambda a: s0["annotators"][a]["f1"])
+    diffs = {"delivered_minus_delivered_iteration0": ci,
+             "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(test_gold, s0["_ann"][best_it0], ss["_cons"], ids)}
+    best_naive = None
+    if naive_scores:
+        best_naive = max(naive_scores, key=lambda m: naive_scores[m]["f1"])
+        diffs["delivered_minus_best_naive"] = _bootstrap_diff_ci(test_gold, naive_spans[best_naive], ss["_cons"], ids)
     # agreement vs F1 across annotators and iterations, on the pilot samples (dev gold: reporting only)
     xs, ys = [], []
     for r in run.iterations:
@@ -180,6 +225,16 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "sample_size": sample_size,
         "iteration0": {a: v["f1"] for a, v in s0["annotators"].items()},
         "refined": {a: v["f1"] for a, v in ss["annotators"].items()},
+        "naive": {m: v["f1"] for m, v in naive_scores.items()},
+        "naive_detail": naive_scores,
+        "delivered": ss["consensus"]["f1"],
+        "delivered_iteration0": s0["consensus"]["f1"],
+        "delivered_aggregation": ("token consensus" if opts.final_min_support is None
+                                  else f"span vote, min support {opts.final_min_support:g}"),
+        "best_naive": best_naive,
+        "best_iteration0_annotator": best_it0,
+        "diff_ci95": {k: list(v) for k, v in diffs.items()},
+        "test_sample": {"seed": seed, "size": len(test_docs), "disjoint_from": disjoint_from},
         "consensus_iteration0": s0["consensus"]["f1"],
         "consensus_refined": ss["consensus"]["f1"],
         "consensus_diff_ci95": ci,
@@ -209,17 +264,29 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
 def markdown_row(r: dict[str, Any]) -> str:
     ids = [p["id"] for p in r["pool"]]
     per = " / ".join(f"{r['iteration0'].get(a, 0):.3f}→{r['refined'].get(a, 0):.3f}" for a in ids)
-    lo, hi = r["consensus_diff_ci95"]
+    naive = " / ".join(f"{v:.3f}" for v in r.get("naive", {}).values()) or "–"
+    d = r.get("diff_ci95", {})
+    lo, hi = d.get("delivered_minus_delivered_iteration0", r["consensus_diff_ci95"])
+    vs_naive = d.get("delivered_minus_best_naive")
+    vs_naive_s = "–" if vs_naive is None else (f"{r['delivered'] - r['naive'][r['best_naive']]:+.3f} "
+                                               f"[{vs_naive[0]:+.3f}, {vs_naive[1]:+.3f}]")
+    vs_it0 = d.get("delivered_minus_best_iteration0_annotator")
+    best0 = r.get("best_iteration0_annotator")
+    vs_it0_s = "–" if vs_it0 is None else (f"{r['delivered'] - r['iteration0'][best0]:+.3f} "
+                                           f"[{vs_it0[0]:+.3f}, {vs_it0[1]:+.3f}]")
     pr = r["agreement_f1_pearson_r"]
     agr = " → ".join(f"{v:.3f}" for v in r["agreement_by_iteration"].values())
-    return (f"| {r['dataset']} | {r['test_size']} | {per} | {r['consensus_iteration0']:.3f}→{r['consensus_refined']:.3f} "
-            f"[{lo:+.3f}, {hi:+.3f}] | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | {agr} | {r['selected_iteration']} | "
-            f"{'n/a' if pr is None else f'{pr:.2f}'} | {r['calls']} ({r['cache_hits']} cached) | {r['wall_s']:.0f} |")
+    return (f"| {r['dataset']} | {r['test_size']} | {naive} | {per} | "
+            f"{r.get('delivered_iteration0', r['consensus_iteration0']):.3f}→{r.get('delivered', r['consensus_refined']):.3f} "
+            f"[{lo:+.3f}, {hi:+.3f}] | {vs_naive_s} | {vs_it0_s} | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | "
+            f"{agr} | {r['selected_iteration']} | {'n/a' if pr is None else f'{pr:.2f}'} | "
+            f"{r['calls']} ({r['cache_hits']} cached) | {r['wall_s']:.0f} |")
 
 
-MD_HEADER = ("| dataset | test n | per annotator F1 (it0→refined; " + "{ids}" + ") | consensus F1 it0→refined [95% CI of diff] | "
+MD_HEADER = ("| dataset | test n | naive F1 (" + "{models}" + ") | per annotator F1 (it0→refined; " + "{ids}" + ") | "
+             "delivered F1 it0→refined [95% CI of diff] | delivered − best naive [CI] | delivered − best it0 annotator [CI] | "
              "union F1 | agreement by iteration | selected | r(agreement, F1) | calls | wall s |\n"
-             "|---|---|---|---|---|---|---|---|---|---|")
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def run_bench(datasets: list[str], pool, out: Path, **kw) -> list[dict[str, Any]]:
@@ -234,7 +301,8 @@ def run_bench(datasets: list[str], pool, out: Path, **kw) -> list[dict[str, Any]
         r = asyncio.run(bench_dataset(name, pool, out, **kw))
         results.append(r)
         md = out / "results.md"
-        head = "" if md.exists() else MD_HEADER.replace("{ids}", " / ".join(p["id"] for p in r["pool"])) + "\n"
+        head = "" if md.exists() else (MD_HEADER.replace("{ids}", " / ".join(p["id"] for p in r["pool"]))
+                                       .replace("{models}", " / ".join(r.get("naive", {})) or "–") + "\n")
         with open(md, "a", encoding="utf-8") as f:
             f.write(head + markdown_row(r) + "\n")
     return results

@@ -19,6 +19,12 @@ def register(app: typer.Typer) -> None:
         iterations: int = typer.Option(4, help="Pilot iterations (on the dev split, gold never shown)."),
         sample_size: int = typer.Option(25, help="Documents per pilot iteration."),
         oracle_all: bool = typer.Option(False, help="Also run every iteration's guideline on test (for the oracle)."),
+        naive: bool = typer.Option(True, "--naive/--no-naive",
+                                   help="Also score each pool model with a plain 3-shot prompt (no guideline) on the test sample."),
+        disjoint_from: Optional[int] = typer.Option(None, help="Screening: draw the test sample from outside the N-sentence "
+                                                    "sample of the same seed (the reported one), e.g. --disjoint-from 300."),
+        min_support: Optional[float] = typer.Option(None, help="Delivered aggregation: span vote with this weight (0 = union); "
+                                                    "default as refine."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
         no_cache: bool = typer.Option(False, "--no-cache"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and token estimate; call nothing."),
@@ -35,31 +41,38 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             from diziner.benchmarks.registry import load_split, schema_path
             from diziner.commands.refine import _estimate
+            from diziner.bench import screening_sample
             from diziner.guideline import Guideline
-            from diziner.sampling import fixed_sample
             from diziner.schema import load_schema
 
             plan = {}
             for name in datasets:
                 g0 = Guideline.initial(load_schema(schema_path(name)))
                 dev = load_split(name, "dev").documents
-                test = fixed_sample(load_split(name, "test").documents, test_size, seed)
+                test = screening_sample(load_split(name, "test").documents, test_size, seed, disjoint_from)
                 pilot = dev[: iterations * sample_size]
                 p = _estimate(pilot, g0, pl, 1)
                 te = _estimate(test, g0, pl, 2 + (iterations - 1 if oracle_all else 0))
-                plan[name] = {"pilot": p, "test": te, "calls": p["calls"] + te["calls"],
+                n_naive = len(test) * len({a.model for a in pl.annotators}) if naive else 0
+                plan[name] = {"pilot": p, "test": te, "naive_calls": n_naive, "calls": p["calls"] + te["calls"] + n_naive,
                               "tokens_in_est": p["tokens_in_est"] + te["tokens_in_est"],
                               "tokens_out_est": p["tokens_out_est"] + te["tokens_out_est"]}
             plan["total"] = {k: sum(v[k] for v in plan.values()) for k in ("calls", "tokens_in_est", "tokens_out_est")}
             plan["note"] = ("estimates: prompt chars / 4 with the iteration-0 guideline, 60 output tokens per call; test "
-                            "= iteration-0 and selected guideline; an LLM supervisor adds 4 calls per iteration")
+                            "= iteration-0 and selected guideline; naive = one plain-prompt call per sentence and pool model; "
+                            "an LLM supervisor adds 4 calls per iteration")
             typer.echo(json.dumps(plan, indent=2))
             return
         command = (f"diziner bench {' '.join(datasets)} --pool {pool} --out {out} --test-size {test_size} --seed {seed} "
-                   f"--iterations {iterations} --sample-size {sample_size}" + (" --oracle-all" if oracle_all else ""))
+                   f"--iterations {iterations} --sample-size {sample_size}" + (" --oracle-all" if oracle_all else "")
+                   + ("" if naive else " --no-naive") + (f" --disjoint-from {disjoint_from}" if disjoint_from else "")
+                   + (f" --min-support {min_support:g}" if min_support is not None else ""))
         results = run_bench(datasets, pl, out, test_size=test_size, seed=seed, iterations=iterations,
                             sample_size=sample_size, oracle_all=oracle_all, cache_path=cache, no_cache=no_cache,
-                            quiet=quiet, command=command)
+                            quiet=quiet, command=command, naive=naive, disjoint_from=disjoint_from,
+                            min_support=min_support)
         for r in results:
-            typer.echo(f"{r['dataset']}: consensus F1 {r['consensus_iteration0']:.3f} -> {r['consensus_refined']:.3f} "
-                       f"(selected iteration {r['selected_iteration']}); {out / (r['dataset'] + '.json')}")
+            nv = ", ".join(f"{m} {v:.3f}" for m, v in r["naive"].items())
+            typer.echo(f"{r['dataset']}: delivered F1 {r['delivered_iteration0']:.3f} -> {r['delivered']:.3f} "
+                       f"(selected iteration {r['selected_iteration']})" + (f"; plain prompt {nv}" if nv else "")
+                       + f"; {out / (r['dataset'] + '.json')}")

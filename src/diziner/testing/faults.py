@@ -70,6 +70,15 @@ def fenced_document(body: dict[str, Any]) -> str | None:
     return inner.removeprefix("\n").removesuffix("\n")
 
 
+def naive_document(body: dict[str, Any]) -> str | None:
+    """The sentence of a plain k-shot chat request (:mod:`diziner.annotate.naive`): its last user turn."""
+    msgs = body.get("messages") or []
+    if not msgs or not str(msgs[0].get("content", "")).startswith("Named entities. Labels:"):
+        return None
+    users = [m.get("content", "") for m in msgs if m.get("role") == "user"]
+    return users[-1] if users else None
+
+
 def _h(*parts: str) -> int:
     return int(hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8], 16)
 
@@ -110,6 +119,8 @@ def annotator_responder(labels: list[str], *, p_ungrounded: float = 0.0,
 
     def respond(body: dict) -> str:
         doc = fenced_document(body)
+        if doc is None:
+            doc = naive_document(body)
         if doc is None:
             if supervisor is not None:
                 return supervisor(body)
