@@ -61,6 +61,7 @@ def aggregate(
     hotspots: list[dict] | None = None,
     labels: list[str] | None = None,
     percentile: float = 80.0,
+    reliability: str | None = None,
 ) -> dict[str, list[dict]]:
     """Aggregate annotations; returns document id → spans (sorted by start).
 
@@ -92,7 +93,7 @@ def aggregate(
     W = S.token_weights(w, A)
     n_lab = len(labels)
 
-    choice = select_spans(Z, W, index.doc_start, n_lab, min_support=min_support)
+    choice = select_spans(Z, W, index.doc_start, n_lab, min_support=min_support, reliability=reliability, answered=A)
     starts, ends, labs = choice.starts, choice.ends, choice.labels
     if hotspots is None:
         ts = S.token_scores(Z, W)

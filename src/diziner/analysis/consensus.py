@@ -63,11 +63,17 @@ def select_spans(
     doc_start: np.ndarray,
     n_labels: int,
     min_support: float | None = None,
+    reliability: str | None = None,
+    answered: np.ndarray | None = None,
 ) -> SpanChoice:
     """Select a flat set of proposed spans (see the module docstring for the rule).
 
     ``Z``: K × N tag ids; ``W``: K × N per-token weights (0 where an annotator did not
     answer); ``min_support``: None for the consensus, a number for the span vote.
+    ``reliability`` (``"annotator"`` or ``"label"``): keep the candidates whose posterior
+    under annotator reliabilities fitted without gold (:mod:`diziner.analysis.reliability`,
+    rates per annotator or per annotator and label) exceeds 0.5, and rank overlaps by
+    that posterior; ``answered`` (K × N booleans, default ``W > 0``) says who answered.
     """
     Z = np.asarray(Z)
     W = np.asarray(W, dtype=np.float64)
@@ -94,7 +100,16 @@ def select_spans(
     p_ent = (Wp * (Zp != 0)).sum(axis=0)
     token_support = np.bincount(own, weights=p_tag, minlength=len(cs)) / lengths
     entity_support = np.bincount(own, weights=p_ent, minlength=len(cs)) / lengths
-    if min_support is None:
+    if reliability is not None:
+        from diziner.analysis.reliability import estimate
+
+        if reliability not in ("annotator", "label"):
+            raise ValueError(f"reliability must be 'annotator' or 'label', got {reliability!r}")
+        ans = (W > 0) if answered is None else np.asarray(answered, dtype=bool)
+        rel = estimate(proposers, ans[:, cs], support, cl, n_labels, per_label=reliability == "label")
+        support = rel.posterior
+        ok = support > 0.5 + TIE_EPS
+    elif min_support is None:
         ok = entity_support > 0.5 + TIE_EPS
     else:
         ok = support >= min_support - TIE_EPS
