@@ -62,5 +62,8 @@ def test_demo_runs_and_prints_the_comparison(tmp_path, capsys):
     assert rc == 0
     assert "iteration-0 guideline: consensus" in out and "refined guideline:" in out
     assert "selected iteration" in out
+    # the plain-prompt row: one F1 per pool model (gemma-3-270m, smollm2-135m)
+    line = next(x for x in out.splitlines() if "plain 3-shot prompt:" in x)
+    assert "gemma-3-270m 0." in line and "smollm2-135m 0." in line
     assert (tmp_path / "demo" / "final" / "guideline.md").is_file()
     assert (tmp_path / "demo" / "baseline" / "annotations.jsonl").is_file()

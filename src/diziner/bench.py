@@ -119,23 +119,18 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
 
 
 async def _score_naive(documents, schema, pool, clients, gold) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
-    """The plain k-shot prompt (:mod:`diziner.annotate.naive`) of each pool model on the test sample.
-
-    One run per model (the first annotator of that model gives the client and prompt
-    style); returns model → scores and model → spans by document.
-    """
-    from diziner.annotate.naive import NAIVE_SHOTS, annotate_naive
+    """The plain k-shot prompt (:mod:`diziner.annotate.naive`) of each pool model on the test sample;
+    returns model → scores and model → spans by document."""
+    from diziner.annotate.naive import NAIVE_SHOTS, naive_by_model
     from diziner.evaluate import score_outputs
 
-    first: dict[str, Any] = {}
-    for a in pool.annotators:
-        first.setdefault(a.model, a)
-    spans = {m: await annotate_naive(documents, schema, clients[a.id], a.prompt_style, annotator=a.id)
-             for m, a in first.items()}
+    runs = await naive_by_model(documents, schema, pool, clients)
+    spans = {m: sp for m, (_, sp) in runs.items()}
+    styles = {a.id: a.prompt_style for a in pool.annotators}
     scores = score_outputs(gold, spans, documents)
     per = {m: {"f1": scores[m]["micro"]["f1"], "precision": scores[m]["micro"]["precision"],
-               "recall": scores[m]["micro"]["recall"], "annotator": first[m].id, "prompt_style": first[m].prompt_style,
-               "shots": NAIVE_SHOTS, "answered": len(spans[m])} for m in first}
+               "recall": scores[m]["micro"]["recall"], "annotator": aid, "prompt_style": styles[aid],
+               "shots": NAIVE_SHOTS, "answered": len(spans[m])} for m, (aid, _) in runs.items()}
     return per, spans
 
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     from diziner.corpus.readers import read_corpus
-    from diziner.evaluate import score_spans
+    from diziner.evaluate import score_outputs
     from diziner.guideline import Guideline
     from diziner.llm.pool import load_pool
     from diziner.loop import RefineOptions, annotate_corpus, refine
@@ -77,16 +77,21 @@ def _run(args) -> int:
     base_out = out / "baseline" / "annotations.jsonl"
     if not base_out.exists():
         annotate_corpus(Guideline.initial(schema), docs, pool, base_out, quiet=args.quiet)
-    base = read_corpus(base_out)
-    base_spans = [s for d in docs for s in base.spans_of(d.id)]
-    base_per = {}
+    # every row on the one scoring path of bench and refine (snapped to tokens, docs/evaluation.md)
+    outputs = {"consensus": {d.id: read_corpus(base_out).spans_of(d.id) for d in docs}}
     for a in pool.ids:
         p = base_out.with_name(f"annotations.{a}.jsonl")
         if p.exists():
             c = read_corpus(p)
-            base_per[a] = score_spans([s for d in docs for s in gold[d.id]], [s for d in docs for s in c.spans_of(d.id)])["micro"]["f1"]
-    gold_all = [s for d in docs for s in gold[d.id]]
-    base_f1 = score_spans(gold_all, base_spans)["micro"]["f1"]
+            outputs[("annotator", a)] = {d.id: c.spans_of(d.id) for d in docs}
+    from diziner.annotate.naive import run_naive
+
+    for m, (_, sp) in run_naive(docs, schema, pool).items():
+        outputs[("naive", m)] = sp
+    f1 = {k: v["micro"]["f1"] for k, v in score_outputs(gold, outputs, docs).items()}
+    base_f1 = f1["consensus"]
+    base_per = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "annotator"}
+    naive = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "naive"}
     metrics = json.loads((out / "metrics.json").read_text())
     agree = metrics["agreement_by_iteration"]
     print()
@@ -96,6 +101,8 @@ def _run(args) -> int:
     print(f"  iteration-0 guideline: consensus {base_f1:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     consensus {res.final_f1.get('consensus', 0.0):.3f}  "
           + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus"))
+    print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
+          + "   (no guideline: what one model gives without diziner)")
     if res.selected_iteration == 0:
         print("  (selection kept the iteration-0 guideline: refinement did not raise agreement on this pilot)")
     print(f"guideline:   {out / 'final' / 'guideline.md'}")

@@ -82,3 +82,29 @@ async def annotate_naive(documents: list[Document], schema: Any, client: LLMClie
 
     await asyncio.gather(*(one(d) for d in documents))
     return {d.id: out[d.id] for d in documents if d.id in out}
+
+
+async def naive_by_model(documents: list[Document], schema: Any, pool: Any, clients: dict[str, LLMClient],
+                         k: int = NAIVE_SHOTS) -> dict[str, tuple[str, dict[str, list[Span]]]]:
+    """The plain prompt of each pool model (the first annotator of a model gives its client and
+    prompt style); model → (annotator id, document id → spans)."""
+    first: dict[str, Any] = {}
+    for a in pool.annotators:
+        first.setdefault(a.model, a)
+    return {m: (a.id, await annotate_naive(documents, schema, clients[a.id], a.prompt_style, annotator=a.id, k=k))
+            for m, a in first.items()}
+
+
+def run_naive(documents: list[Document], schema: Any, pool: Any, *, cache_path: Any = None,
+              k: int = NAIVE_SHOTS) -> dict[str, tuple[str, dict[str, list[Span]]]]:
+    """:func:`naive_by_model` with the pool's own clients (and its response cache)."""
+    from diziner.llm.factory import build_pool_clients, close_clients
+
+    async def go():
+        clients, sup, _ = build_pool_clients(pool, cache_path=cache_path)
+        try:
+            return await naive_by_model(documents, schema, pool, clients, k)
+        finally:
+            await close_clients(clients, sup)
+
+    return asyncio.run(go())
