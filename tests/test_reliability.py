@@ -95,3 +95,49 @@ def test_reliability_aggregation_selects_proposed_spans_whatever_the_order(mode)
     got = {(d, r["start"], r["end"], r["label"]) for d, rows in out.items() for r in rows}
     assert got <= proposed
     assert ("d1", 0, 12, "PER") in got and ("d2", 0, 11, "PER") in got  # unanimous spans stay
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("consensus", ("consensus", None, False)), ("union", ("vote", 0.0, False)), ("vote:0.25", ("vote", 0.25, False)),
+    ("vote", ("vote", 0.5, False)), ("reliability", ("reliability", None, False)),
+    ("Reliability:Label", ("reliability", None, True)),
+])
+def test_aggregation_text_forms(text, expect):
+    from diziner.analysis.aggregate import Aggregation
+
+    a = Aggregation.parse(text)
+    assert (a.method, a.min_support, a.per_label) == expect
+    assert Aggregation.parse(str(a)) == a  # the text form round-trips
+
+
+def test_aggregation_from_the_older_min_support_and_bad_forms():
+    from diziner.analysis.aggregate import Aggregation
+    from diziner.errors import DizinerError
+
+    assert Aggregation.parse(None, 0.0) == Aggregation("vote", 0.0)
+    assert Aggregation.parse("vote", 0.3) == Aggregation("vote", 0.3)
+    for bad, why in [("majority", "unknown aggregation"), ("vote:x", "must be a number"),
+                     ("vote:1.5", r"within \[0, 1\]")]:
+        with pytest.raises(DizinerError, match=why):
+            Aggregation.parse(bad)
+    with pytest.raises(DizinerError, match="applies to the span vote"):
+        Aggregation.parse("reliability", 0.5)
+
+
+def test_reliability_rows_carry_their_posterior():
+    docs, ann = _docs(), _ann()
+    out = aggregate(docs, ann, {"a": 1.0, "b": 1.0, "c": 1.0}, labels=["PER", "LOC"], reliability="annotator")
+    rows = [r for rows in out.values() for r in rows]
+    assert rows and all(0.5 < r["support"]["posterior"] <= 1.0 for r in rows)
+    assert all("posterior" not in r["support"] for rows in aggregate(docs, ann, {"a": 1, "b": 1, "c": 1}).values()
+               for r in rows)
+
+
+def test_cli_rejects_an_unknown_aggregation_in_one_line(tmp_path, examples_dir, capsys):
+    from diziner.cli import main
+
+    rc = main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
+               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r"), "--aggregation", "majority"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown aggregation 'majority'" in err and len(err.strip().splitlines()) <= 2
+    assert not (tmp_path / "r").exists()

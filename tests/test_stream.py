@@ -288,7 +288,7 @@ def test_paths_and_options():
             StreamPaths.of("x/res.jsonl", ["m1", reserved])
     assert StreamOptions(batch_size=10).window() == 20
     for bad in (StreamOptions(batch_size=0), StreamOptions(min_support=2.0), StreamOptions(weights="x"),
-                StreamOptions(percentile=101)):
+                StreamOptions(percentile=101), StreamOptions(aggregation="majority")):
         with pytest.raises(DizinerError):
             bad.check()
 

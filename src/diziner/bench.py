@@ -87,7 +87,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     res = analyze(documents, ann, labels=labels) if len(usable) >= 2 else None
     weights = dict(res.weights) if res else {usable[0]: 1.0}
     hot = res.to_json()["hotspots"] if res else None
-    cons = aggregate(documents, ann, weights, min_support=opts["refine"].final_min_support, hotspots=hot, labels=labels)
+    cons = aggregate(documents, ann, weights, hotspots=hot, labels=labels, **opts["refine"].aggregation().kwargs())
     union = aggregate(documents, ann, weights, min_support=0.0, labels=labels)
     # every system on one path (snapped to tokens, docs/evaluation.md); a document nobody answered has no output
     lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
@@ -148,7 +148,7 @@ def screening_sample(documents: list[Document], size: int, seed: int, disjoint_f
 async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = 13, iterations: int = 4,
                         sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
                         quiet: bool = False, command: str = "", naive: bool = True,
-                        disjoint_from: int | None = None, min_support: float | None = None) -> dict[str, Any]:
+                        disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
     from diziner.benchmarks.registry import load_split, schema_path
     from diziner.llm.factory import build_pool_clients, close_clients
     from diziner.loop import RefineOptions, refine_async
@@ -172,8 +172,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     ledger_path = ds_dir / "ledger.jsonl"
     clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
-    if min_support is not None:
-        opts.final_min_support = min_support
+    opts.final_aggregation = aggregation
+    opts.aggregation()  # a bad name fails before any call
     try:
         run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),
                                  quiet=quiet, command=command)
@@ -224,8 +224,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "naive_detail": naive_scores,
         "delivered": ss["consensus"]["f1"],
         "delivered_iteration0": s0["consensus"]["f1"],
-        "delivered_aggregation": ("token consensus" if opts.final_min_support is None
-                                  else f"span vote, min support {opts.final_min_support:g}"),
+        "delivered_aggregation": str(opts.aggregation()),
         "best_naive": best_naive,
         "best_iteration0_annotator": best_it0,
         "diff_ci95": {k: list(v) for k, v in diffs.items()},

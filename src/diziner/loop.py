@@ -62,7 +62,14 @@ class RefineOptions:
     freeze_goal: bool = False
     remove_goal: bool = False
     final_annotation: bool = True
-    final_min_support: float | None = None  # None = token-level weighted consensus (paper); 0 = union
+    final_min_support: float | None = None  # the span vote's threshold (0 = union); prefer final_aggregation
+    final_aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
+
+    def aggregation(self):
+        """The delivered aggregation (:class:`diziner.analysis.aggregate.Aggregation`)."""
+        from diziner.analysis.aggregate import Aggregation
+
+        return Aggregation.parse(self.final_aggregation, self.final_min_support)
     max_mentions: int = 32
     reask: int = 1
 
@@ -183,10 +190,13 @@ def _score(gold: dict[str, list[Span]], outputs: dict[str, dict[str, list[Span]]
     return {name: float(sc["micro"]["f1"]) for name, sc in score_outputs(gold, outputs, documents).items()}
 
 
-def _consensus_spans(documents, annotations, weights, min_support, hotspots=None, labels=None) -> dict[str, list[dict]]:
+def _consensus_spans(documents, annotations, weights, aggregation, hotspots=None, labels=None) -> dict[str, list[dict]]:
+    """The delivered aggregation (an :class:`~diziner.analysis.aggregate.Aggregation` or its text)."""
     from diziner.analysis import aggregate
+    from diziner.analysis.aggregate import Aggregation
 
-    return aggregate(documents, annotations, weights, min_support=min_support, hotspots=hotspots, labels=labels)
+    agg = Aggregation.parse(aggregation)
+    return aggregate(documents, annotations, weights, hotspots=hotspots, labels=labels, **agg.kwargs())
 
 
 def _spans_from_dicts(doc_id: str, rows: list[dict]) -> list[Span]:
@@ -543,7 +553,7 @@ async def _refine_impl(
                     failures=failures,
                 )
                 if gold is not None:
-                    cons = _consensus_spans(sample, annotations, rec.weights, opts.final_min_support, analysis["hotspots"],
+                    cons = _consensus_spans(sample, annotations, rec.weights, opts.aggregation(), analysis["hotspots"],
                                            schema.label_names)
                     rec.f1 = _score(gold, {**{a: annotations[a] for a in usable},
                                            "consensus": {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}}, sample)
@@ -681,7 +691,7 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         atomic.write_json(fdir / "analysis.json", analysis)
         atomic.write_text(fdir / "report.md", result.to_markdown())
         weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-    cons = _consensus_spans(documents, annotations, weights, opts.final_min_support, hotspots, schema.label_names)
+    cons = _consensus_spans(documents, annotations, weights, opts.aggregation(), hotspots, schema.label_names)
     rows, lost = delivered_rows(documents, runs, cons, usable)
     atomic.write_jsonl(fdir / "failed.jsonl", lost)
     atomic.write_jsonl(fdir / "annotations.jsonl", rows)
@@ -717,20 +727,26 @@ def annotate_corpus(
     min_support: float | None = None,
     quiet: bool = False,
     options: RefineOptions | None = None,
+    aggregation: str | None = None,
 ) -> dict[str, Any]:
     """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate.
 
     Writes the consensus JSONL to ``out`` (rows of documents some annotators failed on carry
     ``"failed"``; :func:`delivered_rows`), the documents nobody answered to
     ``<out stem>.failed.jsonl`` and each annotator's file beside it
-    (``<out stem>.<annotator>.jsonl``). Returns a summary.
+    (``<out stem>.<annotator>.jsonl``). Returns a summary. ``aggregation`` (text, see
+    :class:`~diziner.analysis.aggregate.Aggregation`; ``min_support`` alone = ``vote:X``)
+    defaults to the project default.
     """
+    from diziner.analysis.aggregate import Aggregation
+
+    agg = Aggregation.parse(aggregation, min_support)
     return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
-                                              no_cache=no_cache, budget_usd=budget_usd, min_support=min_support, quiet=quiet,
+                                              no_cache=no_cache, budget_usd=budget_usd, aggregation=agg, quiet=quiet,
                                               options=options or RefineOptions()))
 
 
-async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, min_support, quiet, options):
+async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, aggregation, quiet, options):
     from diziner.analysis import analyze
 
     if clients is None:
@@ -759,7 +775,7 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         if len(usable) >= 2:
             analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
             weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-        cons = _consensus_spans(documents, annotations, weights, min_support, hotspots, guideline.schema_.label_names)
+        cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, guideline.schema_.label_names)
         rows, lost = delivered_rows(documents, runs, cons, usable)
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
         atomic.write_jsonl(out, rows)

@@ -76,7 +76,8 @@ class StreamOptions:
 
     batch_size: int = 256
     weight_sample: int | None = None  # documents of the weight window; None = 2 × batch_size
-    min_support: float | None = None  # None = token-level weighted consensus; 0 = union
+    min_support: float | None = None  # the span vote's threshold (0 = union); prefer aggregation
+    aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
     weights: str = "f1"  # f1 | hybrid
     percentile: float = 80.0
     reask: int = 1
@@ -99,6 +100,13 @@ class StreamOptions:
             raise DizinerError(f"unknown weights mode {self.weights!r} (use f1 or hybrid)")
         if not 0.0 <= self.percentile <= 100.0:
             raise DizinerError(f"percentile must be within [0, 100] (got {self.percentile})")
+        self.agg()
+
+    def agg(self):
+        """The aggregation (:class:`diziner.analysis.aggregate.Aggregation`)."""
+        from diziner.analysis.aggregate import Aggregation
+
+        return Aggregation.parse(self.aggregation, self.min_support)
 
 
 @dataclass
@@ -362,6 +370,7 @@ async def annotate_stream_async(
         "weights_mode": opts.weights,
         "percentile": opts.percentile,
         "min_support": opts.min_support,
+        "aggregation": str(opts.agg()),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     state = _load_state(paths, expect)
@@ -484,8 +493,7 @@ async def annotate_stream_async(
                 if usable:
                     annotations = {a: annotations_by_doc(runs[a]) for a in usable}
                     hot = batch_hotspots(batch, annotations, weights, labels, threshold, opts.percentile)
-                    cons = aggregate(batch, annotations, weights, min_support=opts.min_support, hotspots=hot,
-                                     labels=labels)
+                    cons = aggregate(batch, annotations, weights, hotspots=hot, labels=labels, **opts.agg().kwargs())
                 rows, lost = delivered_rows(batch, runs, cons, usable)
                 cons_lines = [json.dumps(r, ensure_ascii=False) for r in rows]
                 lost_lines = [json.dumps(r, ensure_ascii=False) for r in lost]

@@ -28,6 +28,8 @@ and the mean over its tokens of ``p`` of the span's tag (B on the first token, I
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from diziner.analysis import scores as S
@@ -35,7 +37,70 @@ from diziner.analysis.consensus import select_spans
 from diziner.analysis.core import answered_matrix, collect_labels
 from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
-from diziner.errors import InputError
+from diziner.errors import DizinerError, InputError
+
+
+DEFAULT_AGGREGATION = "consensus"
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """How the delivered annotation is chosen among the proposed spans.
+
+    Written as text (CLI ``--aggregation``, options, run.json): ``consensus`` (token
+    consensus), ``union`` (= ``vote:0``), ``vote:X`` (span vote, weight ≥ X),
+    ``reliability`` (annotator reliabilities fitted without gold,
+    :mod:`diziner.analysis.reliability`) or ``reliability:label`` (per annotator and label).
+    """
+
+    method: str = "consensus"
+    min_support: float | None = None
+    per_label: bool = False
+
+    @classmethod
+    def parse(cls, text: "str | Aggregation | None", min_support: float | None = None) -> "Aggregation":
+        """Read the text form; a bare ``min_support`` (the older option) means ``vote:min_support``."""
+        if isinstance(text, Aggregation):
+            return text
+        if text is None:
+            return cls("vote", float(min_support)) if min_support is not None else cls.parse(DEFAULT_AGGREGATION)
+        t = str(text).strip().lower()
+        if min_support is not None and not t.startswith("vote"):
+            raise DizinerError(f"min_support applies to the span vote, not to aggregation {text!r}")
+        if t == "consensus":
+            return cls("consensus")
+        if t == "union":
+            return cls("vote", 0.0)
+        if t in ("reliability", "reliability:annotator"):
+            return cls("reliability")
+        if t == "reliability:label":
+            return cls("reliability", per_label=True)
+        if t == "vote" or t.startswith("vote:"):
+            raw = t.partition(":")[2] or (None if min_support is None else str(min_support))
+            try:
+                x = float(raw) if raw is not None else 0.5
+            except ValueError:
+                raise DizinerError(f"aggregation {text!r}: the vote threshold must be a number") from None
+            if not 0.0 <= x <= 1.0:
+                raise DizinerError(f"aggregation {text!r}: the vote threshold must be within [0, 1]")
+            return cls("vote", x)
+        raise DizinerError(f"unknown aggregation {text!r}; use consensus, union, vote:X, reliability "
+                         "or reliability:label")
+
+    def __str__(self) -> str:
+        if self.method == "vote":
+            return "union" if self.min_support == 0 else f"vote:{self.min_support:g}"
+        if self.method == "reliability":
+            return "reliability:label" if self.per_label else "reliability"
+        return "consensus"
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of :func:`aggregate`."""
+        if self.method == "vote":
+            return {"min_support": self.min_support}
+        if self.method == "reliability":
+            return {"reliability": "label" if self.per_label else "annotator"}
+        return {}
 
 
 def _hot_mask_from_dicts(index: TokenIndex, hotspots: list[dict]) -> np.ndarray:
@@ -113,9 +178,10 @@ def aggregate(
     doc_of = index.doc_of_token[starts].tolist()
     c0s = index.char_start[starts].tolist()
     c1s = index.char_end[np.maximum(ends - 1, 0)].tolist()
-    for d, c0, c1, lab, row, sup_i, ts_i, hot_i in zip(
+    post = choice.posterior.tolist() if choice.posterior is not None else [None] * len(rows)
+    for d, c0, c1, lab, row, sup_i, ts_i, hot_i, post_i in zip(
         doc_of, c0s, c1s, labs.tolist(), rows, choice.support.tolist(), np.clip(choice.token_support, 0.0, 1.0).tolist(),
-        span_hot.tolist()
+        span_hot.tolist(), post
     ):
         doc = documents[d]
         who = [k for k, m in enumerate(row) if m]
@@ -129,6 +195,7 @@ def aggregate(
                     "annotators": [names[k] for k in who],
                     "weight": round(sup_i, 6),
                     "token_support": round(ts_i, 4),
+                    **({} if post_i is None else {"posterior": round(post_i, 4)}),
                 },
                 "hotspot": hot_i,
             }

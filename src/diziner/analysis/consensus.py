@@ -44,6 +44,7 @@ class SpanChoice:
     support: np.ndarray  # S(c): weight of the annotators who proposed exactly this span
     token_support: np.ndarray  # T(c)
     proposers: np.ndarray  # K × C booleans
+    posterior: np.ndarray | None = None  # P(true) under fitted reliabilities (reliability mode only)
 
     def tags(self, n: int, dtype=np.int16) -> np.ndarray:
         return encode(self.starts, self.ends, self.labels, n, dtype=dtype)
@@ -107,8 +108,8 @@ def select_spans(
             raise ValueError(f"reliability must be 'annotator' or 'label', got {reliability!r}")
         ans = (W > 0) if answered is None else np.asarray(answered, dtype=bool)
         rel = estimate(proposers, ans[:, cs], support, cl, n_labels, per_label=reliability == "label")
-        support = rel.posterior
-        ok = support > 0.5 + TIE_EPS
+        posterior = rel.posterior
+        ok = posterior > 0.5 + TIE_EPS
     elif min_support is None:
         ok = entity_support > 0.5 + TIE_EPS
     else:
@@ -116,6 +117,7 @@ def select_spans(
     idx = np.flatnonzero(ok)
     cs, ce, cl, support, token_support, proposers = (
         cs[idx], ce[idx], cl[idx], support[idx], token_support[idx], proposers[:, idx])
+    rank = support if reliability is None else posterior[idx]  # what overlaps are resolved by first
     # candidates are sorted by key = (start, end, label): a candidate overlapping no other
     # is kept without a contest; the rest are resolved greedily by the tie rule
     keep = np.ones(len(cs), dtype=bool)
@@ -128,11 +130,12 @@ def select_spans(
         if len(cidx):
             keep[cidx] = False
             order = cidx[np.lexsort((cl[cidx], cs[cidx], -(ce[cidx] - cs[cidx]),
-                                     -np.round(token_support[cidx], 9), -np.round(support[cidx], 9)))]
+                                     -np.round(token_support[cidx], 9), -np.round(rank[cidx], 9)))]
             taken = np.zeros(n, dtype=bool)
             for i in order.tolist():
                 if not taken[cs[i] : ce[i]].any():
                     taken[cs[i] : ce[i]] = True
                     keep[i] = True
     sel = np.flatnonzero(keep)  # already sorted by start
-    return SpanChoice(cs[sel], ce[sel], cl[sel], support[sel], token_support[sel], proposers[:, sel])
+    return SpanChoice(cs[sel], ce[sel], cl[sel], support[sel], token_support[sel], proposers[:, sel],
+                      None if reliability is None else rank[sel])

@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
                                    help="Also score each pool model with a plain 3-shot prompt (no guideline) on the test sample."),
         disjoint_from: Optional[int] = typer.Option(None, help="Screening: draw the test sample from outside the N-sentence "
                                                     "sample of the same seed (the reported one), e.g. --disjoint-from 300."),
-        min_support: Optional[float] = typer.Option(None, help="Delivered aggregation: span vote with this weight (0 = union); "
-                                                    "default as refine."),
+        aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation (as refine --aggregation); "
+                                                  "default the project's."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
         no_cache: bool = typer.Option(False, "--no-cache"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and token estimate; call nothing."),
@@ -66,11 +66,11 @@ def register(app: typer.Typer) -> None:
         command = (f"diziner bench {' '.join(datasets)} --pool {pool} --out {out} --test-size {test_size} --seed {seed} "
                    f"--iterations {iterations} --sample-size {sample_size}" + (" --oracle-all" if oracle_all else "")
                    + ("" if naive else " --no-naive") + (f" --disjoint-from {disjoint_from}" if disjoint_from else "")
-                   + (f" --min-support {min_support:g}" if min_support is not None else ""))
+                   + (f" --aggregation {aggregation}" if aggregation is not None else ""))
         results = run_bench(datasets, pl, out, test_size=test_size, seed=seed, iterations=iterations,
                             sample_size=sample_size, oracle_all=oracle_all, cache_path=cache, no_cache=no_cache,
                             quiet=quiet, command=command, naive=naive, disjoint_from=disjoint_from,
-                            min_support=min_support)
+                            aggregation=aggregation)
         for r in results:
             nv = ", ".join(f"{m} {v:.3f}" for m, v in r["naive"].items())
             typer.echo(f"{r['dataset']}: delivered F1 {r['delivered_iteration0']:.3f} -> {r['delivered']:.3f} "

@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
         percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over disputed tokens."),
         weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
         max_change_ratio: float = typer.Option(DEFAULT_MAX_CHANGE_RATIO, help="Largest allowed change between consecutive guidelines."),
-        min_support: Optional[float] = typer.Option(None, help="Final aggregation: span vote with this weight (0 = union); default token consensus."),
+        min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
+        aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
+                                                  "reliability | reliability:label (default: the project's, docs/analysis.md)."),
         no_final: bool = typer.Option(False, help="Skip annotating the whole corpus with the selected guideline."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
@@ -113,7 +115,8 @@ def register(app: typer.Typer) -> None:
                              weights=weights, patience=patience, drop_low_agreement=drop_low_agreement,
                              supervisor=supervisor, max_change_ratio=max_change_ratio, gold_supervised=gold_supervised,
                              freeze_goal=freeze_goal, remove_goal=remove_goal, final_annotation=not no_final,
-                             final_min_support=min_support)
+                             final_min_support=min_support, final_aggregation=aggregation)
+        opts.aggregation()  # a bad --aggregation is a one-line error before any call
         if dry_run:
             pilot = min(len(docs), iterations * sample_size)
             g0 = Guideline.initial(sch)
@@ -148,7 +151,9 @@ def register(app: typer.Typer) -> None:
         texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL or CoNLL)."),
         out: Path = typer.Option(..., "--out", help="Output JSONL (consensus spans with support); per-annotator files beside it."),
         fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts (default: detect)."),
-        min_support: Optional[float] = typer.Option(None, help="Span vote with this weight (0 = union); default token consensus."),
+        min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
+        aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
+                                                  "reliability | reliability:label (default: the project's, docs/analysis.md)."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
@@ -183,7 +188,7 @@ def register(app: typer.Typer) -> None:
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
         sopts = StreamOptions(batch_size=batch_size, weight_sample=weight_sample, min_support=min_support,
-                              weights=weights, percentile=percentile)
+                              aggregation=aggregation, weights=weights, percentile=percentile)
         summary = annotate_file(g, texts, pl, out, fmt=fmt, count=not (quiet or as_json), options=sopts,
                                 cache_path=cache, no_cache=no_cache, budget_usd=budget, quiet=quiet or as_json)
         if as_json:
