@@ -316,3 +316,40 @@ def test_batch_hotspots_match_the_analysis_on_a_two_annotator_type_confusion_and
     assert expect == [("a", 0, 2)]
     got = batch_hotspots(docs, ann, res.weights, labels, res.arrays.threshold)
     assert [(h["document"], h["token_start"], h["token_end"]) for h in got] == expect
+
+
+def test_the_pool_chooses_the_aggregation_and_the_command_line_wins(server, guideline, tmp_path: Path, capsys):
+    from diziner.analysis import aggregate
+    from diziner.cli import main
+    from diziner.corpus.model import Span
+
+    docs = make_docs(120, seed=5)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    gpath = tmp_path / "guideline.yaml"
+    gpath.write_text(guideline.to_yaml())
+    pool = tmp_path / "pool.yaml"
+    body = "annotators:\n" + "".join(
+        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
+        for a in ("a", "b"))
+    pool.write_text(body + "aggregation: union\n")
+    common = ["--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--cache", str(tmp_path / "c.sqlite"),
+              "--batch-size", "200", "--quiet"]
+    assert main(["annotate", *common, "--out", str(tmp_path / "u" / "out.jsonl")]) == 0
+    assert main(["annotate", *common, "--out", str(tmp_path / "c" / "out.jsonl"), "--aggregation", "consensus"]) == 0
+
+    def spans(path):
+        return {r["id"]: [(s["start"], s["end"], s["label"]) for s in r["spans"]] for r in lines(path)}
+
+    per = {a: {r["id"]: [Span(r["id"], s["start"], s["end"], s["label"], s.get("text", "")) for s in r["spans"]]
+               for r in lines(tmp_path / "u" / f"out.{a}.jsonl")} for a in ("a", "b")}
+    union = aggregate(docs, per, {"a": 0.5, "b": 0.5}, min_support=0.0, labels=guideline.schema_.label_names)
+    got_u, got_c = spans(tmp_path / "u" / "out.jsonl"), spans(tmp_path / "c" / "out.jsonl")
+    assert got_u == {d: [(s["start"], s["end"], s["label"]) for s in rows] for d, rows in union.items()}
+    n_u, n_c = sum(map(len, got_u.values())), sum(map(len, got_c.values()))
+    assert n_u > n_c > 0  # the annotators disagree: the union keeps more than the consensus
+    # a name the project does not know is the pool file's one-line error
+    pool.write_text(body + "aggregation: majority\n")
+    assert main(["annotate", *common, "--out", str(tmp_path / "x" / "out.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "pool.yaml" in err and "unknown aggregation 'majority'" in err and len(err.strip().splitlines()) <= 2

@@ -172,7 +172,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     ledger_path = ds_dir / "ledger.jsonl"
     clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
-    opts.final_aggregation = aggregation
+    opts.final_aggregation = aggregation if aggregation is not None else pool.aggregation
     opts.aggregation()  # a bad name fails before any call
     try:
         run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),

@@ -23,6 +23,7 @@ iteration come from the response cache (no network call is repeated).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -460,6 +461,8 @@ async def _refine_impl(
     from diziner.sampling import iteration_sets
 
     opts = options or RefineOptions()
+    if opts.final_aggregation is None and opts.final_min_support is None and getattr(pool, "aggregation", None):
+        opts = dataclasses.replace(opts, final_aggregation=pool.aggregation)  # the pool's, unless told otherwise
     out = Path(out)
     if not documents:
         raise DizinerError("no documents to annotate")
@@ -740,6 +743,8 @@ def annotate_corpus(
     """
     from diziner.analysis.aggregate import Aggregation
 
+    if aggregation is None and min_support is None:
+        aggregation = getattr(pool, "aggregation", None)  # the pool's, unless told otherwise
     agg = Aggregation.parse(aggregation, min_support)
     return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
                                               no_cache=no_cache, budget_usd=budget_usd, aggregation=agg, quiet=quiet,

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -356,6 +357,8 @@ async def annotate_stream_async(
     from diziner.loop import Progress, _usable, annotations_by_doc, delivered_rows
 
     opts = options or StreamOptions()
+    if opts.aggregation is None and opts.min_support is None and getattr(pool, "aggregation", None):
+        opts = dataclasses.replace(opts, aggregation=pool.aggregation)  # the pool's, unless told otherwise
     opts.check()
     out = Path(out)
     ids = [a.id for a in pool.annotators]

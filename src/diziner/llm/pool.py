@@ -137,9 +137,25 @@ class Pool(BaseModel):
     annotators: list[AnnotatorConfig] = Field(min_length=1)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     global_concurrency: int = Field(default=64, ge=1)
+    # the delivered aggregation for this pool (consensus | union | vote:X | reliability[:label]);
+    # None = the project default; a command-line --aggregation or --min-support wins
+    aggregation: str | None = None
 
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("aggregation")
+    @classmethod
+    def _known_aggregation(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from diziner.analysis.aggregate import Aggregation
+        from diziner.errors import DizinerError
+
+        try:
+            return str(Aggregation.parse(v))
+        except DizinerError as e:
+            raise ValueError(str(e)) from None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Pool":
