@@ -103,7 +103,7 @@ def test_reliability_aggregation_selects_proposed_spans_whatever_the_order(mode)
     ("Reliability:Label", ("reliability", None, True)),
 ])
 def test_aggregation_text_forms(text, expect):
-    from diziner.analysis.aggregate import Aggregation
+    from diziner.aggregation import Aggregation
 
     a = Aggregation.parse(text)
     assert (a.method, a.min_support, a.per_label) == expect
@@ -111,7 +111,7 @@ def test_aggregation_text_forms(text, expect):
 
 
 def test_aggregation_from_the_older_min_support_and_bad_forms():
-    from diziner.analysis.aggregate import Aggregation
+    from diziner.aggregation import Aggregation
     from diziner.errors import DizinerError
 
     assert Aggregation.parse(None, 0.0) == Aggregation("vote", 0.0)

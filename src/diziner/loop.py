@@ -37,7 +37,7 @@ from diziner.errors import DizinerError
 from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
 from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO
-from diziner.testing.faults import maybe_kill
+from diziner.faultpoints import maybe_kill
 
 log = logging.getLogger("diziner.loop")
 
@@ -68,7 +68,7 @@ class RefineOptions:
 
     def aggregation(self):
         """The delivered aggregation (:class:`diziner.analysis.aggregate.Aggregation`)."""
-        from diziner.analysis.aggregate import Aggregation
+        from diziner.aggregation import Aggregation
 
         return Aggregation.parse(self.final_aggregation, self.final_min_support)
     max_mentions: int = 32
@@ -194,7 +194,7 @@ def _score(gold: dict[str, list[Span]], outputs: dict[str, dict[str, list[Span]]
 def _consensus_spans(documents, annotations, weights, aggregation, hotspots=None, labels=None) -> dict[str, list[dict]]:
     """The delivered aggregation (an :class:`~diziner.analysis.aggregate.Aggregation` or its text)."""
     from diziner.analysis import aggregate
-    from diziner.analysis.aggregate import Aggregation
+    from diziner.aggregation import Aggregation
 
     agg = Aggregation.parse(aggregation)
     return aggregate(documents, annotations, weights, hotspots=hotspots, labels=labels, **agg.kwargs())
@@ -741,7 +741,7 @@ def annotate_corpus(
     :class:`~diziner.analysis.aggregate.Aggregation`; ``min_support`` alone = ``vote:X``)
     defaults to the project default.
     """
-    from diziner.analysis.aggregate import Aggregation
+    from diziner.aggregation import Aggregation
 
     if aggregation is None and min_support is None:
         aggregation = getattr(pool, "aggregation", None)  # the pool's, unless told otherwise

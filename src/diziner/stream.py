@@ -105,7 +105,7 @@ class StreamOptions:
 
     def agg(self):
         """The aggregation (:class:`diziner.analysis.aggregate.Aggregation`)."""
-        from diziner.analysis.aggregate import Aggregation
+        from diziner.aggregation import Aggregation
 
         return Aggregation.parse(self.aggregation, self.min_support)
 

@@ -149,7 +149,7 @@ class Pool(BaseModel):
     def _known_aggregation(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from diziner.analysis.aggregate import Aggregation
+        from diziner.aggregation import Aggregation
         from diziner.errors import DizinerError
 
         try:

@@ -55,7 +55,7 @@ from diziner.supervise.validate import (
     restore_instruction,
     validate_instructions,
 )
-from diziner.testing.faults import maybe_kill
+from diziner.faultpoints import maybe_kill
 
 __all__ = [
     "TEMPLATE_VERSION",

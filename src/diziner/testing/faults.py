@@ -1,18 +1,5 @@
-"""Fault hooks and scripted answers for reliability tests (see docs/reliability.md).
-
-``maybe_kill(point)`` kills the running process with SIGKILL when the environment
-variable ``DIZINER_TEST_KILL_AT`` names ``point`` (optionally ``point:N`` — the N-th time
-the point is reached, 1-based). It is a no-op otherwise and costs one dict lookup, so the
-loop can call it at its named points:
-
-============================  ==========================================================
-``annotate_doc``              after an (annotator, document) result arrived
-``analysis``                  after an iteration's analysis.json / report.md are written
-``supervisor``                after an iteration's supervisor outputs are written
-``supervise_phase1..4``       inside the LLM supervisor, after phase N answered validly
-``final_write``               between final/guideline.yaml and final/guideline.md
-``final_annotations``         after final/annotations.jsonl, before final/done.json
-============================  ==========================================================
+"""Scripted answers for reliability tests (see docs/reliability.md); the kill points
+(:func:`maybe_kill`) live in :mod:`diziner.faultpoints` and are re-exported here.
 
 The responders make a :class:`~diziner.testing.server.TestServer` behave like a pool of
 different models: :func:`annotator_responder` tags capitalised words of the fenced
@@ -24,30 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import signal
 import zlib
 from collections.abc import Callable
 from typing import Any
 
-KILL_ENV = "DIZINER_TEST_KILL_AT"
-KILL_POINTS = ("annotate_doc", "analysis", "supervise_phase1", "supervise_phase2", "supervise_phase3",
-               "supervise_phase4", "supervisor", "final_write", "final_annotations")
-_hits: dict[str, int] = {}
-
-
-def maybe_kill(point: str) -> None:
-    """SIGKILL this process if ``$DIZINER_TEST_KILL_AT`` is ``point`` or ``point:N`` (N-th hit)."""
-    spec = os.environ.get(KILL_ENV)
-    if not spec:
-        return
-    name, _, nth = spec.partition(":")
-    if name != point:
-        return
-    _hits[point] = _hits.get(point, 0) + 1
-    if _hits[point] >= (int(nth) if nth.isdigit() else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+from diziner.faultpoints import KILL_ENV, KILL_POINTS, maybe_kill  # noqa: F401  (re-exported for tests)
 
 
 # ----------------------------------------------------------------------------- scripted answers
