@@ -39,6 +39,8 @@ def test_bench_writes_documented_results(tmp_path, shared_benchmarks, monkeypatc
     assert set(r["naive"]) == {"m-one", "m-two", "m-three"}
     assert all(0.0 < v <= 1.0 for v in r["naive"].values()), r["naive"]
     assert all(d["answered"] == 30 and d["shots"] == 3 for d in r["naive_detail"].values())
+    # the pool names no aggregation: the project default (the token consensus) is delivered
+    assert r["delivered_aggregation"] == "consensus"
     assert r["delivered"] == r["consensus_refined"] and r["delivered_iteration0"] == r["consensus_iteration0"]
     assert r["best_naive"] in r["naive"] and r["best_iteration0_annotator"] in r["iteration0"]
     for key in ("delivered_minus_best_naive", "delivered_minus_best_iteration0_annotator",
@@ -82,3 +84,24 @@ def test_screening_sample_is_disjoint_from_the_reported_one(shared_benchmarks):
     assert len(screen) == 100 and not reported & {d.id for d in screen}
     assert [d.id for d in screen] == [d.id for d in screening_sample(docs, 100, 13, disjoint_from=300)]
     assert [d.id for d in screening_sample(docs, 300, 13, None)] == [d.id for d in fixed_sample(docs, 300, 13)]
+
+
+def test_bench_delivers_the_pools_aggregation(tmp_path, shared_benchmarks, monkeypatch):
+    from diziner.benchmarks.registry import DATASETS
+    from diziner.cli import main
+
+    monkeypatch.setenv("BENCH_KEY", "sk-test")
+    labels = list(DATASETS["bc5cdr"].labels)
+    with TestServer(responder=annotator_responder(labels)) as srv:
+        pool = server_pool(srv.base_url, ["m-one", "m-two"], key_env="BENCH_KEY")
+        pool["aggregation"] = "union"
+        pool_file = tmp_path / "pool.yaml"
+        pool_file.write_text(yaml.safe_dump(pool))
+        out = tmp_path / "bench"
+        assert main(["bench", "bc5cdr", "--pool", str(pool_file), "--out", str(out), "--test-size", "20",
+                     "--iterations", "1", "--sample-size", "5", "--cache", str(tmp_path / "c.sqlite"), "--quiet",
+                     "--no-naive"]) == 0
+    r = json.loads((out / "bc5cdr.json").read_text())
+    assert r["delivered_aggregation"] == "union" and r["naive"] == {} and "delivered_minus_best_naive" not in r["diff_ci95"]
+    assert r["delivered"] == r["union_refined"] != r["consensus_refined"]
+    assert r["command"].endswith("--no-naive")

@@ -60,7 +60,8 @@ def test_demo_runs_and_prints_the_comparison(tmp_path, capsys):
     rc = main(["--out", str(tmp_path / "demo"), "--iterations", "2", "--sample-size", "3", "--limit", "6", "--quiet"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "iteration-0 guideline: consensus" in out and "refined guideline:" in out
+    assert "iteration-0 guideline: delivered" in out and "refined guideline:     delivered" in out
+    assert "the union of the annotators" in out  # the embedded pool delivers the union (examples/pool-local.yaml)
     assert "selected iteration" in out
     # the plain-prompt row: one F1 per pool model (gemma-3-270m, smollm2-135m)
     line = next(x for x in out.splitlines() if "plain 3-shot prompt:" in x)

@@ -87,34 +87,38 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     res = analyze(documents, ann, labels=labels) if len(usable) >= 2 else None
     weights = dict(res.weights) if res else {usable[0]: 1.0}
     hot = res.to_json()["hotspots"] if res else None
-    cons = aggregate(documents, ann, weights, hotspots=hot, labels=labels, **opts["refine"].aggregation().kwargs())
+    delivered = aggregate(documents, ann, weights, hotspots=hot, labels=labels, **opts["refine"].aggregation().kwargs())
+    cons = aggregate(documents, ann, weights, hotspots=hot, labels=labels)  # the token consensus, always reported
     union = aggregate(documents, ann, weights, min_support=0.0, labels=labels)
     # every system on one path (snapped to tokens, docs/evaluation.md); a document nobody answered has no output
     lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
     answered = {d.id for d in documents} - set(lost)
     cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items() if d in answered}
     union_spans = {d: _spans_from_dicts(d, rows) for d, rows in union.items() if d in answered}
+    delivered_spans = {d: _spans_from_dicts(d, rows) for d, rows in delivered.items() if d in answered}
     scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, "consensus": cons_spans,
-                                  "union": union_spans}, documents)
+                                  "union": union_spans, "delivered": delivered_spans}, documents)
     per = {}
     for a in usable:
         sc = scores[("annotator", a)]
         per[a] = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
                   "macro_f1": sc["macro"]["f1"], "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")}
-    sc, usc = scores["consensus"], scores["union"]
+    sc, usc, dsc = scores["consensus"], scores["union"], scores["delivered"]
     usage = summarise(ledger.records[i0:])["total"]
     return {
         "annotators": per,
         "consensus": {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
                       "macro_f1": sc["macro"]["f1"]},
         "union": {"f1": usc["micro"]["f1"], "precision": usc["micro"]["precision"], "recall": usc["micro"]["recall"]},
+        "delivered": {"f1": dsc["micro"]["f1"], "precision": dsc["micro"]["precision"], "recall": dsc["micro"]["recall"],
+                      "macro_f1": dsc["macro"]["f1"], "aggregation": str(opts["refine"].aggregation())},
         "failed_documents": lost,
         "mean_pairwise_f1": float(res.mean_agreement) if res else None,
         "weights": weights,
         "calls": usage["calls"], "cached": usage["cached"], "tokens_in": usage["tokens_in"],
         "tokens_out": usage["tokens_out"], "cost_usd": usage["cost_usd"],
         "wall_s": round(time.time() - t0, 1),
-        "_ann": ann, "_cons": cons_spans,
+        "_ann": ann, "_cons": cons_spans, "_delivered": delivered_spans,
     }
 
 
@@ -192,15 +196,17 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     s0, ss = systems[0], systems[sel]
     ids = [d.id for d in test_docs]
     ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], ids)
+    dci = _bootstrap_diff_ci(test_gold, s0["_delivered"], ss["_delivered"], ids)
     # the delivered output (what refine writes: the aggregation of the selected guideline's
     # annotations) against what a user has without it; paired bootstrap over sentences
     best_it0 = max(s0["annotators"], key=lambda a: s0["annotators"][a]["f1"])
-    diffs = {"delivered_minus_delivered_iteration0": ci,
-             "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(test_gold, s0["_ann"][best_it0], ss["_cons"], ids)}
+    diffs = {"delivered_minus_delivered_iteration0": dci,
+             "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(test_gold, s0["_ann"][best_it0],
+                                                                             ss["_delivered"], ids)}
     best_naive = None
     if naive_scores:
         best_naive = max(naive_scores, key=lambda m: naive_scores[m]["f1"])
-        diffs["delivered_minus_best_naive"] = _bootstrap_diff_ci(test_gold, naive_spans[best_naive], ss["_cons"], ids)
+        diffs["delivered_minus_best_naive"] = _bootstrap_diff_ci(test_gold, naive_spans[best_naive], ss["_delivered"], ids)
     # agreement vs F1 across annotators and iterations, on the pilot samples (dev gold: reporting only)
     xs, ys = [], []
     for r in run.iterations:
@@ -222,8 +228,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "refined": {a: v["f1"] for a, v in ss["annotators"].items()},
         "naive": {m: v["f1"] for m, v in naive_scores.items()},
         "naive_detail": naive_scores,
-        "delivered": ss["consensus"]["f1"],
-        "delivered_iteration0": s0["consensus"]["f1"],
+        "delivered": ss["delivered"]["f1"],
+        "delivered_iteration0": s0["delivered"]["f1"],
         "delivered_aggregation": str(opts.aggregation()),
         "best_naive": best_naive,
         "best_iteration0_annotator": best_it0,
@@ -272,15 +278,17 @@ def markdown_row(r: dict[str, Any]) -> str:
     agr = " → ".join(f"{v:.3f}" for v in r["agreement_by_iteration"].values())
     return (f"| {r['dataset']} | {r['test_size']} | {naive} | {per} | "
             f"{r.get('delivered_iteration0', r['consensus_iteration0']):.3f}→{r.get('delivered', r['consensus_refined']):.3f} "
-            f"[{lo:+.3f}, {hi:+.3f}] | {vs_naive_s} | {vs_it0_s} | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | "
+            f"[{lo:+.3f}, {hi:+.3f}] | {r.get('delivered_aggregation', 'consensus')} | {vs_naive_s} | {vs_it0_s} | "
+            f"{r['consensus_iteration0']:.3f}→{r['consensus_refined']:.3f} | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | "
             f"{agr} | {r['selected_iteration']} | {'n/a' if pr is None else f'{pr:.2f}'} | "
             f"{r['calls']} ({r['cache_hits']} cached) | {r['wall_s']:.0f} |")
 
 
 MD_HEADER = ("| dataset | test n | naive F1 (" + "{models}" + ") | per annotator F1 (it0→refined; " + "{ids}" + ") | "
-             "delivered F1 it0→refined [95% CI of diff] | delivered − best naive [CI] | delivered − best it0 annotator [CI] | "
-             "union F1 | agreement by iteration | selected | r(agreement, F1) | calls | wall s |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+             "delivered F1 it0→refined [95% CI of diff] | aggregation | delivered − best naive [CI] | "
+             "delivered − best it0 annotator [CI] | consensus F1 | union F1 | agreement by iteration | selected | "
+             "r(agreement, F1) | calls | wall s |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def run_bench(datasets: list[str], pool, out: Path, **kw) -> list[dict[str, Any]]:

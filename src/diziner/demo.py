@@ -98,8 +98,10 @@ def _run(args) -> int:
     print("agreement (mean pairwise strict span F1) by iteration: " + ", ".join(f"{k}: {v:.3f}" for k, v in agree.items()))
     print(f"selected iteration (label-free, by agreement): {res.selected_iteration}")
     print(f"F1 vs gold on all {len(docs)} documents (gold used only for this score):")
-    print(f"  iteration-0 guideline: consensus {base_f1:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
-    print(f"  refined guideline:     consensus {res.final_f1.get('consensus', 0.0):.3f}  "
+    agg = str(opts.aggregation() if pool.aggregation is None else pool.aggregation)
+    print(f"(delivered = what refine writes: the {agg} of the annotators)")
+    print(f"  iteration-0 guideline: delivered {base_f1:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
+    print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "
           + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus"))
     print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
           + "   (no guideline: what one model gives without diziner)")
