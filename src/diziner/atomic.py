@@ -1,6 +1,9 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then os.replace.
+"""The project's file I/O: atomic writes and the JSONL reader.
 
-A reader (or a run killed mid-write) never sees a half-written file.
+Writes go to a temp file in the same folder, are fsynced, given an ordinary file mode
+(0644 under the usual umask) and renamed into place: a reader (or a run killed
+mid-write) never sees a half-written file. The JSONL reader raises the project's one-line
+input error with the line number.
 """
 from __future__ import annotations
 
@@ -11,15 +14,27 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+
+    The file gets ``mode``, by default that of an ordinary new file (0666 minus the umask,
+    0644 usually) — not the 0600 of the temp file.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -28,6 +43,11 @@ def write_text(path: str | Path, text: str) -> Path:
             pass
         raise
     return p
+
+
+def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:
+    """UTF-8 text, ``\n`` line ends as given (see :func:`write_bytes`)."""
+    return write_bytes(path, text.encode("utf-8"), mode)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -42,9 +62,37 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: str | Path) -> list[Any]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False, objects: bool = True) -> list[Any]:
+    """The records of a JSONL file; blank lines are skipped.
+
+    A line that is not JSON (or, with ``objects``, not a JSON object) is the project's
+    one-line :class:`~diziner.errors.InputError` naming the file and line; with
+    ``tolerate_torn_tail`` a torn *last* line (a writer killed mid-line) is dropped instead.
+    """
+    from diziner.errors import InputError
+
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(p, None, f"not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise InputError(p, None, f"cannot read: {e.strerror}") from None
+    out: list[Any] = []
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if tolerate_torn_tail and i == last:
+                break
+            raise InputError(p, i + 1, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        if objects and not isinstance(obj, dict):
+            raise InputError(p, i + 1, "expected a JSON object on each line")
+        out.append(obj)
+    return out
 
 
 def _default(o: Any) -> Any:

@@ -249,8 +249,8 @@ def _run_fault_summary(out: Path) -> dict[str, Any]:
     files = sorted(out.glob("iterations/*/annotations/*.jsonl")) + sorted((out / "final" / "by_annotator").glob("*.jsonl"))
     for f in files:
         try:
-            rows.extend(atomic.read_jsonl(f))
-        except (OSError, ValueError):
+            rows.extend(atomic.read_jsonl(f, tolerate_torn_tail=True))
+        except DizinerError:
             continue
     recs = None
     if (out / "ledger.jsonl").exists():

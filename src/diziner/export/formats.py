@@ -8,12 +8,11 @@ into ``{doc id or position: [(start, end, label), ...]}`` for round-trip tests.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from diziner import atomic
 from diziner.errors import ConfigError, InputError
 from diziner.export.source import ExportSource
 
@@ -39,18 +38,7 @@ SpanTriples = dict[str, list[tuple[int, int, str]]]
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, data)
 
 
 def _atomic_text(path: Path, text: str) -> None:

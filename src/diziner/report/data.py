@@ -44,28 +44,10 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path, *, tolerate_torn_tail: bool = False) -> list[dict[str, Any]]:
-    """Parse a JSONL file of objects. A torn last line is skipped when ``tolerate_torn_tail``."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not valid UTF-8 (byte {e.start})") from None
-    except OSError as e:
-        raise InputError(path, None, f"cannot read: {e.strerror}") from None
-    out: list[dict[str, Any]] = []
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if tolerate_torn_tail and i == last:
-                break
-            raise InputError(path, i + 1, f"invalid JSON: {e.msg} (column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, i + 1, "expected a JSON object on each line")
-        out.append(obj)
-    return out
+    """Parse a JSONL file of objects (:func:`diziner.atomic.read_jsonl`)."""
+    from diziner.atomic import read_jsonl as read
+
+    return read(path, tolerate_torn_tail=tolerate_torn_tail)
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], path: Path, where: str) -> Any:

@@ -8,13 +8,12 @@ models and run files is escaped by Jinja2 autoescaping or by :mod:`.fragments`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
+from diziner import atomic
 from diziner.errors import InputError
 from diziner.report import charts
 from diziner.report.data import (
@@ -359,18 +358,7 @@ def build_report(path: str | Path, out: str | Path | None = None, force: bool = 
     if target.resolve() in protected:
         raise InputError(target, None, "is an input file of the report; refusing to overwrite it")
     html = render_report(data)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(target, html)
     return target
 
 
