@@ -162,8 +162,11 @@ def test_cache_identity_separates_plain_from_reproducible_eval():
     req = LLMRequest(messages=CHAT, json_schema=SCHEMA)
     repro = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m"))
     plain = LocalLlamaClient(AnnotatorConfig(id="a", backend="local", model="smollm2-135m", reproducible=False))
-    assert repro.identity() == {"backend": "local", "model": "smollm2-135m"}  # keys of existing caches unchanged
+    # the aligned evaluation's batch size decides the answers: it is part of the key (32 since issue 18;
+    # the answers of the older 64-token alignment, cached under the bare key, are not reused)
+    assert repro.identity() == {"backend": "local", "model": "smollm2-135m", "eval": "aligned-32"}
     assert cache_key(repro.identity(), req) != cache_key(plain.identity(), req)
+    assert cache_key(repro.identity(), req) != cache_key({"backend": "local", "model": "smollm2-135m"}, req)
 
 
 def test_default_threads_leave_a_core_and_split_the_rest(monkeypatch):

@@ -146,7 +146,11 @@ def model_path(name: str) -> Path:
     raise DizinerError(f"unknown local model {name!r} (smollm2-135m, gemma-3-270m, or a path to a .gguf file)")
 
 
-CHUNK = 64  # prompt tokens are evaluated in batches aligned to multiples of this position
+# Prompt tokens are evaluated in batches aligned to multiples of this position. 32 rather than
+# 64: a call re-evaluates up to CHUNK - 1 tokens of the prefix it shares with the previous one;
+# SmolLM2 on 40 Broad Twitter sentences, interleaved: 2.45 s per call with 64, 2.06 with 32, 16
+# or 8 (the same answers); Gemma unchanged (its calls are dominated by generation).
+CHUNK = 32
 
 
 def install_canonical_eval(llm: Any, chunk: int = CHUNK) -> None:
@@ -344,10 +348,10 @@ class LocalLlamaClient:
 
     def identity(self) -> dict[str, Any]:
         # Plain evaluation can answer differently from the reproducible one (and depends on the
-        # previous call), so its answers get their own cache keys; the default keeps the old keys.
+        # previous call), and the aligned evaluation's batch size decides its answers too: both
+        # are part of the cache key.
         ident: dict[str, Any] = {"backend": self.backend, "model": self.model}
-        if not self.canonical_eval:
-            ident["eval"] = "plain"
+        ident["eval"] = f"aligned-{CHUNK}" if self.canonical_eval else "plain"
         return ident
 
     def endpoint_key(self) -> str:
