@@ -127,7 +127,7 @@ def test_rerun_resumes_without_calls_and_refuses_other_configs(tmp_path, example
     assert {k: s.calls for k, s in scripts.items()} == calls  # everything finished is read back
     assert (tmp_path / "run/final/annotations.jsonl").read_text() == first
     assert r2.selected_iteration == r1.selected_iteration
-    with pytest.raises(DizinerError, match="different options"):
+    with pytest.raises(DizinerError, match=r"different settings \(.*iterations: \d+ in the run, 3 now"):
         refine(schema, docs, pool, tmp_path / "run", RefineOptions(iterations=3, sample_size=6, seed=3),
                clients=_clients(scripts), quiet=True)
 

@@ -77,6 +77,37 @@ class RefineOptions:
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def check(self) -> None:
+        """Every value in range, or a one-line error naming the option (before anything is created)."""
+        def at_least(flag: str, words: str, v: int, lo: int) -> None:
+            if not isinstance(v, int) or v < lo:
+                raise DizinerError(f"{flag}: {words} must be at least {lo} (got {v})")
+
+        def within(flag: str, words: str, v: float, lo: float, hi: float, lo_open: bool = False) -> None:
+            if not (lo < v <= hi if lo_open else lo <= v <= hi):
+                raise DizinerError(f"{flag}: {words} must be within {'(' if lo_open else '['}{lo:g}, {hi:g}] (got {v:g})")
+
+        at_least("--iterations", "iterations", self.iterations, 1)
+        at_least("--sample-size", "sample size", self.sample_size, 1)
+        at_least("--patience", "patience", self.patience, 0)
+        at_least("--min-annotators", "min annotators", self.min_annotators, 1)
+        at_least("--max-patterns", "max patterns", self.max_patterns, 0)
+        at_least("--max-new-common", "max new common instructions", self.max_new_common, 0)
+        at_least("--max-model-specific", "max model-specific instructions", self.max_model_specific, 0)
+        at_least("--max-mentions", "max mentions", self.max_mentions, 1)
+        at_least("--reask", "re-asks", self.reask, 0)
+        within("--percentile", "percentile", self.percentile, 0.0, 100.0)
+        within("--min-delta", "min delta", self.min_delta, 0.0, 1.0)
+        within("--drop-margin", "drop margin", self.drop_margin, 0.0, 1.0)
+        within("--max-change-ratio", "max change ratio", self.max_change_ratio, 0.0, 1.0, lo_open=True)
+        if self.weights not in ("f1", "hybrid"):
+            raise DizinerError(f"--weights: unknown weights mode {self.weights!r} (use f1 or hybrid)")
+        if self.supervisor not in (None, "consensus", "llm"):
+            raise DizinerError(f"--supervisor: unknown supervisor {self.supervisor!r} (use consensus or llm)")
+        if self.final_min_support is not None:
+            within("--min-support", "min support", self.final_min_support, 0.0, 1.0)
+        self.aggregation()
+
 
 @dataclass
 class IterationRecord:
@@ -396,8 +427,17 @@ def _check_or_write_run_json(out: Path, meta: dict[str, Any]) -> None:
         keys = ["schema_sha", "documents_sha", "pool", "options"]
         if any(old.get(k) != meta.get(k) for k in keys):
             diff = [k for k in keys if old.get(k) != meta.get(k)]
+            what = []
+            for k in diff:
+                a, b = old.get(k), meta.get(k)
+                if isinstance(a, dict) and isinstance(b, dict):  # name each differing field with both values
+                    what += [f"{k}.{f}: {a.get(f)!r} in the run, {b.get(f)!r} now" if k != "options" else
+                             f"{f}: {a.get(f)!r} in the run, {b.get(f)!r} now"
+                             for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+                else:
+                    what.append(f"{k} differs")
             raise DizinerError(
-                f"{out}: holds a run with a different {', '.join(diff)}; refusing to mix runs",
+                f"{out}: holds a run with different settings ({'; '.join(what)}); refusing to mix runs",
                 hint="re-run with the same arguments to resume, or choose a new --out folder",
             )
         return
@@ -461,6 +501,7 @@ async def _refine_impl(
     from diziner.sampling import iteration_sets
 
     opts = options or RefineOptions()
+    opts.check()
     if opts.final_aggregation is None and opts.final_min_support is None and getattr(pool, "aggregation", None):
         opts = dataclasses.replace(opts, final_aggregation=pool.aggregation)  # the pool's, unless told otherwise
     out = Path(out)

@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
                              supervisor=supervisor, max_change_ratio=max_change_ratio, gold_supervised=gold_supervised,
                              freeze_goal=freeze_goal, remove_goal=remove_goal, final_annotation=not no_final,
                              final_min_support=min_support, final_aggregation=aggregation)
-        opts.aggregation()  # a bad --aggregation is a one-line error before any call
+        opts.check()  # every option in range, one line, before anything is created or loaded
         if dry_run:
             pilot = min(len(docs), iterations * sample_size)
             g0 = Guideline.initial(sch)

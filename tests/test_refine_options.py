@@ -1,0 +1,56 @@
+"""Every refine option is checked before anything is created; a refused resume names what differs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from diziner.errors import DizinerError
+from diziner.loop import RefineOptions
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--weights", "foo"], "--weights"),
+    (["--sample-size", "0"], "--sample-size"),
+    (["--iterations", "-1"], "--iterations"),
+    (["--max-change-ratio", "5"], "--max-change-ratio"),
+    (["--percentile", "150"], "--percentile"),
+    (["--patience", "-1"], "--patience"),
+    (["--supervisor", "oracle"], "--supervisor"),
+    (["--min-support", "2"], "within [0, 1]"),
+])
+@pytest.mark.parametrize("dry", [True, False])
+def test_a_bad_option_is_one_line_before_anything_is_created(tmp_path, examples_dir, capsys, args, needle, dry):
+    from diziner.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
+               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(out), *args, *(["--dry-run"] if dry else [])])
+    cap = capsys.readouterr()
+    assert rc == 2, cap.out[-500:]
+    assert needle in cap.err and "Traceback" not in cap.err and len(cap.err.strip().splitlines()) <= 2
+    assert not out.exists()
+
+
+def test_options_check_names_the_option_and_value():
+    for kw, needle in [({"iterations": 0}, "iterations must be at least 1 (got 0)"),
+                       ({"drop_margin": 1.5}, "drop margin must be within [0, 1] (got 1.5)"),
+                       ({"max_mentions": 0}, "max mentions must be at least 1 (got 0)"),
+                       ({"final_aggregation": "majority"}, "unknown aggregation")]:
+        with pytest.raises(DizinerError, match=needle.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                           .replace(")", r"\)")):
+            RefineOptions(**kw).check()
+    RefineOptions().check()
+
+
+def test_a_refused_resume_names_the_option_and_both_values(tmp_path):
+    from diziner.loop import _check_or_write_run_json
+
+    meta = {"schema_sha": "s", "documents_sha": "d", "pool": {"a": 1}, "options": RefineOptions(sample_size=10).to_json()}
+    _check_or_write_run_json(tmp_path, meta)
+    other = dict(meta, options=RefineOptions(sample_size=12, percentile=70.0).to_json())
+    with pytest.raises(DizinerError) as e:
+        _check_or_write_run_json(tmp_path, other)
+    msg = e.value.one_line()
+    assert "sample_size: 10 in the run, 12 now" in msg and "percentile: 80.0 in the run, 70.0 now" in msg
+    assert json.loads((tmp_path / "run.json").read_text())["options"]["sample_size"] == 10  # untouched
