@@ -353,3 +353,32 @@ def test_the_pool_chooses_the_aggregation_and_the_command_line_wins(server, guid
     assert main(["annotate", *common, "--out", str(tmp_path / "x" / "out.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "pool.yaml" in err and "unknown aggregation 'majority'" in err and len(err.strip().splitlines()) <= 2
+
+
+def test_annotate_with_just_a_schema_and_a_dry_run(server, guideline, tmp_path: Path, capsys, examples_dir):
+    from diziner.cli import main
+
+    docs = make_docs(40, seed=9)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    gpath = tmp_path / "guideline.yaml"
+    gpath.write_text(guideline.to_yaml())  # the iteration-0 guideline of examples/schema.yaml
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("annotators:\n" + "".join(
+        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
+        for a in ("a", "b")))
+    common = ["--pool", str(pool), "--texts", str(texts), "--cache", str(tmp_path / "c.sqlite"), "--quiet"]
+    before = server.counts["requests"]
+    assert main(["annotate", "--schema", str(examples_dir / "schema.yaml"), *common, "--out", str(tmp_path / "p.jsonl"),
+                 "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["calls"] == 80 and plan["documents"] == 40 and set(plan["annotators"]) == {"a", "b"}
+    assert plan["aggregation"] == "consensus" and plan["tokens_in_est"] > 0
+    assert server.counts["requests"] == before and not (tmp_path / "p.jsonl").exists()
+    assert main(["annotate", "--schema", str(examples_dir / "schema.yaml"), *common, "--out", str(tmp_path / "s.jsonl")]) == 0
+    assert main(["annotate", "--guideline", str(gpath), *common, "--out", str(tmp_path / "g.jsonl")]) == 0
+    assert lines(tmp_path / "s.jsonl") == lines(tmp_path / "g.jsonl") and len(lines(tmp_path / "s.jsonl")) == 40
+    capsys.readouterr()
+    for both in (["--schema", str(examples_dir / "schema.yaml"), "--guideline", str(gpath)], []):
+        assert main(["annotate", *both, *common, "--out", str(tmp_path / "x.jsonl")]) == 2
+        assert "give either --guideline" in capsys.readouterr().err

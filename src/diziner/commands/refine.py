@@ -60,6 +60,11 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
     return est
 
 
+def pool_agg(pool, sopts) -> str | None:
+    """The pool's aggregation when the command line names none."""
+    return pool.aggregation if sopts.aggregation is None and sopts.min_support is None else None
+
+
 def register(app: typer.Typer) -> None:
     from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO  # the one default (also Limits, RefineOptions)
 
@@ -146,7 +151,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("annotate")
     def annotate_cmd(
-        guideline: Path = typer.Option(..., "--guideline", help="Guideline YAML (e.g. RUN/final/guideline.yaml)."),
+        guideline: Optional[Path] = typer.Option(None, "--guideline", help="Guideline YAML (e.g. RUN/final/guideline.yaml)."),
+        schema: Optional[Path] = typer.Option(None, "--schema", help="Instead of --guideline: a schema YAML, annotated with its "
+                                              "iteration-0 guideline (no pilot)."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators."),
         texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL or CoNLL)."),
         out: Path = typer.Option(..., "--out", help="Output JSONL (consensus spans with support); per-annotator files beside it."),
@@ -162,6 +169,7 @@ def register(app: typer.Typer) -> None:
         weight_sample: Optional[int] = typer.Option(None, "--weight-sample", min=1, help="Documents whose analysis fixes the annotator weights and hotspot threshold (default: 2 batches)."),
         weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
         percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and a token estimate; call nothing."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
@@ -177,18 +185,35 @@ def register(app: typer.Typer) -> None:
         from diziner.llm.pool import load_pool
         from diziner.stream import StreamOptions, annotate_file
 
-        g = load_guideline(guideline)
+        if (guideline is None) == (schema is None):
+            raise DizinerError("give either --guideline (a refined guideline) or --schema (its iteration-0 guideline)")
+        if guideline is not None:
+            g = load_guideline(guideline)
+        else:
+            from diziner.guideline import Guideline
+            from diziner.schema import load_schema
+
+            g = Guideline.initial(load_schema(schema))
         pl = load_pool(pool)
         if not texts.is_file():
             from diziner.errors import InputError
 
             raise InputError(texts, None, "no such file")
+        sopts = StreamOptions(batch_size=batch_size, weight_sample=weight_sample, min_support=min_support,
+                              aggregation=aggregation, weights=weights, percentile=percentile)
+        sopts.check()
+        if dry_run:
+            docs = _load_texts(texts, fmt)
+            plan = _estimate(docs, g, pl, 1)
+            plan.update({"documents": len(docs), "aggregation": str(sopts.agg() if pool_agg(pl, sopts) is None
+                                                                      else pool_agg(pl, sopts)),
+                         "note": "estimates: prompt characters / 4, 60 output tokens per call; re-asks add calls"})
+            typer.echo(json.dumps(plan, indent=2))
+            return
         if out.exists() and not force:
             raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
-        sopts = StreamOptions(batch_size=batch_size, weight_sample=weight_sample, min_support=min_support,
-                              aggregation=aggregation, weights=weights, percentile=percentile)
         summary = annotate_file(g, texts, pl, out, fmt=fmt, count=not (quiet or as_json), options=sopts,
                                 cache_path=cache, no_cache=no_cache, budget_usd=budget, quiet=quiet or as_json)
         if as_json:
