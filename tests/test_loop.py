@@ -218,3 +218,26 @@ def test_cli_dry_run_plans_calls_without_calling(tmp_path, examples_dir, capsys)
     assert plan["pilot"]["calls"] == 2 * 20 and plan["final"]["calls"] == 2 * 40
     assert plan["pilot"]["tokens_in_est"] > 0
     assert not (tmp_path / "r").exists()
+
+
+def test_iterations_zero_annotates_the_corpus_with_the_iteration0_guideline(tmp_path, example):
+    from diziner.guideline import Guideline, load_guideline
+
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    res = refine(schema, docs, _pool(("a", "b")), tmp_path / "run", RefineOptions(iterations=0), gold=gold,
+                 clients=_clients(scripts), quiet=True)
+    out = tmp_path / "run"
+    assert res.selected_iteration == 0 and res.iterations == [] and "no pilot" in res.stopped_because
+    assert not (out / "iterations").exists()
+    assert load_guideline(out / "final" / "guideline.yaml").to_yaml() == Guideline.initial(schema).to_yaml()
+    assert {k: s.calls for k, s in scripts.items()} == {"a": len(docs), "b": len(docs)}  # the corpus once, no pilot
+    rows = [json.loads(x) for x in (out / "final" / "annotations.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [d.id for d in docs] and any(r["spans"] for r in rows)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"] == [] and metrics["selected_iteration"] == 0 and metrics["final_f1"]["consensus"] > 0
+    from diziner.cli import main
+
+    assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0  # a run without a pilot renders
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "no iterations/ found" in html  # says so, does not fail

@@ -33,7 +33,7 @@ def test_a_bad_option_is_one_line_before_anything_is_created(tmp_path, examples_
 
 
 def test_options_check_names_the_option_and_value():
-    for kw, needle in [({"iterations": 0}, "iterations must be at least 1 (got 0)"),
+    for kw, needle in [({"iterations": -1}, "iterations must be at least 0 (got -1)"),
                        ({"drop_margin": 1.5}, "drop margin must be within [0, 1] (got 1.5)"),
                        ({"max_mentions": 0}, "max mentions must be at least 1 (got 0)"),
                        ({"final_aggregation": "majority"}, "unknown aggregation")]:

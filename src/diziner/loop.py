@@ -87,7 +87,7 @@ class RefineOptions:
             if not (lo < v <= hi if lo_open else lo <= v <= hi):
                 raise DizinerError(f"{flag}: {words} must be within {'(' if lo_open else '['}{lo:g}, {hi:g}] (got {v:g})")
 
-        at_least("--iterations", "iterations", self.iterations, 1)
+        at_least("--iterations", "iterations", self.iterations, 0)
         at_least("--sample-size", "sample size", self.sample_size, 1)
         at_least("--patience", "patience", self.patience, 0)
         at_least("--min-annotators", "min annotators", self.min_annotators, 1)
@@ -542,7 +542,7 @@ async def _refine_impl(
         remove_goal=opts.remove_goal,
     )
 
-    sets = iteration_sets(documents, opts.iterations, opts.sample_size, opts.seed)
+    sets = iteration_sets(documents, opts.iterations, opts.sample_size, opts.seed) if opts.iterations else []
     records: list[IterationRecord] = []
     guideline = Guideline.initial(schema)
     if opts.remove_goal:
@@ -647,12 +647,19 @@ async def _refine_impl(
                     break
 
         # ------------------------------------------------------------- label-free selection
-        sel = max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration))
-        selected = load_guideline(out / "iterations" / str(sel.iteration) / "guideline.yaml")
+        if records:
+            sel = max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration))
+            sel_it = sel.iteration
+            selected = load_guideline(out / "iterations" / str(sel_it) / "guideline.yaml")
+            msg = f"selected iteration {sel_it} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}"
+        else:  # --iterations 0: no pilot, the corpus is annotated with the iteration-0 guideline
+            sel_it, selected = 0, guideline
+            stopped = "no pilot (--iterations 0): the iteration-0 guideline"
+            msg = stopped
         atomic.write_text(out / "final" / "guideline.yaml", selected.to_yaml())
         maybe_kill("final_write")
         atomic.write_text(out / "final" / "guideline.md", render_markdown(selected))
-        progress.print(f"selected iteration {sel.iteration} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}")
+        progress.print(msg)
 
         final: dict[str, Any] = {}
         if opts.final_annotation:
@@ -661,7 +668,7 @@ async def _refine_impl(
 
     summary = {
         "iterations": [r.to_json() for r in records],
-        "selected_iteration": sel.iteration,
+        "selected_iteration": sel_it,
         "selection_rule": "max mean pairwise strict span F1 between annotators (label-free); ties -> earlier iteration",
         "stopped_because": stopped,
         "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in records},
@@ -673,7 +680,7 @@ async def _refine_impl(
         "faults": _run_fault_summary(out),
     }
     atomic.write_json(out / "metrics.json", summary)
-    return RefineResult(out=out, iterations=records, selected_iteration=sel.iteration, guideline=selected,
+    return RefineResult(out=out, iterations=records, selected_iteration=sel_it, guideline=selected,
                         final_f1=final_f1, stopped_because=stopped)
 
 
