@@ -200,3 +200,32 @@ def test_ledger_counts_the_wait_for_a_concurrency_slot(tmp_path):
     recs = sorted(led.records, key=lambda r: r.wait_s)
     assert all(r.compute_s is None for r in recs)
     assert recs[0].wait_s < 0.1 and recs[1].wait_s >= 0.15
+
+
+def test_every_hosted_model_the_examples_name_has_a_price(examples_dir):
+    import yaml
+
+    from diziner.llm.ledger import lookup_price
+
+    named = set()
+    for f in sorted((examples_dir / "pools").glob("*.yaml")) + [examples_dir / "pool-local.yaml"]:
+        pool = yaml.safe_load(f.read_text())
+        for a in [*pool.get("annotators", []), pool.get("supervisor") or {}]:
+            # hosted = an OpenAI or Anthropic endpoint (no base_url of one's own server)
+            if a.get("backend") in ("openai", "anthropic") and not a.get("base_url"):
+                named.add((a["backend"], a["model"]))
+    assert {m for _, m in named} >= {"gpt-5-mini", "claude-haiku-4-5", "claude-sonnet-4-5"}
+    missing = [m for b, m in sorted(named) if lookup_price(b, m) is None]
+    assert missing == []
+
+
+def test_an_unknown_price_under_a_budget_is_a_one_line_notice(capsys):
+    from diziner.llm.factory import build_pool_clients
+    from diziner.llm.pool import pool_from_dict
+
+    pool = pool_from_dict({"annotators": [
+        {"id": "x", "backend": "openai", "model": "my-own-model", "base_url": "http://127.0.0.1:9/v1"},
+        {"id": "y", "backend": "openai", "model": "gpt-5-mini", "base_url": "http://127.0.0.1:9/v1"}]})
+    build_pool_clients(pool, use_cache=False, budget_usd=1.0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("notice: --budget cannot count calls of x: price unknown")

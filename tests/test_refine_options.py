@@ -54,3 +54,18 @@ def test_a_refused_resume_names_the_option_and_both_values(tmp_path):
     msg = e.value.one_line()
     assert "sample_size: 10 in the run, 12 now" in msg and "percentile: 80.0 in the run, 70.0 now" in msg
     assert json.loads((tmp_path / "run.json").read_text())["options"]["sample_size"] == 10  # untouched
+
+
+def test_dry_run_gives_usd_where_prices_are_known(tmp_path, examples_dir, capsys):
+    from diziner.cli import main
+
+    base = ["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
+            "--out", str(tmp_path / "r"), "--dry-run", "--iterations", "2", "--sample-size", "5"]
+    assert main([*base, "--pool", str(examples_dir / "pools" / "openai-anthropic.yaml")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    per = plan["pilot"]["annotators"]
+    assert all(v["cost_usd_est"] is not None and v["cost_usd_est"] > 0 for v in per.values()), per
+    assert plan["cost_usd_est"] == pytest.approx(plan["pilot"]["cost_usd_est"] + plan["final"]["cost_usd_est"], abs=1e-3)
+    assert main([*base, "--pool", str(examples_dir / "pool-local.yaml")]) == 0
+    assert json.loads(capsys.readouterr().out)["cost_usd_est"] == 0.0  # embedded models cost nothing
+    assert not (tmp_path / "r").exists()

@@ -40,8 +40,10 @@ def _load_gold(path: Path | None, fmt: str | None, documents) -> dict | None:
 def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
     """Planned calls and a token estimate (prompt characters / 4) without calling anything."""
     from diziner.annotate.prompt import build_request
+    from diziner.llm.ledger import lookup_price
 
-    est = {"annotators": {}, "calls": 0, "tokens_in_est": 0, "tokens_out_est": 0}
+    est = {"annotators": {}, "calls": 0, "tokens_in_est": 0, "tokens_out_est": 0, "cost_usd_est": 0.0}
+    unknown = []
     sample = documents[: min(len(documents), 50)]
     for a in pool.annotators:
         chars = 0
@@ -53,10 +55,19 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
         n = len(documents) * calls_per_doc
         tin = int(per_doc_in * n)
         tout = int(n * 60)
-        est["annotators"][a.id] = {"calls": n, "tokens_in_est": tin, "tokens_out_est": tout}
+        price = lookup_price(a.backend, a.model, getattr(a, "price", None))
+        cost = None if price is None else round((tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6, 4)
+        est["annotators"][a.id] = {"calls": n, "tokens_in_est": tin, "tokens_out_est": tout, "cost_usd_est": cost}
         est["calls"] += n
         est["tokens_in_est"] += tin
         est["tokens_out_est"] += tout
+        if cost is None:
+            unknown.append(a.id)
+        else:
+            est["cost_usd_est"] = round(est["cost_usd_est"] + cost, 4)
+    if unknown:  # a sum over known prices only would read as the whole cost
+        est["cost_usd_est"] = None
+        est["cost_unknown_for"] = unknown
     return est
 
 
@@ -129,7 +140,11 @@ def register(app: typer.Typer) -> None:
                     "pilot": _estimate(docs[:pilot], g0, pl, 1),
                     "final": _estimate(docs, g0, pl, 1) if not no_final else None,
                     "note": "token figures are estimates (prompt characters / 4, 60 output tokens per call) with the "
-                            "iteration-0 guideline; refined guidelines are longer; re-asks and an LLM supervisor add calls"}
+                            "iteration-0 guideline; refined guidelines are longer; re-asks and an LLM supervisor add "
+                            "calls; cost_usd_est from prices.yaml / the pool's price:, null where a price is unknown"}
+            parts = [plan["pilot"]] + ([plan["final"]] if plan["final"] else [])
+            plan["cost_usd_est"] = (None if any(p["cost_usd_est"] is None for p in parts)
+                                    else round(sum(p["cost_usd_est"] for p in parts), 4))
             typer.echo(json.dumps(plan, indent=2))
             return
         command = "diziner " + " ".join(sys.argv[1:])

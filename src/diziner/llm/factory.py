@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-import warnings
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -196,8 +196,9 @@ def build_pool_clients(pool: Pool, *, cache_path: str | Path | None = None, no_c
         unknown = [c.name for c in [*clients.values(), *([sup] if sup else [])]
                    if isinstance(c, ManagedClient) and c.price is None]
         if unknown:
-            warnings.warn(f"--budget cannot count calls of {', '.join(str(u) for u in unknown)}: price unknown "
-                          "(add price: to the pool file)", stacklevel=2)
+            # one line on stderr, as the other notices (not a Python warning with a source line)
+            print(f"notice: --budget cannot count calls of {', '.join(str(u) for u in unknown)}: price unknown "
+                  "(add price: to the pool file, or the model to $DIZINER_PRICES_FILE)", file=sys.stderr)
     return clients, sup, ledger
 
 
