@@ -69,3 +69,17 @@ def test_dry_run_gives_usd_where_prices_are_known(tmp_path, examples_dir, capsys
     assert main([*base, "--pool", str(examples_dir / "pool-local.yaml")]) == 0
     assert json.loads(capsys.readouterr().out)["cost_usd_est"] == 0.0  # embedded models cost nothing
     assert not (tmp_path / "r").exists()
+
+
+def test_small_cli_things(capsys):
+    from diziner import __version__
+    from diziner.benchmarks.registry import DATASETS
+    from diziner.cli import main
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == __version__
+    assert main(["refine", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--no-final" in out and "--no-no-final" not in out
+    assert main(["bench", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--list" not in out and all(name in out for name in DATASETS)

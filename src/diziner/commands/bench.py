@@ -9,9 +9,12 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from diziner.benchmarks.registry import DATASETS  # a dict of names and labels; light
+
     @app.command("bench")
     def bench_cmd(
-        datasets: List[str] = typer.Argument(..., help="Dataset names (see `diziner bench --list`), e.g. crossner_ai bc5cdr."),
+        datasets: List[str] = typer.Argument(..., help="Dataset names of the shared benchmarks: "
+                                             + ", ".join(sorted(DATASETS)) + "."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators (and supervisor)."),
         out: Path = typer.Option(..., "--out", help="Output folder: <dataset>.json, results.md, runs."),
         test_size: int = typer.Option(300, help="Seeded sample of test sentences, the same for every system."),

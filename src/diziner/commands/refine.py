@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
-        no_final: bool = typer.Option(False, help="Skip annotating the whole corpus with the selected guideline."),
+        no_final: bool = typer.Option(False, "--no-final", help="Skip annotating the whole corpus with the selected guideline."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
