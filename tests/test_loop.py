@@ -241,3 +241,25 @@ def test_iterations_zero_annotates_the_corpus_with_the_iteration0_guideline(tmp_
     assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0  # a run without a pilot renders
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "no iterations/ found" in html  # says so, does not fail
+
+
+def test_a_noop_resume_keeps_the_runs_usage_in_metrics(tmp_path, example):
+    from diziner.llm.ledger import LedgerRecord
+
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    opts = RefineOptions(iterations=2, sample_size=5, seed=2)
+    path = tmp_path / "run" / "ledger.jsonl"
+    led = Ledger(path)
+    for _ in range(3):  # the calls of the first run (scripted clients do not go through the ledger)
+        led.record(LedgerRecord(ts=0.0, annotator="a", purpose="annotate", backend="openai", model="m-a", tokens_in=10,
+                                tokens_out=5, ok=True))
+    refine(schema, docs, _pool(("a", "b")), tmp_path / "run", opts,
+           clients=({k: CallableClient(v, name=k) for k, v in scripts.items()}, None, led), quiet=True)
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())["usage"]["total"]
+    assert first["calls"] == 3
+    led2 = Ledger(path)  # the resumed process: nothing new is called
+    refine(schema, docs, _pool(("a", "b")), tmp_path / "run", opts,
+           clients=({k: CallableClient(v, name=k) for k, v in scripts.items()}, None, led2), quiet=True)
+    again = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert again["usage"]["total"]["calls"] == 3 and again["usage_this_run"]["total"]["calls"] == 0

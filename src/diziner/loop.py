@@ -274,6 +274,19 @@ def fault_summary(rows: list[dict], ledger_records: list | None = None) -> dict[
     return out
 
 
+def _run_usage(ledger) -> dict[str, Any] | None:
+    """Usage of the whole run, every resume included: the ledger file when there is one (a resumed
+    process has only its own calls in memory), else this process's records."""
+    if ledger is None or not hasattr(ledger, "summary"):
+        return None
+    path = getattr(ledger, "path", None)
+    if path is not None and Path(path).exists():
+        from diziner.llm.ledger import Ledger, summarise
+
+        return summarise(Ledger.read(path))  # the ledger flushes every line
+    return ledger.summary()
+
+
 def _run_fault_summary(out: Path) -> dict[str, Any]:
     """fault_summary over every annotation file of a run directory and its whole ledger (all resumes)."""
     rows: list[dict] = []
@@ -676,7 +689,8 @@ async def _refine_impl(
         "final_failed_documents": final.get("failed_documents", []),
         "final_flagged_documents": final.get("flagged_documents", []),
         "wall_s": round(time.time() - t0, 2),
-        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+        "usage": _run_usage(ledger),
+        "usage_this_run": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
         "faults": _run_fault_summary(out),
     }
     atomic.write_json(out / "metrics.json", summary)
@@ -848,7 +862,8 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         "failed_documents": len(lost),
         "flagged_documents": sum(1 for r in rows if "failed" in r),
         "spans": sum(len(r["spans"]) for r in rows),
-        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+        "usage": _run_usage(ledger),
+        "usage_this_run": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
         "faults": fault_summary([runs[a].results[d.id].to_json() for a in runs for d in documents if d.id in runs[a].results],
                                 list(ledger.records) if hasattr(ledger, "records") else None),
     }
