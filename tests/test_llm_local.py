@@ -257,3 +257,21 @@ def test_loading_two_models_at_once_keeps_the_process_s_stdout(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "still visible" in out.stdout
+
+
+@needs_llama
+def test_llama_cpp_log_lines_stay_off_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import asyncio\n"
+            "from diziner.llm.local import LocalLlamaClient\n"
+            "from diziner.llm.pool import AnnotatorConfig\n"
+            "from diziner.llm.base import LLMRequest\n"
+            "c = LocalLlamaClient(AnnotatorConfig(id='g', backend='local', model='gemma-3-270m', prompt_style='fewshot'))\n"
+            "r = asyncio.run(c.complete(LLMRequest(prompt='Text: Paris.\\nEntities: ', json_schema={'type': 'array', "
+            "'items': {'type': 'string'}}, params={'max_tokens': 8})))\n"
+            "print(r.text)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().startswith("[") and proc.stderr == ""  # Gemma's "full-size SWA cache" line is gone

@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import threading
 import time
@@ -317,12 +318,40 @@ def install_greedy_sampler(llm: Any) -> None:
     llm._init_sampler = init_sampler
 
 
+_LLAMA_LOG = logging.getLogger("diziner.llama_cpp")
+_LOG_CALLBACK: Any = None  # kept referenced: llama.cpp holds a pointer to it
+
+
+def _route_llama_log(llama_cpp: Any) -> None:
+    """llama.cpp's own log lines go to the ``diziner.llama_cpp`` logger (debug level), not to stderr.
+
+    llama-cpp-python prints some of them (e.g. Gemma's "using full-size SWA cache") to stderr
+    even with ``verbose=False``; a user's terminal and a command's stderr are kept for our
+    one-line messages.
+    """
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def _cb(level: int, text: bytes, user_data: Any) -> None:
+        try:
+            _LLAMA_LOG.debug("%s", text.decode("utf-8", "replace").rstrip("\n"))
+        except Exception:  # never raise into C
+            pass
+
+    _LOG_CALLBACK = _cb
+    llama_cpp.llama_log_set(_cb, ctypes.c_void_p(0))
+
+
 def _import_llama() -> Any:
     try:
         import llama_cpp
+        import llama_cpp._logger  # noqa: F401  (installs its callback on import; ours replaces it)
     except ImportError:
         raise DizinerError("local models need llama-cpp-python",
                            hint="install with: pip install 'diziner[local]'") from None
+    _route_llama_log(llama_cpp)
     return llama_cpp
 
 
