@@ -85,10 +85,61 @@ def _print_table(path: Path, stats: dict[str, Any]) -> None:
             console.print(f"  {p}", markup=False, highlight=False)
 
 
+def yaml_kind(path: Path) -> str | None:
+    """``schema``, ``pool`` or ``guideline`` for a YAML file of ours, else None (read as a corpus)."""
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    import yaml
+
+    from diziner.errors import InputError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(path, None, f"cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(path, mark.line + 1 if mark else None, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise InputError(path, None, "a YAML file diziner reads is a mapping (a schema, a pool or a guideline)")
+    if "annotators" in data:
+        return "pool"
+    if "schema" in data and ("common" in data or "model_specific" in data):
+        return "guideline"
+    if "labels" in data:
+        return "schema"
+    raise InputError(path, None, "neither a schema (labels:), a pool (annotators:) nor a guideline (schema:, common:)")
+
+
+def config_summary(path: Path, kind: str) -> dict[str, Any]:
+    """Validate a schema, pool or guideline file (its own one-line errors) and summarise it."""
+    if kind == "pool":
+        from diziner.llm.pool import load_pool
+
+        pool = load_pool(path)
+        sup = pool.supervisor
+        return {"kind": "pool", "annotators": [{"id": a.id, "backend": a.backend, "model": a.model,
+                                                "prompt_style": a.prompt_style} for a in pool.annotators],
+                "supervisor": {"backend": sup.backend, "model": getattr(sup, "model", None)},
+                "aggregation": pool.aggregation}
+    if kind == "guideline":
+        from diziner.guideline import load_guideline
+
+        g = load_guideline(path)
+        return {"kind": "guideline", "iteration": g.iteration, "labels": g.schema_.label_names,
+                "common_instructions": len(g.common), "model_specific": {k: len(v) for k, v in g.model_specific.items()}}
+    from diziner.schema import load_schema
+
+    sch = load_schema(path)
+    return {"kind": "schema", "labels": sch.label_names, "demonstrations": len(sch.demonstrations),
+            "goal": bool(getattr(sch, "goal", ""))}
+
+
 def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
-        file: Annotated[Path, typer.Argument(help="Annotation file (CoNLL, JSONL, text or nested JSON).")],
+        file: Annotated[Path, typer.Argument(help="Annotation file (CoNLL, JSONL, text or nested JSON), or a schema, "
+                                                  "pool or guideline YAML (validated).")],
         format: Annotated[
             str | None, typer.Option("--format", "-f", help="conll, jsonl, text or genia (default: detect).")
         ] = None,
@@ -107,6 +158,19 @@ def register(app: typer.Typer) -> None:
         """
         from diziner.corpus.readers import read_info
 
+        kind = yaml_kind(file) if format is None else None
+        if kind is not None:  # a schema, pool or guideline: validated as one, not read as text
+            summary = config_summary(file, kind)
+            if quiet:
+                return
+            if as_json:
+                typer.echo(json.dumps(summary, ensure_ascii=False))
+            else:
+                typer.echo(f"{file}: a valid {kind}")
+                for k, v in summary.items():
+                    if k != "kind":
+                        typer.echo(f"  {k}: {v}")
+            return
         corpus, info = read_info(file, format, scheme=scheme)
         stats = corpus_stats(corpus, info)
         if quiet:

@@ -1,4 +1,4 @@
-"""Every refine option is checked before anything is created; a refused resume names what differs."""
+"""Command-line checks: every refine option before anything is created, refused resumes, --version, help, inspect of config files."""
 from __future__ import annotations
 
 import json
@@ -83,3 +83,25 @@ def test_small_cli_things(capsys):
     assert main(["bench", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "--list" not in out and all(name in out for name in DATASETS)
+
+
+def test_inspect_validates_schema_pool_and_guideline_files(tmp_path, examples_dir, capsys):
+    from diziner.cli import main
+    from diziner.guideline import Guideline
+    from diziner.schema import load_schema
+
+    g = tmp_path / "guideline.yaml"
+    g.write_text(Guideline.initial(load_schema(examples_dir / "schema.yaml")).to_yaml())
+    for path, kind in [(examples_dir / "schema.yaml", "schema"), (examples_dir / "pool-local.yaml", "pool"), (g, "guideline")]:
+        assert main(["inspect", str(path), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert got["kind"] == kind and "documents" not in got  # not read as text
+    assert got["labels"] == ["PER", "ORG", "LOC", "PRODUCT"]
+    bad = tmp_path / "pool.yaml"
+    bad.write_text("annotators:\n  - id: a\n    backend: nope\n")
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2:" in err and "unknown backend 'nope'" in err and len(err.strip().splitlines()) == 1
+    other = tmp_path / "x.yaml"
+    other.write_text("foo: 1\n")
+    assert main(["inspect", str(other)]) == 2 and "neither a schema" in capsys.readouterr().err
