@@ -223,3 +223,29 @@ def test_property_round_trip_json_formats(tmp_path: Path, docs: list[ExportDoc])
         out = tmp_path / f"p.{fmt}"
         writer(src, out)
         assert READERS[fmt](out) == expected, fmt
+
+
+def test_only_the_doubtful_documents_go_to_review(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from diziner.cli import main
+
+    src = load_source(run_dir)
+    scores = sorted({sp.score for d in src.docs for sp in d.spans if sp.score is not None})
+    assert len(scores) >= 2  # the fixture has spans of different support
+    cut = scores[0]
+    low = {d.id for d in src.docs if any(sp.score is not None and sp.score <= cut for sp in d.spans)}
+    hot = {d.id for d in src.docs if any(sp.hotspot for sp in d.spans)}
+    assert 0 < len(low) < len(src.docs)
+    res = export(run_dir, "jsonl", tmp_path / "low.jsonl", max_support=cut)
+    got = _read_jsonl_spans(tmp_path / "low.jsonl")
+    assert set(got) == low and res["selected_documents"] == len(low) and res["of_documents"] == len(src.docs)
+    assert all(got[d] == _expected(src)[d] for d in low)  # every span of a kept document stays
+    export(run_dir, "jsonl", tmp_path / "hot.jsonl", hotspots_only=True)
+    assert set(_read_jsonl_spans(tmp_path / "hot.jsonl")) == hot
+    export(run_dir, "jsonl", tmp_path / "either.jsonl", max_support=cut, hotspots_only=True)
+    assert set(_read_jsonl_spans(tmp_path / "either.jsonl")) == low | hot
+    assert main(["export", str(run_dir), "-f", "label-studio", "-o", str(tmp_path / "ls.json"),
+                 "--max-support", str(cut)]) == 0
+    assert f"(the doubtful {len(low)} of {len(src.docs)})" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "ls.json").read_text())) == len(low)
+    assert main(["export", str(run_dir), "-f", "jsonl", "-o", str(tmp_path / "x.jsonl"), "--max-support", "2"]) == 2
+    assert "--max-support must be within [0, 1]" in capsys.readouterr().err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,6 +18,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output file."),
         source: str = typer.Option("consensus", "--source", help="consensus, or an annotator id (final/by_annotator/<id>.jsonl)."),
         force: bool = typer.Option(False, "--force", help="Replace --out if it exists (never an input file)."),
+        max_support: Optional[float] = typer.Option(None, "--max-support", help="Only documents with a span whose support "
+                                                    "weight is at most this (the doubtful ones, for human review)."),
+        hotspots_only: bool = typer.Option(False, "--hotspots-only", help="Only documents with a span in a hotspot "
+                                           "(with --max-support: either)."),
         as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
     ) -> None:
@@ -31,7 +36,7 @@ def register(app: typer.Typer) -> None:
         """
         from diziner.export import export
 
-        res = export(run, fmt, out, source=source, force=force)
+        res = export(run, fmt, out, source=source, force=force, max_support=max_support, hotspots_only=hotspots_only)
         if quiet:
             return
         if as_json:
@@ -40,6 +45,8 @@ def register(app: typer.Typer) -> None:
         msg = f"wrote {res['out']} ({fmt}"
         if "documents" in res:
             msg += f", {res['documents']} documents, {res['spans']} spans"
+            if "selected_documents" in res:
+                msg += f" (the doubtful {res['selected_documents']} of {res['of_documents']})"
             if res.get("skipped_failed"):
                 msg += f", {res['skipped_failed']} failed documents left out"
             for k in ("expanded", "unalignable", "not_in_ents", "dropped_overlapping"):

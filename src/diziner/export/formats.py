@@ -14,7 +14,7 @@ from typing import Any
 
 from diziner import atomic
 from diziner.errors import ConfigError, InputError
-from diziner.export.source import ExportSource
+from diziner.export.source import ExportSource, ExportSpan
 
 __all__ = [
     "FORMATS",
@@ -300,10 +300,32 @@ FORMATS: dict[str, Callable[[ExportSource, Path], dict[str, Any]]] = {
 ALL_FORMATS = [*FORMATS, "guideline-md"]
 
 
-def export(path: str | Path, fmt: str, out: str | Path, source: str = "consensus", force: bool = False) -> dict[str, Any]:
+def doubtful(src: ExportSource, max_support: float | None = None, hotspots_only: bool = False) -> ExportSource:
+    """Only the documents a human should look at: those with a span whose support weight is
+    ≤ ``max_support`` and/or (``hotspots_only``) a span in a hotspot. Every span of a kept
+    document stays, so the reviewer sees the whole reading. Without either filter, all."""
+    if max_support is None and not hotspots_only:
+        return src
+    if max_support is not None and not 0.0 <= max_support <= 1.0:
+        raise ConfigError(f"--max-support must be within [0, 1] (got {max_support:g})")
+
+    def wanted(sp: ExportSpan) -> bool:
+        low = max_support is not None and sp.score is not None and sp.score <= max_support + 1e-9
+        hot = hotspots_only and sp.hotspot
+        if max_support is not None and hotspots_only:
+            return low or hot
+        return low if max_support is not None else hot
+
+    kept = [d for d in src.docs if any(wanted(sp) for sp in d.spans)]
+    return ExportSource(kept, src.source, src.path, run=src.run, skipped=src.skipped)
+
+
+def export(path: str | Path, fmt: str, out: str | Path, source: str = "consensus", force: bool = False,
+           max_support: float | None = None, hotspots_only: bool = False) -> dict[str, Any]:
     """Export a run (or a JSONL spans file) to ``fmt``; returns counts.
 
-    Refuses to replace the input file, and an existing ``out`` unless ``force``.
+    Refuses to replace the input file, and an existing ``out`` unless ``force``. With
+    ``max_support`` / ``hotspots_only`` only the doubtful documents are exported (:func:`doubtful`).
     """
     from diziner.export.source import load_source
 
@@ -321,6 +343,9 @@ def export(path: str | Path, fmt: str, out: str | Path, source: str = "consensus
         res = write_guideline_md(p, o)
         return {"format": fmt, "out": str(o), **res}
     src = load_source(p, source)
+    n_all = len(src.docs)
+    src = doubtful(src, max_support, hotspots_only)
     res = FORMATS[fmt](src, o)
-    return {"format": fmt, "out": str(o), "source": src.source, "model_version": src.model_version, **res}
+    extra = {} if len(src.docs) == n_all else {"selected_documents": len(src.docs), "of_documents": n_all}
+    return {"format": fmt, "out": str(o), "source": src.source, "model_version": src.model_version, **res, **extra}
 
