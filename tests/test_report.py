@@ -212,3 +212,28 @@ def test_cli_report(run_dir: Path, tmp_path: Path, capsys) -> None:
 
 def test_evil_text_is_in_fixture() -> None:
     assert "<script>" in EVIL
+
+
+def test_the_summary_is_the_selected_guideline_and_the_delivered_corpus(tmp_path: Path) -> None:
+    import re
+
+    from test_report_fixtures import ANN0, ANN1, analysis_json, make_run
+
+    run = make_run(tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    metrics["selected_iteration"] = 0  # the last iteration (1) was rejected
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    final = analysis_json(ANN1)
+    (run / "final" / "analysis.json").write_text(json.dumps(final), encoding="utf-8")
+    it0 = analysis_json(ANN0)
+    out = build_report(run, tmp_path / "r.html")
+    html = out.read_text(encoding="utf-8")
+    summary = html[html.index('<section id="summary">'):html.index("</section>", html.index('<section id="summary">'))]
+    facts = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]*)</td></tr>", summary))
+    assert facts["selected iteration"] == "0"
+    assert facts["pilot agreement (selected iteration)"] == f"{it0['mean_pairwise_f1']:.3f}"
+    assert facts["elite set (selected iteration)"] == ", ".join(it0["elite"])
+    assert facts["delivered corpus: documents"] == str(len(final["documents"]))
+    assert facts["delivered corpus: mean pairwise F1"] == f"{final['mean_pairwise_f1']:.3f}"
+    assert facts["delivered corpus: hotspots"] == str(len(final["hotspots"]))
+    assert "annotators (last analysis)" not in facts

@@ -273,6 +273,37 @@ def _f1_of(row: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- render / write
 
+def _run_facts(data: ReportData, sel: int | None) -> list[tuple[str, str]]:
+    """The headline of a run: the selected iteration's pilot analysis and the delivered corpus
+    (``final/analysis.json``), never the last iteration's when that one was rejected."""
+    facts: list[tuple[str, str]] = []
+    chosen = next((it for it in data.iterations if it.t == sel and it.analysis), None)
+    if chosen is not None:
+        a = chosen.analysis or {}
+        if _num(a.get("mean_pairwise_f1")) is not None:
+            facts.append(("pilot agreement (selected iteration)", fmt_num(_num(a.get("mean_pairwise_f1")))))
+        facts.append(("elite set (selected iteration)", ", ".join(map(str, a.get("elite") or []))))
+        facts.append(("pilot documents (selected iteration)", str(len(a.get("documents") or []))))
+    final = data.root / "final" / "analysis.json"
+    if final.is_file():
+        from diziner.report.data import read_json
+
+        f = read_json(final)
+        if isinstance(f, dict):
+            facts.append(("delivered corpus: documents", str(len(f.get("documents") or []))))
+            if _num(f.get("mean_pairwise_f1")) is not None:
+                facts.append(("delivered corpus: mean pairwise F1", fmt_num(_num(f.get("mean_pairwise_f1")))))
+            facts.append(("delivered corpus: hotspots", str(len(f.get("hotspots") or []))))
+    agg = ((data.run_info.get("options") or {}).get("final_aggregation")
+           if isinstance(data.run_info.get("options"), dict) else None)
+    if agg:
+        facts.append(("delivered aggregation", str(agg)))
+    final_f1 = data.metrics.get("final_f1") if isinstance(data.metrics.get("final_f1"), dict) else {}
+    if _num(final_f1.get("consensus")) is not None:
+        facts.append(("delivered F1 vs gold", fmt_num(_num(final_f1.get("consensus")))))
+    return facts
+
+
 def render_report(data: ReportData) -> str:
     """The report HTML for loaded run or analysis data."""
     import jinja2
@@ -300,10 +331,11 @@ def render_report(data: ReportData) -> str:
             facts.append(("annotators", ", ".join(
                 f"{p.get('id')} ({p.get('backend', '?')}: {p.get('model', '?')})" for p in pool if isinstance(p, dict))))
     last = next((it for it in reversed(data.iterations) if it.analysis), None)
-    if last is not None:
+    if data.kind == "run":
+        facts += _run_facts(data, sel)
+    elif last is not None:
         a = last.analysis or {}
-        facts.append(("annotators" if data.kind == "analysis" else "annotators (last analysis)",
-                      ", ".join(map(str, a.get("annotators") or []))))
+        facts.append(("annotators", ", ".join(map(str, a.get("annotators") or []))))
         facts.append(("elite set", ", ".join(map(str, a.get("elite") or []))))
         if _num(a.get("mean_pairwise_f1")) is not None:
             facts.append(("mean pairwise F1", fmt_num(_num(a.get("mean_pairwise_f1")))))
