@@ -1,0 +1,183 @@
+"""The in-memory API: annotate texts with a (refined) guideline, get spans with support.
+
+    from diziner.api import Annotator
+
+    with Annotator("runs/news/final/guideline.yaml", "examples/pool-local.yaml") as ann:
+        ann.fit(sample_texts)               # optional: fix annotator weights on a sample
+        for spans in ann.predict(["Ada Lovelace met Grace Hopper in London."]):
+            for s in spans:
+                print(s["text"], s["label"], s["support"]["weight"])
+
+It is the annotation engine of ``diziner annotate`` without files: every annotator of the
+pool annotates each text (prompt, structured output, parsing, grounding, the response
+cache), the analysis gives the annotator weights and hotspots, and the pool's aggregation
+(or ``aggregation=``) chooses the delivered spans, each with
+``support = {annotators, weight, token_support}`` and ``hotspot``.
+
+Weights come from :meth:`Annotator.fit` when it was called (a fit/predict shape: fit on a
+sample, predict batch after batch with the same weights), else from each ``predict`` batch
+itself (as ``diziner annotate`` does for its weight window). A text no annotator could
+answer gets ``None`` instead of a list (never an empty list: that would read as "no
+entities"). The clients live on one event loop in a background thread, so ``predict``
+works from plain scripts and from notebooks whose own loop is running.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from diziner.corpus.model import Document
+from diziner.errors import DizinerError
+
+
+def _guideline(g: Any) -> Any:
+    from diziner.guideline import Guideline, load_guideline
+    from diziner.schema import Schema, load_schema
+
+    if isinstance(g, Guideline):
+        return g
+    if isinstance(g, Schema):
+        return Guideline.initial(g)
+    path = Path(g)
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DizinerError(f"{path}: cannot read: {e.strerror}") from None
+    if isinstance(data, dict) and "labels" in data and "schema" not in data:
+        return Guideline.initial(load_schema(path))  # a schema: its iteration-0 guideline
+    return load_guideline(path)
+
+
+def _pool(p: Any) -> Any:
+    from diziner.llm.pool import Pool, load_pool
+
+    return p if isinstance(p, Pool) else load_pool(p)
+
+
+class Annotator:
+    """Annotate texts in memory with every annotator of a pool; see the module docstring."""
+
+    def __init__(self, guideline: Any, pool: Any, *, aggregation: str | None = None,
+                 cache_path: str | Path | None = None, weights: str = "f1", percentile: float = 80.0):
+        from diziner.aggregation import Aggregation
+
+        self.guideline = _guideline(guideline)
+        self.pool = _pool(pool)
+        self.aggregation = Aggregation.parse(aggregation if aggregation is not None else self.pool.aggregation)
+        self.weights_mode = weights
+        self.percentile = percentile
+        self.weights_: dict[str, float] | None = None  # set by fit()
+        self._cache_path = cache_path
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="diziner-annotator", daemon=True)
+        self._thread.start()
+        self._clients: dict[str, Any] | None = None
+        self._sup = None
+        self.ledger = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+    def _run(self, coro: Any) -> Any:
+        if self._closed:
+            coro.close()
+            raise DizinerError("this Annotator is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _ensure_clients(self) -> dict[str, Any]:
+        if self._clients is None:
+            from diziner.llm.factory import build_pool_clients
+
+            self.pool.check_env()
+            self._clients, self._sup, self.ledger = build_pool_clients(self.pool, cache_path=self._cache_path)
+        return self._clients
+
+    async def _annotate(self, docs: list[Document]) -> tuple[dict[str, Any], dict[str, dict[str, list[Any]]]]:
+        from diziner.annotate.runner import annotate_documents
+
+        clients = await self._ensure_clients()
+        runs = await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
+                                                               for a in self.pool.annotators})
+        ann = {a: {d: list(r.spans) for d, r in run.results.items() if r.status == "ok"} for a, run in runs.items()}
+        return runs, {a: v for a, v in ann.items() if v}
+
+    @staticmethod
+    def _docs(texts: Iterable[Any]) -> list[Document]:
+        docs = []
+        for i, t in enumerate(texts):
+            if isinstance(t, Document):
+                docs.append(t)
+            elif isinstance(t, str):
+                docs.append(Document(f"text-{i}", t))
+            else:
+                raise DizinerError(f"text {i}: expected a string or a Document, got {type(t).__name__}")
+        if len({d.id for d in docs}) != len(docs):
+            raise DizinerError("document ids are not unique")
+        return docs
+
+    # ------------------------------------------------------------------ API
+    def fit(self, texts: Iterable[Any]) -> "Annotator":
+        """Fix the annotator weights from the pool's agreement on ``texts`` (no gold)."""
+        from diziner.analysis import analyze
+
+        docs = self._docs(texts)
+        _, ann = self._run(self._annotate(docs))
+        if len(ann) < 2:
+            raise DizinerError(f"fit needs at least two annotators that answered; {len(ann)} did")
+        res = analyze(docs, ann, labels=self.guideline.schema_.label_names, weights=self.weights_mode,
+                      percentile=self.percentile)
+        self.weights_ = dict(res.weights)
+        return self
+
+    def predict(self, texts: Iterable[Any]) -> list[list[dict[str, Any]] | None]:
+        """Spans (with support and hotspot flag) per text, in order; None for a text nobody answered."""
+        from diziner.analysis import aggregate, analyze
+
+        docs = self._docs(texts)
+        if not docs:
+            return []
+        _, ann = self._run(self._annotate(docs))
+        if not ann:
+            return [None] * len(docs)
+        labels = self.guideline.schema_.label_names
+        hot = None
+        if self.weights_ is not None:
+            weights = {a: self.weights_.get(a, 0.0) for a in ann}
+            if not any(weights.values()):
+                weights = {a: 1.0 for a in ann}
+        elif len(ann) >= 2:
+            res = analyze(docs, ann, labels=labels, weights=self.weights_mode, percentile=self.percentile)
+            weights, hot = dict(res.weights), res.to_json()["hotspots"]
+        else:
+            weights = {a: 1.0 for a in ann}
+        rows = aggregate(docs, ann, weights, hotspots=hot, labels=labels, percentile=self.percentile,
+                         **self.aggregation.kwargs())
+        return [rows.get(d.id) for d in docs]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._clients is not None:
+            from diziner.llm.factory import close_clients
+
+            asyncio.run_coroutine_threadsafe(close_clients(self._clients, self._sup), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        self._closed = True
+
+    def __enter__(self) -> "Annotator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if not self._closed and self._clients is None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+        except Exception:
+            pass
