@@ -119,3 +119,37 @@ def test_empty_and_missing_files(tmp_path):
         load_pool(write(tmp_path, ""))
     with pytest.raises(InputError, match="annotators"):
         load_pool(write(tmp_path, "annotators: []\n"))
+
+
+def test_pool_clients_close_what_they_built_once_and_nothing_they_borrowed(tmp_path):
+    import asyncio
+
+    from diziner.llm.factory import PoolClients
+    from diziner.llm.ledger import Ledger
+
+    closed: list[str] = []
+
+    class C:
+        def __init__(self, name):
+            self.name = name
+
+        async def aclose(self):
+            closed.append(self.name)
+
+    led = Ledger(tmp_path / "l.jsonl")
+    built = PoolClients({"a": C("a"), "b": C("b")}, C("sup"), led, owned=True)
+    borrowed = PoolClients.borrow(built)
+    ann, sup, ledger = built  # unpacks like the older tuple
+    assert set(ann) == {"a", "b"} and sup.name == "sup" and ledger is led
+
+    async def go():
+        async with borrowed:
+            pass
+        assert closed == []  # borrowed: nothing closed
+        async with built:
+            pass
+        await built.aclose()  # once only
+
+    asyncio.run(go())
+    assert closed == ["a", "b", "sup"] and led._fh is None  # the supervisor and the ledger file too
+    assert PoolClients.borrow(({"x": C("x")}, None, Ledger())).owned is False

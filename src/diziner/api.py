@@ -89,10 +89,11 @@ class Annotator:
 
     async def _ensure_clients(self) -> dict[str, Any]:
         if self._clients is None:
-            from diziner.llm.factory import build_pool_clients
+            from diziner.llm.factory import PoolClients
 
             self.pool.check_env()
-            self._clients, self._sup, self.ledger = build_pool_clients(self.pool, cache_path=self._cache_path)
+            self._pc = PoolClients.build(self.pool, cache_path=self._cache_path)
+            self._clients, self._sup, self.ledger = self._pc
         return self._clients
 
     async def _annotate(self, docs: list[Document]) -> tuple[dict[str, Any], dict[str, dict[str, list[Any]]]]:
@@ -161,9 +162,7 @@ class Annotator:
         if self._closed:
             return
         if self._clients is not None:
-            from diziner.llm.factory import close_clients
-
-            asyncio.run_coroutine_threadsafe(close_clients(self._clients, self._sup), self._loop).result()
+            asyncio.run_coroutine_threadsafe(self._pc.aclose(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -154,7 +154,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
                         quiet: bool = False, command: str = "", naive: bool = True,
                         disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
     from diziner.benchmarks.registry import load_split, schema_path
-    from diziner.llm.factory import build_pool_clients, close_clients
+    from diziner.llm.factory import PoolClients
     from diziner.loop import RefineOptions, refine_async
     from diziner.schema import load_schema
 
@@ -174,7 +174,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     pool.check_env()
     ds_dir = out / name
     ledger_path = ds_dir / "ledger.jsonl"
-    clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
+    pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
+    clients, sup, ledger = pc
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
     opts.final_aggregation = aggregation if aggregation is not None else pool.aggregation
     opts.aggregation()  # a bad name fails before any call
@@ -192,7 +193,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
                                              ds_dir / "test" / f"guideline-{t}", ledger)
         naive_scores, naive_spans = (await _score_naive(test_docs, schema, pool, clients, test_gold)) if naive else ({}, {})
     finally:
-        await close_clients(clients, sup)
+        await pc.aclose()
     s0, ss = systems[0], systems[sel]
     ids = [d.id for d in test_docs]
     ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], ids)

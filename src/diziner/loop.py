@@ -480,21 +480,17 @@ async def refine_async(
     **kwargs: Any,
 ) -> RefineResult:
     """The loop as a coroutine (``kwargs``: gold, quiet, command). Clients built here are closed at the end."""
-    owned = None
-    if clients is None:
-        from diziner.llm.factory import build_pool_clients
+    from diziner.llm.factory import PoolClients
 
+    if clients is None:
         pool.check_env()
         _refuse_foreign_folder(Path(out))
-        owned = clients = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
-                                             ledger=Path(out) / "ledger.jsonl")
-    try:
-        return await _refine_impl(schema, documents, pool, out, options, clients=clients, **kwargs)
-    finally:
-        if owned is not None:
-            from diziner.llm.factory import close_clients
-
-            await close_clients(owned[0], owned[1])
+        pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
+                               ledger=Path(out) / "ledger.jsonl")
+    else:
+        pc = PoolClients.borrow(clients)
+    async with pc:
+        return await _refine_impl(schema, documents, pool, out, options, clients=tuple(pc), **kwargs)
 
 
 async def _refine_impl(
@@ -816,17 +812,16 @@ def annotate_corpus(
 async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, aggregation, quiet, options):
     from diziner.analysis import analyze
 
-    if clients is None:
-        from diziner.llm.factory import build_pool_clients
+    from diziner.llm.factory import PoolClients
 
+    if clients is None:
         pool.check_env()
-        ledger_path = out.with_name(out.stem + ".ledger.jsonl")
-        ann_clients, _, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd, ledger=ledger_path)
-        owned = True
+        pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
+                               ledger=out.with_name(out.stem + ".ledger.jsonl"))
     else:
-        owned = False
-        ann_clients, _, ledger = clients
-    try:
+        pc = PoolClients.borrow(clients)
+    ann_clients, ledger = pc.annotators, pc.ledger
+    async with pc:
         check_annotator_ids([a.id for a in pool.annotators])
         styles = {a.id: a.prompt_style for a in pool.annotators}
         with Progress(quiet) as progress:
@@ -847,11 +842,6 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
         atomic.write_jsonl(out, rows)
         failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
-    finally:
-        if owned:
-            from diziner.llm.factory import close_clients
-
-            await close_clients(ann_clients)
 
     return {
         "documents": len(documents),

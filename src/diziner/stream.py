@@ -396,17 +396,17 @@ async def annotate_stream_async(
             _filter_annotator_partial(StreamPaths.partial(p), done, counters, a)
     resumed = len(done)
 
-    own_clients = clients is None
+    from diziner.llm.factory import PoolClients
+
     if clients is None:
-        from diziner.llm.factory import build_pool_clients
         from diziner.llm.ledger import Ledger
 
         pool.check_env()
-        ann_clients, sup, ledger = build_pool_clients(pool, cache_path=cache_path, no_cache=no_cache,
-                                                      budget_usd=budget_usd,
-                                                      ledger=Ledger(paths.ledger, keep_records=False))
+        pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
+                               ledger=Ledger(paths.ledger, keep_records=False))
     else:
-        ann_clients, sup, ledger = clients
+        pc = PoolClients.borrow(clients)
+    ann_clients, sup, ledger = pc
     missing = [a for a in ids if a not in ann_clients]
     if missing:
         raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
@@ -529,12 +529,7 @@ async def annotate_stream_async(
             await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
         if writer is not None:
             writer.close()
-        if own_clients:
-            from diziner.llm.factory import close_clients
-
-            await close_clients(ann_clients, sup)
-            if hasattr(ledger, "close"):
-                ledger.close()
+        await pc.aclose()  # closes what it built (every client and the ledger), nothing it borrowed
 
     if counters.documents == 0:
         raise InputError(where, None, "no documents found")

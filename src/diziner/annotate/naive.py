@@ -98,13 +98,10 @@ async def naive_by_model(documents: list[Document], schema: Any, pool: Any, clie
 def run_naive(documents: list[Document], schema: Any, pool: Any, *, cache_path: Any = None,
               k: int = NAIVE_SHOTS) -> dict[str, tuple[str, dict[str, list[Span]]]]:
     """:func:`naive_by_model` with the pool's own clients (and its response cache)."""
-    from diziner.llm.factory import build_pool_clients, close_clients
+    from diziner.llm.factory import PoolClients
 
     async def go():
-        clients, sup, _ = build_pool_clients(pool, cache_path=cache_path)
-        try:
-            return await naive_by_model(documents, schema, pool, clients, k)
-        finally:
-            await close_clients(clients, sup)
+        async with PoolClients.build(pool, cache_path=cache_path) as pc:
+            return await naive_by_model(documents, schema, pool, pc.annotators, k)
 
     return asyncio.run(go())

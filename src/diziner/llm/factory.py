@@ -202,6 +202,55 @@ def build_pool_clients(pool: Pool, *, cache_path: str | Path | None = None, no_c
     return clients, sup, ledger
 
 
+class PoolClients:
+    """Every client of a pool, built once and closed once (an async context manager).
+
+    ``annotators`` (id → client), ``supervisor`` (None for the consensus supervisor) and
+    ``ledger``. :meth:`build` makes clients this object owns: leaving the ``async with``
+    (or :meth:`aclose`) closes every client, the supervisor's too, and the ledger file.
+    :meth:`borrow` wraps clients someone else owns (tests, ``bench`` reusing one set for
+    several stages): closing it closes nothing. It unpacks like the older
+    ``(annotators, supervisor, ledger)`` tuple.
+    """
+
+    def __init__(self, annotators: dict[str, LLMClient], supervisor: LLMClient | None, ledger: Ledger,
+                 owned: bool = True):
+        self.annotators = annotators
+        self.supervisor = supervisor
+        self.ledger = ledger
+        self.owned = owned
+        self.closed = False
+
+    @classmethod
+    def build(cls, pool: Pool, **kw: Any) -> "PoolClients":
+        """:func:`build_pool_clients` with the same keywords, owned."""
+        return cls(*build_pool_clients(pool, **kw), owned=True)
+
+    @classmethod
+    def borrow(cls, clients: "PoolClients | tuple") -> "PoolClients":
+        if isinstance(clients, PoolClients):
+            return cls(clients.annotators, clients.supervisor, clients.ledger, owned=False)
+        ann, sup, ledger = clients
+        return cls(ann, sup, ledger, owned=False)
+
+    def __iter__(self):
+        return iter((self.annotators, self.supervisor, self.ledger))
+
+    async def aclose(self) -> None:
+        if not self.owned or self.closed:
+            return
+        self.closed = True
+        await close_clients(self.annotators, self.supervisor)
+        if hasattr(self.ledger, "close"):
+            self.ledger.close()
+
+    async def __aenter__(self) -> "PoolClients":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
 async def close_clients(clients: dict[str, LLMClient], supervisor: LLMClient | None = None) -> None:
     """Close HTTP connection pools and local models."""
     for c in [*clients.values(), *([supervisor] if supervisor else [])]:
@@ -210,5 +259,5 @@ async def close_clients(clients: dict[str, LLMClient], supervisor: LLMClient | N
             await close()
 
 
-__all__ = ["ManagedClient", "build_client", "build_pool_clients", "make_adapter", "register_backend",
+__all__ = ["ManagedClient", "PoolClients", "build_client", "build_pool_clients", "make_adapter", "register_backend",
            "backend_names", "close_clients"]
