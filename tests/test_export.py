@@ -83,10 +83,40 @@ def test_label_studio_scores_and_model_version(run_dir: Path, tmp_path: Path) ->
 def test_argilla_suggestions(run_dir: Path, tmp_path: Path) -> None:
     export(run_dir, "argilla", tmp_path / "a.jsonl")
     rec = json.loads((tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()[0])
-    sg = rec["suggestions"][0]
-    assert sg["agent"] == "diziner:run:consensus"
-    assert sg["score"] == [1.0, 0.6667, 0.6667] and sg["hotspot"] == [False, True, True]
-    assert rec["metadata"]["has_hotspot"] is True
+    sg = rec["suggestions"]["spans"]
+    assert sg["agent"] == "diziner:run:consensus" and sg["type"] == "model"
+    assert sg["score"] == [1.0, 0.6667, 0.6667] and rec["metadata"]["hotspot_spans"] == [1, 2]
+    assert rec["metadata"]["n_hotspot_spans"] == 2
+
+
+@pytest.mark.parametrize("source", ["consensus", "claude", "file"])
+def test_argilla_records_load_with_argillas_own_models(run_dir: Path, tmp_path: Path, source: str) -> None:
+    rg = pytest.importorskip("argilla")  # the client library only: its Settings need a server, its records do not
+
+    if source == "file":  # a plain JSONL spans file: no support scores
+        export(run_dir, "jsonl", tmp_path / "plain.jsonl")
+        lines = [json.loads(x) for x in (tmp_path / "plain.jsonl").read_text(encoding="utf-8").splitlines()]
+        for x in lines:
+            for sp in x["spans"]:
+                sp.pop("support", None)
+        (tmp_path / "plain.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+        export(tmp_path / "plain.jsonl", "argilla", tmp_path / "a.jsonl")
+    else:
+        export(run_dir, "argilla", tmp_path / "a.jsonl", source=source)
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        record = rg.Record.from_dict(row)  # Argilla 2.x's record and suggestion models validate it
+        (sug,) = list(record.suggestions)
+        assert sug.question_name == "spans" and sug.type == "model"
+        assert [(v["start"], v["end"], v["label"]) for v in sug.value] == \
+            [(v["start"], v["end"], v["label"]) for v in row["suggestions"]["spans"]["value"]]
+        assert all(v["label"] in ("PER", "ORG", "LOC") for v in sug.value)
+        assert record.fields["text"] == row["fields"]["text"]
+        if source == "consensus":
+            assert len(sug.score) == len(sug.value)
+        for name in ("source", "n_spans", "n_hotspot_spans"):
+            assert name in record.metadata
+    assert len(rows) > 0
 
 
 def test_failed_documents_left_out(run_dir: Path, tmp_path: Path) -> None:

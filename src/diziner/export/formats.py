@@ -141,21 +141,20 @@ def read_prodigy(path: Path) -> SpanTriples:
 # --------------------------------------------------------------------------- Argilla-style
 
 def write_argilla(src: ExportSource, out: Path) -> dict[str, Any]:
-    """Argilla-style records: a ``text`` field and one span suggestion with per-span scores,
-    the agent (model version) and per-span hotspot flags."""
+    """Argilla 2.x records (``rg.Record.from_dict``): a ``text`` field and a suggestion for the
+    span question ``spans`` (value, per-span score = support weight where there is one, agent =
+    model version); the hotspot flags go to metadata (``hotspot_spans``: their indexes in
+    ``value``), which Argilla's suggestion model does not take."""
     rows = []
     for d in src.docs:
-        sugg: dict[str, Any] = {
-            "question_name": "spans",
-            "type": "model",
-            "agent": src.model_version,
-            "value": [{"start": s.start, "end": s.end, "label": s.label} for s in d.spans],
-            "score": [s.score for s in d.spans],
-            "hotspot": [s.hotspot for s in d.spans],
-        }
-        rows.append({"id": d.id, "fields": {"text": d.text}, "suggestions": [sugg],
-                     "metadata": {"source": src.source, "has_hotspot": any(s.hotspot for s in d.spans),
-                                  "n_spans": len(d.spans)}})
+        sugg: dict[str, Any] = {"type": "model", "agent": src.model_version,
+                                "value": [{"start": s.start, "end": s.end, "label": s.label} for s in d.spans]}
+        if d.spans and all(s.score is not None for s in d.spans):  # one annotator or a plain file: no scores
+            sugg["score"] = [float(s.score) for s in d.spans]  # type: ignore[arg-type]
+        rows.append({"id": d.id, "fields": {"text": d.text}, "suggestions": {"spans": sugg},
+                     "metadata": {"source": src.source, "n_spans": len(d.spans),
+                                  "n_hotspot_spans": sum(1 for s in d.spans if s.hotspot),
+                                  "hotspot_spans": [i for i, s in enumerate(d.spans) if s.hotspot]}})
     _atomic_text(out, _jsonl(rows))
     return _counts(src)
 
@@ -165,8 +164,9 @@ def read_argilla(path: Path) -> SpanTriples:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             r = json.loads(line)
-            spans = [(int(v["start"]), int(v["end"]), str(v["label"]))
-                     for sg in r.get("suggestions", []) for v in sg.get("value", [])]
+            sg = r.get("suggestions", {})
+            suggestions = list(sg.values()) if isinstance(sg, dict) else sg  # 2.x: keyed by question
+            spans = [(int(v["start"]), int(v["end"]), str(v["label"])) for s in suggestions for v in s.get("value", [])]
             out[str(r["id"])] = sorted(spans)
     return out
 
