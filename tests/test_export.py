@@ -279,3 +279,18 @@ def test_only_the_doubtful_documents_go_to_review(run_dir: Path, tmp_path: Path,
     assert len(json.loads((tmp_path / "ls.json").read_text())) == len(low)
     assert main(["export", str(run_dir), "-f", "jsonl", "-o", str(tmp_path / "x.jsonl"), "--max-support", "2"]) == 2
     assert "--max-support must be within [0, 1]" in capsys.readouterr().err
+
+
+def test_prodigy_tasks_carry_tokens_and_token_indexes(run_dir: Path, tmp_path: Path) -> None:
+    export(run_dir, "prodigy", tmp_path / "p.jsonl")
+    for line in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines():
+        task = json.loads(line)
+        toks = task["tokens"]
+        assert [t["id"] for t in toks] == list(range(len(toks)))
+        for t in toks:
+            assert task["text"][t["start"]:t["end"]] == t["text"]
+        # the text is rebuilt from the tokens and their trailing whitespace flags (single spaces here)
+        assert "".join(t["text"] + (" " if t["ws"] else "") for t in toks).strip() == " ".join(task["text"].split())
+        for sp in task["spans"]:
+            first, last = toks[sp["token_start"]], toks[sp["token_end"]]
+            assert first["start"] <= sp["start"] and sp["end"] <= last["end"] and sp["token_start"] <= sp["token_end"]

@@ -116,12 +116,30 @@ def read_doccano(path: Path) -> SpanTriples:
 
 # --------------------------------------------------------------------------- Prodigy
 
+def prodigy_tokens(text: str) -> list[dict[str, Any]]:
+    """Prodigy's ``tokens``: ``{"text","start","end","id","ws"}`` from diziner's own tokenizer."""
+    from diziner.corpus.model import tokenize
+
+    offs = tokenize(text)
+    return [{"text": text[a:b], "start": a, "end": b, "id": i,
+             "ws": b < len(text) and text[b:b + 1].isspace()} for i, (a, b) in enumerate(offs)]
+
+
 def write_prodigy(src: ExportSource, out: Path) -> dict[str, Any]:
-    """Prodigy JSONL: ``{"text", "spans": [{"start","end","label"}], "meta": {"id", "source", ...}}``."""
+    """Prodigy JSONL: ``{"text", "tokens", "spans": [{"start","end","label","token_start","token_end"}],
+    "meta": {"id", "source", ...}}``; ``ner.manual`` needs the tokens and the token indexes of
+    each span (inclusive end); a span that does not fall on token boundaries is widened to them."""
     rows = []
     for d in src.docs:
-        rows.append({"text": d.text,
-                     "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in d.spans],
+        toks = prodigy_tokens(d.text)
+        spans = []
+        for s in d.spans:
+            inside = [t["id"] for t in toks if t["end"] > s.start and t["start"] < s.end]
+            sp: dict[str, Any] = {"start": s.start, "end": s.end, "label": s.label}
+            if inside:
+                sp.update(token_start=inside[0], token_end=inside[-1])
+            spans.append(sp)
+        rows.append({"text": d.text, "tokens": toks, "spans": spans,
                      "meta": {"id": d.id, "source": src.model_version, **{k: v for k, v in d.meta.items()
                                                                          if isinstance(v, (str, int, float, bool))}}})
     _atomic_text(out, _jsonl(rows))
