@@ -31,7 +31,7 @@ from diziner.corpus.bio import TagProblem, bio_to_spans, detect_scheme, normaliz
 from diziner.corpus.model import AnnotatedCorpus, Document, Span
 from diziner.errors import DizinerError, InputError
 
-FORMATS = ("conll", "jsonl", "text", "genia")
+FORMATS = ("conll", "jsonl", "text", "genia", "csv")
 FORMAT_ALIASES = {"json": "genia", "nested": "genia", "txt": "text", "bio": "conll", "tsv": "conll"}
 DOCSTART = "-DOCSTART-"
 
@@ -90,6 +90,8 @@ def detect_format(path: str | Path) -> str:
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
         return "jsonl"
+    if suffix == ".csv":
+        return "csv"
     if stripped.startswith("["):
         return "genia"
     if stripped.startswith("{"):
@@ -318,6 +320,8 @@ def _tokens_field(path: Path, n: int, value: Any, text: str) -> list[tuple[int, 
     toks: list[tuple[int, int]] = []
     prev = 0
     for t in value:
+        if isinstance(t, dict) and "start" in t and "end" in t:  # Prodigy: {"text","start","end","id","ws"}
+            t = [t["start"], t["end"]]
         if not (isinstance(t, list) and len(t) == 2):
             raise InputError(path, n, '"tokens" must be a list of [start, end] pairs')
         s = _int_field(path, n, t[0], "token start")
@@ -329,7 +333,7 @@ def _tokens_field(path: Path, n: int, value: Any, text: str) -> list[tuple[int, 
     return toks
 
 
-_JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata", "sentence", "ner"}
+_JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata", "sentence", "ner", "doc_id", "meta"}
 
 
 def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
@@ -348,6 +352,8 @@ def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
             raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
         if "sentence" in rec and "text" not in rec:
             doc, spans = _genia_record(path, n, rec, count)
+        elif "fields" in rec and "text" not in rec:
+            doc, spans = _argilla_record(path, n, rec, count)
         else:
             doc, spans = _jsonl_record(path, n, rec, count)
         if doc.id in seen:
@@ -364,7 +370,8 @@ def _jsonl_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[
     text = rec.get("text")
     if not isinstance(text, str):
         raise InputError(path, n, 'each line needs a "text" string')
-    doc_id = rec.get("id", f"{path.stem}:{index}")
+    meta_id = rec["meta"].get("id") if isinstance(rec.get("meta"), dict) else None  # Prodigy keeps it in meta
+    doc_id = rec.get("id", rec.get("doc_id", meta_id if meta_id is not None else f"{path.stem}:{index}"))
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
         raise InputError(path, n, f'"id" must be a string or an integer, got {doc_id!r}')
     meta = rec.get("metadata") or {}
@@ -378,6 +385,64 @@ def _jsonl_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[
     tokens = _tokens_field(path, n, rec["tokens"], text) if rec.get("tokens") is not None else None
     doc = Document(str(doc_id), text, tokens, meta)
     return doc, _spans_from_record(path, n, doc, rec)
+
+
+# --------------------------------------------------------------------------- annotation tools read back
+
+
+def _label_studio_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[Document, list[Span]]:
+    """A Label Studio task: ``data.text``; the spans of its latest annotation that was not
+    cancelled (what a human corrected), else of its first prediction."""
+    data = rec["data"]
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise InputError(path, n, 'a Label Studio task needs "data": {"text": ...} (a string)')
+    doc_id = data.get("doc_id", data.get("id", rec.get("id", f"{path.stem}:{index}")))
+    doc = Document(str(doc_id), text, None, {"line": n})
+    result = None
+    for ann in reversed(rec.get("annotations") or []):
+        if isinstance(ann, dict) and not ann.get("was_cancelled"):
+            result = ann.get("result") or []
+            break
+    if result is None:
+        preds = [p for p in rec.get("predictions") or [] if isinstance(p, dict)]
+        result = (preds[0].get("result") or []) if preds else []
+    spans = []
+    for r in result:
+        if not isinstance(r, dict) or r.get("type") != "labels":
+            continue
+        v = r.get("value") or {}
+        labels = v.get("labels") or []
+        if not labels:
+            raise InputError(path, n, f"a Label Studio region without a label ({v!r})")
+        spans.append(_make_span(path, n, doc, v.get("start"), v.get("end"), labels[0], v.get("text")))
+    return doc, sorted(set(spans))
+
+
+def _argilla_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[Document, list[Span]]:
+    """An Argilla 2.x record: ``fields.text``; the spans of its first submitted response to a
+    span question (what a human corrected), else of its span suggestion."""
+    fields = rec.get("fields")
+    text = fields.get("text") if isinstance(fields, dict) else None
+    if not isinstance(text, str):
+        raise InputError(path, n, 'an Argilla record needs "fields": {"text": ...} (a string)')
+    doc = Document(str(rec.get("id", f"{path.stem}:{index}")), text, None, {"line": n})
+    value = None
+    responses = rec.get("responses") or {}
+    for question, answers in (responses.items() if isinstance(responses, dict) else []):
+        for a in answers if isinstance(answers, list) else []:
+            if isinstance(a, dict) and a.get("status", "submitted") == "submitted" and isinstance(a.get("value"), list):
+                value = a["value"]
+                break
+        if value is not None:
+            break
+    if value is None:
+        sugg = rec.get("suggestions") or {}
+        items = list(sugg.values()) if isinstance(sugg, dict) else sugg
+        value = next((x.get("value") for x in items if isinstance(x, dict) and isinstance(x.get("value"), list)), [])
+    spans = [_make_span(path, n, doc, v.get("start"), v.get("end"), v.get("label"))
+             for v in value if isinstance(v, dict)]
+    return doc, sorted(set(spans))
 
 
 # --------------------------------------------------------------------------- genia / nested json
@@ -403,7 +468,8 @@ def _genia_record(path: Path, n: int, rec: Any, index: int) -> tuple[Document, l
         tokens.append((pos, pos + len(w)))
         pos += len(w) + 1
     text = " ".join(w for w in words if w.strip())
-    doc_id = rec.get("id", f"{path.stem}:{index}")
+    meta_id = rec["meta"].get("id") if isinstance(rec.get("meta"), dict) else None  # Prodigy keeps it in meta
+    doc_id = rec.get("id", rec.get("doc_id", meta_id if meta_id is not None else f"{path.stem}:{index}"))
     doc = Document(str(doc_id), text, tokens, {"line": n})
     spans: list[Span] = []
     for ent in ner:
@@ -469,7 +535,11 @@ def _iter_genia(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
             raise fail(i, f"invalid JSON ({_short(e)})") from None
         line_base += text.count("\n", line_pos, i)
         line_pos = i
-        doc, spans = _genia_record(path, line_base, rec, count)
+        if isinstance(rec, dict) and isinstance(rec.get("data"), dict):  # a Label Studio task
+            doc, spans = _label_studio_record(path, line_base, rec, count)
+            out["format"] = "label-studio"
+        else:
+            doc, spans = _genia_record(path, line_base, rec, count)
         if doc.id in seen:
             raise InputError(path, line_base, f"duplicate document id {doc.id!r}")
         seen.add(doc.id)
@@ -478,6 +548,40 @@ def _iter_genia(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
         yield doc, spans
     if count == 0:
         raise InputError(path, None, "no sentence records found")
+    out["groups"] = None
+
+
+# --------------------------------------------------------------------------- csv
+
+
+def _iter_csv(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    """A CSV file with a header: the ``text`` column is the document, ``id`` its id when present;
+    the other columns become metadata. No spans (a table of texts to annotate)."""
+    import csv
+    import io
+
+    raw = _decode_all(path)
+    reader = csv.DictReader(io.StringIO(raw, newline=""))
+    header = reader.fieldnames or []
+    if "text" not in header:
+        raise InputError(path, 1, f"a CSV file needs a 'text' column (the header has: {', '.join(header) or 'nothing'})")
+    seen: set[str] = set()
+    count = 0
+    for row in reader:
+        n = reader.line_num
+        text = row.get("text")
+        if text is None or not text.strip():
+            continue
+        doc_id = (row.get("id") or "").strip() or f"{path.stem}:{count}"
+        if doc_id in seen:
+            raise InputError(path, n, f"duplicate document id {doc_id!r}")
+        seen.add(doc_id)
+        meta = {k: v for k, v in row.items() if k not in ("text", "id") and k is not None}
+        meta["line"] = n
+        count += 1
+        yield Document(doc_id, text, None, meta), []
+    if count == 0:
+        raise InputError(path, None, "no documents found")
     out["groups"] = None
 
 
@@ -527,6 +631,8 @@ def iter_documents(
         yield from _iter_jsonl(p, probs, out)
     elif fmt == "genia":
         yield from _iter_genia(p, probs, out)
+    elif fmt == "csv":
+        yield from _iter_csv(p, probs, out)
     else:
         yield from _iter_text(p, probs, out)
 
