@@ -291,3 +291,19 @@ def test_cli_evaluate_errors_one_line(tmp_path, capsys):
     assert "pred.tsv:1:" in err and err.count("\n") == 1
     assert main(["evaluate", "--help"]) == 0
     assert "Example:" in capsys.readouterr().out
+
+
+def test_texts_that_look_identical_say_where_they_differ():
+    from diziner.corpus.model import AnnotatedCorpus, Document
+    from diziner.evaluate import align_corpora
+
+    g = AnnotatedCorpus([Document("a", "Ada Lovelace met Grace Hopper in London.")], {"a": []}, [], None)
+    p = AnnotatedCorpus([Document("a", "Ada Lovelace\u00a0met Grace Hopper in London.")], {"a": []}, [], None)
+    with pytest.raises(DizinerError) as e:
+        align_corpora(g, p)
+    msg = e.value.one_line()
+    assert "first difference at character 12" in msg
+    assert "U+0020 SPACE" in msg and "U+00A0 NO-BREAK SPACE" in msg
+    short = AnnotatedCorpus([Document("a", "Ada Lovelace met Grace Hopper in London")], {"a": []}, [], None)
+    with pytest.raises(DizinerError, match=r"pred '.*London' has end of text"):
+        align_corpora(g, short)

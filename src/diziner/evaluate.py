@@ -247,7 +247,7 @@ def align_corpora(gold: AnnotatedCorpus, pred: AnnotatedCorpus, *, by: str = "au
         if _norm(gdoc) != _norm(pdoc):
             raise DizinerError(
                 f"document {gdoc.id!r} (gold) and {pdoc.id!r} (pred) have different texts: "
-                f"{_clip(gdoc.text)!r} vs {_clip(pdoc.text)!r}",
+                + _first_difference(gdoc.text, pdoc.text),
                 hint="gold and pred must annotate the same documents",
             )
         for s in pred.spans_of(pdoc.id):
@@ -259,6 +259,27 @@ def align_corpora(gold: AnnotatedCorpus, pred: AnnotatedCorpus, *, by: str = "au
 
 def _norm(doc: Document) -> str:
     return doc.text
+
+
+def _char_name(c: str) -> str:
+    import unicodedata
+
+    return f"U+{ord(c):04X} {unicodedata.name(c, 'control character')}"
+
+
+def _first_difference(a: str, b: str, context: int = 12) -> str:
+    """Where two texts that may look identical differ: the position, both readings around it,
+    and the two characters by Unicode name (a no-break space, CR, a different apostrophe...)."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, i - context)
+
+    def around(t: str) -> str:
+        return ("…" if lo else "") + t[lo:i + context] + ("…" if i + context < len(t) else "")
+
+    ca = _char_name(a[i]) if i < len(a) else "end of text"
+    cb = _char_name(b[i]) if i < len(b) else "end of text"
+    return (f"first difference at character {i} (gold {len(a)}, pred {len(b)} characters): "
+            f"gold {around(a)!r} has {ca}, pred {around(b)!r} has {cb}")
 
 
 def _clip(text: str, n: int = 40) -> str:
