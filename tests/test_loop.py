@@ -263,3 +263,23 @@ def test_a_noop_resume_keeps_the_runs_usage_in_metrics(tmp_path, example):
            clients=({k: CallableClient(v, name=k) for k, v in scripts.items()}, None, led2), quiet=True)
     again = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert again["usage"]["total"]["calls"] == 3 and again["usage_this_run"]["total"]["calls"] == 0
+
+
+def test_stop_rule_and_selection_by_hand():
+    from diziner.loop import IterationRecord, StopRule, select_iteration
+
+    rule = StopRule(patience=2, min_delta=0.01)
+    assert rule.update(0.30, 0) is None and rule.best == 0.30
+    assert not rule.would_stop(0.305, 1)  # not a rise (≤ 0.31), but patience 2 is not used up
+    assert rule.update(0.305, 1) is None and rule.since_best == 1
+    assert rule.would_stop(0.2, 2)
+    assert rule.update(0.2, 2) == "agreement did not rise for 2 iteration(s) after iteration 0"
+    first = StopRule(patience=1)
+    assert not first.would_stop(0.0, 0) and first.update(-5.0, 0) is None  # never after iteration 0
+
+    def rec(t, a):
+        return IterationRecord(iteration=t, documents=[], annotators=["a", "b"], mean_pairwise_f1=a,
+                               per_annotator_agreement={}, weights={}, elite=[], hotspots=0, hotspots_by_category={},
+                               failures={})
+    assert select_iteration([rec(0, 0.2), rec(1, 0.5), rec(2, 0.5), rec(3, 0.4)]).iteration == 1  # tie: earlier
+    assert select_iteration([]) is None

@@ -493,32 +493,72 @@ async def refine_async(
         return await _refine_impl(schema, documents, pool, out, options, clients=tuple(pc), **kwargs)
 
 
-async def _refine_impl(
-    schema: Schema,
-    documents: list[Document],
-    pool,
-    out: str | Path,
-    options: RefineOptions | None = None,
-    *,
-    clients: tuple[dict, Any, Any],
-    gold: dict[str, list[Span]] | None = None,
-    quiet: bool = False,
-    command: str = "",
-) -> RefineResult:
-    from diziner.analysis import analyze
-    from diziner.guideline_render import render_markdown
-    from diziner.sampling import iteration_sets
+@dataclass
+class StopRule:
+    """Stop when agreement has not risen by more than ``min_delta`` for ``patience`` iterations
+    (never after iteration 0)."""
 
-    opts = options or RefineOptions()
+    patience: int = 1
+    min_delta: float = 0.0
+    best: float = -1.0
+    since_best: int = 0
+
+    def improves(self, score: float) -> bool:
+        return score > self.best + self.min_delta
+
+    def would_stop(self, score: float, t: int) -> bool:
+        """Would :meth:`update` with this score stop the loop (so no supervision is needed)?"""
+        return not self.improves(score) and self.since_best + 1 >= self.patience and t > 0
+
+    def update(self, score: float, t: int) -> str | None:
+        """Record iteration ``t``'s agreement; the reason to stop, or None to go on."""
+        if self.improves(score):
+            self.best, self.since_best = score, 0
+            return None
+        self.since_best += 1
+        if self.since_best >= self.patience and t > 0:
+            return f"agreement did not rise for {self.since_best} iteration(s) after iteration {t - self.since_best}"
+        return None
+
+
+def select_iteration(records: list[IterationRecord]) -> IterationRecord | None:
+    """Label-free selection: the highest mean pairwise agreement; ties go to the earlier iteration."""
+    return max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration)) if records else None
+
+
+@dataclass
+class _Loop:
+    """What every step of one refine run reads (set up once by :func:`_refine_impl`)."""
+
+    schema: Schema
+    pool: Any
+    out: Path
+    opts: RefineOptions
+    gold: dict[str, list[Span]] | None
+    ann_clients: dict[str, Any]
+    styles: dict[str, str]
+    supervisor: Any
+    limits: Any
+    ledger: Any
+    progress: Any = None
+
+    def it_dir(self, t: int) -> Path:
+        return self.out / "iterations" / str(t)
+
+
+def _prepare_run(schema: Schema, documents: list[Document], pool, out: Path, opts: RefineOptions,
+                 gold: dict | None, command: str) -> RefineOptions:
+    """Check the options and the documents, apply the pool's aggregation, write (or check) run.json."""
     opts.check()
     if opts.final_aggregation is None and opts.final_min_support is None and getattr(pool, "aggregation", None):
         opts = dataclasses.replace(opts, final_aggregation=pool.aggregation)  # the pool's, unless told otherwise
-    out = Path(out)
     if not documents:
         raise DizinerError("no documents to annotate")
     ids = [d.id for d in documents]
     if len(set(ids)) != len(ids):
         raise DizinerError("document ids are not unique")
+    if len(pool.annotators) < 2:
+        raise DizinerError("the pool needs at least two annotators to measure disagreement")
     meta = {
         "command": command,
         "schema_sha": hashlib.sha256(dump_schema(schema).encode()).hexdigest()[:16],
@@ -531,150 +571,208 @@ async def _refine_impl(
     _check_or_write_run_json(out, meta)
     if not (out / "schema.yaml").exists():
         atomic.write_text(out / "schema.yaml", dump_schema(schema))
+    return opts
 
-    ann_clients, sup_client, ledger = clients
-    styles = {a.id: a.prompt_style for a in pool.annotators}
-    active = [a.id for a in pool.annotators]
-    if len(active) < 2:
-        raise DizinerError("the pool needs at least two annotators to measure disagreement")
 
-    supervisor_kind = opts.supervisor or getattr(pool.supervisor, "backend", "consensus")
-    supervisor = _make_supervisor(supervisor_kind, sup_client, schema)
+def _limits(opts: RefineOptions):
     from diziner.supervise.base import Limits
 
-    limits = Limits(
-        max_patterns=opts.max_patterns,
-        max_new_common=opts.max_new_common,
-        max_model_specific=opts.max_model_specific,
-        max_change_ratio=opts.max_change_ratio,
-        freeze_goal=opts.freeze_goal,
-        remove_goal=opts.remove_goal,
-    )
+    return Limits(max_patterns=opts.max_patterns, max_new_common=opts.max_new_common,
+                  max_model_specific=opts.max_model_specific, max_change_ratio=opts.max_change_ratio,
+                  freeze_goal=opts.freeze_goal, remove_goal=opts.remove_goal)
 
-    sets = iteration_sets(documents, opts.iterations, opts.sample_size, opts.seed) if opts.iterations else []
-    records: list[IterationRecord] = []
-    guideline = Guideline.initial(schema)
-    if opts.remove_goal:
-        guideline = guideline.model_copy(update={"goal": ""})
+
+async def _annotate_step(lp: _Loop, t: int, sample: list[Document], guideline: Guideline, active: list[str]):
+    """Stage 1: every active annotator on the iteration's sample; (runs, usable annotators, their spans)."""
+    it_dir = lp.it_dir(t)
+    atomic.write_jsonl(it_dir / "sample.jsonl", [{"id": d.id, "text": d.text} for d in sample])
+    runs = await _annotate(sample, guideline, {a: lp.ann_clients[a] for a in active}, lp.styles, iteration=t,
+                           options=lp.opts, out_dir=it_dir / "annotations", progress=lp.progress,
+                           label=f"iteration {t}: annotate")
+    usable = _usable(runs, lp.progress, 2, f"iteration {t}")
+    return runs, usable, {a: annotations_by_doc(runs[a]) for a in usable}
+
+
+def _analyse_step(lp: _Loop, t: int, sample: list[Document], runs: dict, usable: list[str],
+                  annotations: dict) -> tuple[dict, IterationRecord]:
+    """Stage 2: the disagreement analysis (analysis.json, report.md) and the iteration's record."""
+    from diziner.analysis import analyze
+
+    result = analyze(sample, annotations, labels=lp.schema.label_names, weights=lp.opts.weights,
+                     percentile=lp.opts.percentile)
+    analysis = result.to_json()
+    atomic.write_json(lp.it_dir(t) / "analysis.json", analysis)
+    atomic.write_text(lp.it_dir(t) / "report.md", result.to_markdown())
+    maybe_kill("analysis")
+    rec = IterationRecord(
+        iteration=t,
+        documents=[d.id for d in sample],
+        annotators=usable,
+        mean_pairwise_f1=float(analysis["mean_pairwise_f1"]),
+        per_annotator_agreement=_per_annotator_agreement(analysis["pairwise_f1"]),
+        weights=dict(analysis["weights"]),
+        elite=list(analysis["elite"]),
+        hotspots=len(analysis["hotspots"]),
+        hotspots_by_category=dict(analysis.get("summary", {}).get("by_category", {})),
+        failures={a: sum(1 for r in runs[a].results.values() if r.status != "ok") for a in runs},
+    )
+    return analysis, rec
+
+
+def _score_step(lp: _Loop, sample: list[Document], annotations: dict, analysis: dict, rec: IterationRecord) -> None:
+    """F1 against gold of each annotator and of the delivered aggregation (reported, never used)."""
+    if lp.gold is None:
+        return
+    cons = _consensus_spans(sample, annotations, rec.weights, lp.opts.aggregation(), analysis["hotspots"],
+                            lp.schema.label_names)
+    rec.f1 = _score(lp.gold, {**{a: annotations[a] for a in rec.annotators},
+                              "consensus": {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}}, sample)
+
+
+def _drop_step(lp: _Loop, t: int, rec: IterationRecord) -> None:
+    """The paper's drop rule: an annotator ≥ drop_margin below the mean agreement leaves later iterations."""
+    opts, per_ann = lp.opts, rec.per_annotator_agreement
+    if not (opts.drop_low_agreement and len(rec.annotators) > opts.min_annotators):
+        return
+    mean = sum(per_ann.values()) / len(per_ann)
+    for _, a in sorted((v, a) for a, v in per_ann.items() if v <= mean - opts.drop_margin):
+        if len(rec.annotators) - len(rec.dropped) <= opts.min_annotators:
+            break
+        rec.dropped.append(a)
+    if rec.dropped:
+        lp.progress.print(f"iteration {t}: dropping low-agreement annotator(s) {', '.join(rec.dropped)}")
+
+
+async def _supervise_step(lp: _Loop, t: int, sample: list[Document], guideline: Guideline, analysis: dict,
+                          annotations: dict, rec: IterationRecord) -> None:
+    """Stage 3: the supervisor writes Θ(t+1) (or Θ(t) is kept, with a change-log line, when it fails)."""
+    texts = {d.id: d.text for d in sample}
+    gold = lp.gold
+    sup_gold = {d: gold.get(d, []) for d in texts} if (lp.opts.gold_supervised and gold is not None) else None
+    sres = await _supervise(lp.supervisor, guideline, analysis, texts, t + 1, lp.limits, sup_gold, annotations)
+    for name, payload in (sres.outputs or {}).items():
+        atomic.write_json(lp.it_dir(t) / "supervisor" / f"{name}.json", payload)
+    rec.supervisor_ok = bool(sres.ok)
+    rec.supervisor_notes = list(sres.notes or []) + ([f"error: {sres.error}"] if sres.error else [])
+    new_g = sres.guideline.model_copy(update={"iteration": t + 1}) if sres.ok else _kept_guideline(guideline, sres, t + 1)
+    atomic.write_text(lp.it_dir(t + 1) / "guideline.yaml", new_g.to_yaml())
+    maybe_kill("supervisor")
+    if not sres.ok:
+        lp.progress.print(f"[yellow]warning:[/] supervisor failed in iteration {t}: {sres.error}; "
+                          "the previous guideline is kept")
+
+
+async def _run_iteration(lp: _Loop, t: int, sample: list[Document], guideline: Guideline, active: list[str],
+                         stop: StopRule, last: bool) -> IterationRecord:
+    """One pilot iteration: annotate, analyse, score, drop, supervise (unless it is the last one or
+    the stop rule will end the loop here); ``done.json`` marks it finished."""
+    runs, usable, annotations = await _annotate_step(lp, t, sample, guideline, active)
+    analysis, rec = _analyse_step(lp, t, sample, runs, usable, annotations)
+    _score_step(lp, sample, annotations, analysis, rec)
+    _drop_step(lp, t, rec)
+    if not last and not stop.would_stop(rec.mean_pairwise_f1, t):
+        await _supervise_step(lp, t, sample, guideline, analysis, annotations, rec)
+    atomic.write_json(lp.it_dir(t) / "metrics.json", rec.to_json())
+    atomic.write_json(lp.it_dir(t) / "done.json", rec.to_json())
+    f1s = f"; F1 vs gold (reported only): consensus {rec.f1.get('consensus', 0):.3f}" if rec.f1 else ""
+    lp.progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}, {rec.hotspots} hotspots{f1s}")
+    lp.progress.print("  usage so far: " + _usage_line(lp.ledger))
+    return rec
+
+
+def _iteration_guideline(lp: _Loop, t: int, guideline: Guideline) -> Guideline:
+    """Θ(t) as written (a resumed run reads it back), else the one carried over, written now."""
+    gpath = lp.it_dir(t) / "guideline.yaml"
+    if gpath.exists():
+        return load_guideline(gpath)
+    atomic.write_text(gpath, guideline.to_yaml())
+    return guideline
+
+
+async def _pilot(lp: _Loop, sets: list[list[Document]], guideline: Guideline,
+                 active: list[str]) -> tuple[list[IterationRecord], list[str], Guideline, str]:
+    """The iterations (resumed where done.json exists); (records, active annotators, Θ last, why it stopped)."""
+    opts = lp.opts
     stopped = f"ran all {len(sets)} iterations"
     if len(sets) < opts.iterations:
         stopped = f"ran {len(sets)} iterations (the corpus has too few documents for {opts.iterations} sets of {opts.sample_size})"
-    best = -1.0
-    since_best = 0
+    stop = StopRule(patience=opts.patience, min_delta=opts.min_delta)
+    records: list[IterationRecord] = []
+    for t, sample in enumerate(sets):
+        guideline = _iteration_guideline(lp, t, guideline)
+        done = lp.it_dir(t) / "done.json"
+        if done.exists():
+            rec = IterationRecord(**atomic.read_json(done))
+            lp.progress.print(f"iteration {t}: finished earlier (agreement {rec.mean_pairwise_f1:.3f}); resumed")
+        else:
+            rec = await _run_iteration(lp, t, sample, guideline, active, stop, last=t == len(sets) - 1)
+        records.append(rec)
+        active = [a for a in rec.annotators if a not in rec.dropped]
+        nxt = lp.it_dir(t + 1) / "guideline.yaml"
+        if nxt.exists():
+            guideline = load_guideline(nxt)
+        why = stop.update(rec.mean_pairwise_f1, t)
+        if why is not None:
+            stopped = why
+            break
+    return records, active, guideline, stopped
+
+
+def _write_selected(lp: _Loop, records: list[IterationRecord], guideline: Guideline,
+                    stopped: str) -> tuple[int, Guideline, str]:
+    """Write final/guideline.yaml and .md; (selected iteration, its guideline, why the pilot stopped)."""
+    from diziner.guideline_render import render_markdown
+
+    sel = select_iteration(records)
+    if sel is not None:
+        sel_it = sel.iteration
+        selected = load_guideline(lp.it_dir(sel_it) / "guideline.yaml")
+        msg = f"selected iteration {sel_it} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}"
+    else:  # --iterations 0: no pilot, the corpus is annotated with the iteration-0 guideline
+        sel_it, selected = 0, guideline
+        stopped = msg = "no pilot (--iterations 0): the iteration-0 guideline"
+    atomic.write_text(lp.out / "final" / "guideline.yaml", selected.to_yaml())
+    maybe_kill("final_write")
+    atomic.write_text(lp.out / "final" / "guideline.md", render_markdown(selected))
+    lp.progress.print(msg)
+    return sel_it, selected, stopped
+
+
+async def _refine_impl(
+    schema: Schema,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    options: RefineOptions | None = None,
+    *,
+    clients: tuple[dict, Any, Any],
+    gold: dict[str, list[Span]] | None = None,
+    quiet: bool = False,
+    command: str = "",
+) -> RefineResult:
+    from diziner.sampling import iteration_sets
+
+    out = Path(out)
+    opts = _prepare_run(schema, documents, pool, out, options or RefineOptions(), gold, command)
+    ann_clients, sup_client, ledger = clients
+    supervisor_kind = opts.supervisor or getattr(pool.supervisor, "backend", "consensus")
+    lp = _Loop(schema=schema, pool=pool, out=out, opts=opts, gold=gold, ann_clients=ann_clients,
+               styles={a.id: a.prompt_style for a in pool.annotators},
+               supervisor=_make_supervisor(supervisor_kind, sup_client, schema), limits=_limits(opts), ledger=ledger)
+    sets = iteration_sets(documents, opts.iterations, opts.sample_size, opts.seed) if opts.iterations else []
+    guideline = Guideline.initial(schema)
+    if opts.remove_goal:
+        guideline = guideline.model_copy(update={"goal": ""})
     t0 = time.time()
     with Progress(quiet) as progress:
-        for t, sample in enumerate(sets):
-            it_dir = out / "iterations" / str(t)
-            gpath = it_dir / "guideline.yaml"
-            if gpath.exists():
-                guideline = load_guideline(gpath)
-            else:
-                atomic.write_text(gpath, guideline.to_yaml())
-            done = it_dir / "done.json"
-            if done.exists():
-                rec = IterationRecord(**atomic.read_json(done))
-                records.append(rec)
-                progress.print(f"iteration {t}: finished earlier (agreement {rec.mean_pairwise_f1:.3f}); resumed")
-                active = rec.annotators if not rec.dropped else [a for a in rec.annotators if a not in rec.dropped]
-                nxt = out / "iterations" / str(t + 1) / "guideline.yaml"
-                if nxt.exists():
-                    guideline = load_guideline(nxt)
-            else:
-                atomic.write_jsonl(it_dir / "sample.jsonl", [{"id": d.id, "text": d.text} for d in sample])
-                runs = await _annotate(sample, guideline, {a: ann_clients[a] for a in active}, styles, iteration=t,
-                                       options=opts, out_dir=it_dir / "annotations", progress=progress,
-                                       label=f"iteration {t}: annotate")
-                usable = _usable(runs, progress, 2, f"iteration {t}")
-                failures = {a: sum(1 for r in runs[a].results.values() if r.status != "ok") for a in runs}
-                annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-                result = analyze(sample, annotations, labels=schema.label_names, weights=opts.weights, percentile=opts.percentile)
-                analysis = result.to_json()
-                atomic.write_json(it_dir / "analysis.json", analysis)
-                atomic.write_text(it_dir / "report.md", result.to_markdown())
-                maybe_kill("analysis")
-                per_ann = _per_annotator_agreement(analysis["pairwise_f1"])
-                rec = IterationRecord(
-                    iteration=t,
-                    documents=[d.id for d in sample],
-                    annotators=usable,
-                    mean_pairwise_f1=float(analysis["mean_pairwise_f1"]),
-                    per_annotator_agreement=per_ann,
-                    weights=dict(analysis["weights"]),
-                    elite=list(analysis["elite"]),
-                    hotspots=len(analysis["hotspots"]),
-                    hotspots_by_category=dict(analysis.get("summary", {}).get("by_category", {})),
-                    failures=failures,
-                )
-                if gold is not None:
-                    cons = _consensus_spans(sample, annotations, rec.weights, opts.aggregation(), analysis["hotspots"],
-                                           schema.label_names)
-                    rec.f1 = _score(gold, {**{a: annotations[a] for a in usable},
-                                           "consensus": {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}}, sample)
-                # drop rule (paper): an annotator ≥ drop_margin below the mean agreement leaves later iterations
-                if opts.drop_low_agreement and len(usable) > opts.min_annotators:
-                    mean = sum(per_ann.values()) / len(per_ann)
-                    low = sorted((v, a) for a, v in per_ann.items() if v <= mean - opts.drop_margin)
-                    for _, a in low:
-                        if len(usable) - len(rec.dropped) <= opts.min_annotators:
-                            break
-                        rec.dropped.append(a)
-                    if rec.dropped:
-                        progress.print(f"iteration {t}: dropping low-agreement annotator(s) {', '.join(rec.dropped)}")
-                last = t == len(sets) - 1
-                improved = rec.mean_pairwise_f1 > best + opts.min_delta
-                will_stop = (not improved) and (since_best + 1 >= opts.patience) and t > 0
-                if not last and not will_stop:
-                    texts = {d.id: d.text for d in sample}
-                    sup_gold = {d: gold.get(d, []) for d in texts} if (opts.gold_supervised and gold is not None) else None
-                    sres = await _supervise(supervisor, guideline, analysis, texts, t + 1, limits, sup_gold, annotations)
-                    for name, payload in (sres.outputs or {}).items():
-                        atomic.write_json(it_dir / "supervisor" / f"{name}.json", payload)
-                    rec.supervisor_ok = bool(sres.ok)
-                    rec.supervisor_notes = list(sres.notes or []) + ([f"error: {sres.error}"] if sres.error else [])
-                    new_g = sres.guideline.model_copy(update={"iteration": t + 1}) if sres.ok else _kept_guideline(guideline, sres, t + 1)
-                    atomic.write_text(out / "iterations" / str(t + 1) / "guideline.yaml", new_g.to_yaml())
-                    maybe_kill("supervisor")
-                    if not sres.ok:
-                        progress.print(f"[yellow]warning:[/] supervisor failed in iteration {t}: {sres.error}; the previous guideline is kept")
-                atomic.write_json(it_dir / "metrics.json", rec.to_json())
-                atomic.write_json(done, rec.to_json())
-                records.append(rec)
-                f1s = f"; F1 vs gold (reported only): consensus {rec.f1.get('consensus', 0):.3f}" if rec.f1 else ""
-                progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}, {rec.hotspots} hotspots{f1s}")
-                progress.print("  usage so far: " + _usage_line(ledger))
-                active = [a for a in usable if a not in rec.dropped]
-                nxt = out / "iterations" / str(t + 1) / "guideline.yaml"
-                if nxt.exists():
-                    guideline = load_guideline(nxt)
-            if records[-1].mean_pairwise_f1 > best + opts.min_delta:
-                best = records[-1].mean_pairwise_f1
-                since_best = 0
-            else:
-                since_best += 1
-                if since_best >= opts.patience and t > 0:
-                    stopped = f"agreement did not rise for {since_best} iteration(s) after iteration {t - since_best}"
-                    break
-
-        # ------------------------------------------------------------- label-free selection
-        if records:
-            sel = max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration))
-            sel_it = sel.iteration
-            selected = load_guideline(out / "iterations" / str(sel_it) / "guideline.yaml")
-            msg = f"selected iteration {sel_it} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}"
-        else:  # --iterations 0: no pilot, the corpus is annotated with the iteration-0 guideline
-            sel_it, selected = 0, guideline
-            stopped = "no pilot (--iterations 0): the iteration-0 guideline"
-            msg = stopped
-        atomic.write_text(out / "final" / "guideline.yaml", selected.to_yaml())
-        maybe_kill("final_write")
-        atomic.write_text(out / "final" / "guideline.md", render_markdown(selected))
-        progress.print(msg)
-
+        lp.progress = progress
+        records, active, guideline, stopped = await _pilot(lp, sets, guideline, [a.id for a in pool.annotators])
+        sel_it, selected, stopped = _write_selected(lp, records, guideline, stopped)
         final: dict[str, Any] = {}
         if opts.final_annotation:
-            final = await _final_annotation(documents, selected, ann_clients, styles, active, schema, opts, out, gold, progress)
-        final_f1: dict[str, float] = final.get("f1", {})
-
+            final = await _final_annotation(documents, selected, ann_clients, lp.styles, active, schema, opts, out, gold,
+                                            progress)
+    final_f1: dict[str, float] = final.get("f1", {})
     summary = {
         "iterations": [r.to_json() for r in records],
         "selected_iteration": sel_it,
