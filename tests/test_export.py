@@ -294,3 +294,22 @@ def test_prodigy_tasks_carry_tokens_and_token_indexes(run_dir: Path, tmp_path: P
         for sp in task["spans"]:
             first, last = toks[sp["token_start"]], toks[sp["token_end"]]
             assert first["start"] <= sp["start"] and sp["end"] <= last["end"] and sp["token_start"] <= sp["token_end"]
+
+
+def test_label_studio_config_matches_the_tasks(run_dir: Path, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from diziner.schema import load_schema
+
+    res = export(run_dir, "label-studio-config", tmp_path / "config.xml")
+    root = ET.parse(tmp_path / "config.xml").getroot()
+    labels = root.find("Labels")
+    text = root.find("Text")
+    assert root.tag == "View" and labels.get("name") == "label" and labels.get("toName") == "text"
+    assert text.get("name") == "text" and text.get("value") == "$text"
+    names = [x.get("value") for x in labels.findall("Label")]
+    assert names == load_schema(run_dir / "schema.yaml").label_names == res["labels"]
+    export(run_dir, "label-studio", tmp_path / "tasks.json")
+    for task in json.loads((tmp_path / "tasks.json").read_text()):
+        for r in task["predictions"][0]["result"]:  # every region names the config's controls and labels
+            assert r["from_name"] == "label" and r["to_name"] == "text" and r["value"]["labels"][0] in names

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-_FORMATS = "label-studio, doccano, prodigy, argilla, spacy, conll, jsonl, guideline-md"
+_FORMATS = "label-studio, doccano, prodigy, argilla, spacy, conll, jsonl, guideline-md, label-studio-config"
 
 
 def register(app: typer.Typer) -> None:

@@ -304,6 +304,30 @@ def write_guideline_md(run: Path, out: Path) -> dict[str, Any]:
             "model_specific": {a: len(g.for_annotator(a)) for a in g.model_specific}}
 
 
+def write_label_studio_config(run: Path, out: Path) -> dict[str, Any]:
+    """The Label Studio labeling config for the run's schema, matching the ``label-studio``
+    export: ``<Labels name="label" toName="text">`` (one ``<Label>`` per schema label, its
+    definition as the hint) over ``<Text name="text" value="$text"/>``."""
+    from xml.sax.saxutils import quoteattr
+
+    from diziner.schema import load_schema
+
+    spath = run / "schema.yaml"
+    if not run.is_dir() or not spath.is_file():
+        raise InputError(spath, None, "no schema.yaml (the labeling config needs a refine run directory)")
+    schema = load_schema(spath)
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
+               "#469990", "#dcbeff", "#9a6324"]
+    lines = ["<View>", '  <Labels name="label" toName="text">']
+    for i, lab in enumerate(schema.labels):
+        hint = " ".join(str(getattr(lab, "definition", "") or "").split())
+        lines.append(f"    <Label value={quoteattr(lab.name)} background={quoteattr(palette[i % len(palette)])}"
+                     + (f" hint={quoteattr(hint)}" if hint else "") + "/>")
+    lines += ["  </Labels>", '  <Text name="text" value="$text"/>', "</View>", ""]
+    _atomic_text(out, "\n".join(lines))
+    return {"labels": schema.label_names}
+
+
 # --------------------------------------------------------------------------- dispatch
 
 FORMATS: dict[str, Callable[[ExportSource, Path], dict[str, Any]]] = {
@@ -315,7 +339,7 @@ FORMATS: dict[str, Callable[[ExportSource, Path], dict[str, Any]]] = {
     "conll": write_conll,
     "jsonl": write_jsonl,
 }
-ALL_FORMATS = [*FORMATS, "guideline-md"]
+ALL_FORMATS = [*FORMATS, "guideline-md", "label-studio-config"]
 
 
 def doubtful(src: ExportSource, max_support: float | None = None, hotspots_only: bool = False) -> ExportSource:
@@ -360,6 +384,8 @@ def export(path: str | Path, fmt: str, out: str | Path, source: str = "consensus
     if fmt == "guideline-md":
         res = write_guideline_md(p, o)
         return {"format": fmt, "out": str(o), **res}
+    if fmt == "label-studio-config":
+        return {"format": fmt, "out": str(o), **write_label_studio_config(p, o)}
     src = load_source(p, source)
     n_all = len(src.docs)
     src = doubtful(src, max_support, hotspots_only)
