@@ -111,3 +111,51 @@ def test_analysis_report_in_browser(tmp_path: Path) -> None:
         assert not _severe(drv.get_log("browser"))
     finally:
         drv.quit()
+
+
+def test_corpus_browser_in_browser(tmp_path: Path) -> None:
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from diziner.report import build_report
+
+    run = make_run(tmp_path / "run")
+    rows = [json.loads(x) for x in (run / "final" / "annotations.jsonl").read_text(encoding="utf-8").splitlines()]
+    out = build_report(run)
+    drv = _driver(tmp_path)
+    try:
+        drv.get(out.resolve().as_uri())
+        docs = drv.find_elements(By.CSS_SELECTOR, "#corpus article.doc")
+        assert len(docs) == len(rows)
+        # each delivered span is drawn, coloured by its support
+        marks = drv.find_elements(By.CSS_SELECTOR, "#corpus article.doc > mark.ent, #corpus article.doc > span.hot > mark")
+        assert len(marks) == sum(len(r["spans"]) for r in rows)
+        classes = {m.get_attribute("class") for m in marks}
+        assert {"ent sup-hi", "ent sup-lo"} <= classes or {"ent sup-hi", "ent sup-mid"} <= classes
+        # hotspots only
+        drv.find_element(By.ID, "corpus-hot").click()
+        n_hot = sum(1 for r in rows if any(s.get("hotspot") for s in r["spans"]))
+        assert 0 < n_hot < len(rows) and sum(d.is_displayed() for d in docs) == n_hot
+        assert drv.find_element(By.ID, "corpus-count").text == f"showing {n_hot} of {len(rows)} documents"
+        drv.find_element(By.ID, "corpus-hot").click()
+        # a label
+        Select(drv.find_element(By.ID, "corpus-label")).select_by_value("LOC")
+        n_loc = sum(1 for r in rows if any(s["label"] == "LOC" for s in r["spans"]))
+        assert 0 < n_loc < len(rows) and sum(d.is_displayed() for d in docs) == n_loc
+        Select(drv.find_element(By.ID, "corpus-label")).select_by_value("")
+        # low support: documents with a span of support ≤ 0.7
+        drv.execute_script("var s=document.getElementById('corpus-support'); s.value='0.7';"
+                           "s.dispatchEvent(new Event('input'));")
+        n_low = sum(1 for r in rows if any(s["support"]["weight"] <= 0.7 for s in r["spans"]))
+        assert sum(d.is_displayed() for d in docs) == n_low < len(rows)
+        # the annotators' readings open on click
+        first = docs[0] if docs[0].is_displayed() else next(d for d in docs if d.is_displayed())
+        first.find_element(By.CSS_SELECTOR, "details > summary").click()
+        assert len(first.find_elements(By.CSS_SELECTOR, "table.readings tr")) == 3  # gpt, claude, llama
+        drv.find_element(By.ID, "corpus").screenshot(str(tmp_path / "corpus.png"))
+        assert (tmp_path / "corpus.png").stat().st_size > 5_000
+        assert not _severe(drv.get_log("browser"))
+    finally:
+        drv.quit()

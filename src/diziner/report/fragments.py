@@ -106,6 +106,37 @@ def highlight(text: str, spans: list[dict[str, Any]], lo: int = 0, hi: int | Non
     return Markup("".join(out))
 
 
+def support_class(weight: Any) -> str:
+    """``sup-hi`` (≥ 0.75), ``sup-mid`` (≥ 0.5), ``sup-lo`` (below, or unknown): the colour of a delivered span."""
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+        return "sup-hi" if weight >= 0.75 else "sup-mid" if weight >= 0.5 else "sup-lo"
+    return "sup-lo"
+
+
+def support_marks(text: str, spans: list[dict[str, Any]]) -> Markup:
+    """A delivered document: each span marked, coloured by its support weight, its label,
+    support and annotators in the tooltip, hotspot spans underlined (flat spans; an overlap
+    is drawn only for the first)."""
+    out: list[str] = []
+    pos = 0
+    for sp in sorted(_spans_ok(spans, len(text)), key=lambda x: (x["start"], -x["end"])):
+        a, b = sp["start"], sp["end"]
+        if a < pos:
+            continue
+        sup = sp.get("support") if isinstance(sp.get("support"), dict) else {}
+        w = sup.get("weight")
+        who = ", ".join(map(str, sup.get("annotators") or []))
+        tip = f"{sp.get('label', '')} · support {w if w is not None else '–'}" + (f" · {who}" if who else "") + (
+            " · hotspot" if sp.get("hotspot") else "")
+        piece = f'<mark class="ent {support_class(w)}" title="{_e(tip)}">{_e(text[a:b])}</mark>'
+        if sp.get("hotspot"):
+            piece = f'<span class="hot">{piece}</span>'
+        out.append(_e(text[pos:a]) + piece + f'<sup class="lab">{_e(sp.get("label", ""))}</sup>')
+        pos = b
+    out.append(_e(text[pos:]))
+    return Markup("".join(out))
+
+
 def span_chips(spans: list[dict[str, Any]]) -> Markup:
     """Spans as a list of ``text LABEL`` chips (when the document text is not available)."""
     if not spans:

@@ -273,6 +273,41 @@ def _f1_of(row: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- render / write
 
+CORPUS_LIMIT = 2000  # documents shown in the corpus browser (the rest are counted, not drawn)
+
+
+def _corpus(data: ReportData) -> dict[str, Any] | None:
+    """The delivered corpus (final/annotations.jsonl) for the browser: each document with its
+    spans coloured by support, the filter attributes, and every annotator's reading."""
+    from diziner.report.data import read_jsonl
+    from diziner.report.fragments import support_marks
+
+    final = data.root / "final" / "annotations.jsonl"
+    if data.kind != "run" or not final.is_file():
+        return None
+    rows = read_jsonl(final, tolerate_torn_tail=True)
+    readings: dict[str, dict[str, list]] = {}
+    for f in sorted((data.root / "final" / "by_annotator").glob("*.jsonl")):
+        readings[f.stem] = {str(r.get("id")): (r.get("spans") if r.get("status", "ok") == "ok" else None)
+                            for r in read_jsonl(f, tolerate_torn_tail=True)}
+    docs, labels = [], set()
+    for r in rows[:CORPUS_LIMIT]:
+        text, spans = str(r.get("text", "")), [s for s in r.get("spans") or [] if isinstance(s, dict)]
+        weights = [s["support"]["weight"] for s in spans if isinstance(s.get("support"), dict)
+                   and isinstance(s["support"].get("weight"), (int, float))]
+        labs = sorted({str(s.get("label")) for s in spans})
+        labels.update(labs)
+        reads = []
+        for a, by in readings.items():
+            sp = by.get(str(r.get("id")))
+            reads.append((a, highlight(text, sp) if sp is not None else Markup('<span class="none">failed</span>')))
+        docs.append({"id": str(r.get("id")), "html": support_marks(text, spans), "labels": " ".join(labs),
+                     "hot": int(any(s.get("hotspot") for s in spans)), "n": len(spans),
+                     "min_support": f"{min(weights):.4f}" if weights else "1", "readings": reads,
+                     "failed": ", ".join(str(x.get("annotator")) for x in r.get("failed") or [] if isinstance(x, dict))})
+    return {"docs": docs, "labels": sorted(labels), "total": len(rows), "shown": len(docs)}
+
+
 def _run_facts(data: ReportData, sel: int | None) -> list[tuple[str, str]]:
     """The headline of a run: the selected iteration's pilot analysis and the delivered corpus
     (``final/analysis.json``), never the last iteration's when that one was rejected."""
@@ -357,7 +392,7 @@ def render_report(data: ReportData) -> str:
         subtitle="refine run" if data.kind == "run" else "disagreement analysis",
         root=str(data.root), kind_label="refine run directory" if data.kind == "run" else "analyze folder",
         facts=facts, metric_rows=metric_rows, has_f1=has_f1, notes=data.notes,
-        charts=_charts(data, rows), heatmaps=_heatmaps(data), hotspots=hotspots,
+        charts=_charts(data, rows), heatmaps=_heatmaps(data), hotspots=hotspots, corpus=_corpus(data),
         guidelines=guidelines, schema=schema, ledger=ledger,
         css=Markup(CSS), js=Markup(JS), data_json=json_for_script(page_data),
     )

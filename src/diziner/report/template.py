@@ -50,6 +50,10 @@ pre.diff .add{color:#116329}
 pre.diff .rem{color:#a40e26}
 pre.diff .hdr{color:#0550ae}
 .change-added{color:#116329}.change-removed{color:#a40e26}.change-changed{color:#9a6700}
+mark.sup-hi{background:#b7e4c7}mark.sup-mid{background:#ffe08a}mark.sup-lo{background:#ffc9c9}
+.doc{border-bottom:1px solid var(--line);padding:6px 0}
+.doc .did{font-size:12px;color:var(--muted);margin-right:8px}
+.doc details{font-size:13px;margin-left:18px}
 """
 
 JS = r"""
@@ -89,6 +93,27 @@ JS = r"""
   apply();
   if(location.hash){ window.dispatchEvent(new HashChangeEvent("hashchange")); }
 })();
+(function(){
+  "use strict";
+  var lab = document.getElementById("corpus-label"), hot = document.getElementById("corpus-hot");
+  var sup = document.getElementById("corpus-support"), count = document.getElementById("corpus-count");
+  var supVal = document.getElementById("corpus-support-value");
+  if(!lab || !hot || !sup){ return; }
+  function apply(){
+    var l = lab.value, h = hot.checked, m = parseFloat(sup.value), shown = 0;
+    var docs = document.querySelectorAll("article.doc");
+    supVal.textContent = m >= 1 ? "any" : "≤ " + m.toFixed(2);
+    for(var i=0;i<docs.length;i++){
+      var d = docs[i];
+      var ok = (l === "" || (" " + d.dataset.labels + " ").indexOf(" " + l + " ") >= 0)
+        && (!h || d.dataset.hot === "1") && (m >= 1 || parseFloat(d.dataset.minSupport) <= m);
+      d.hidden = !ok; if(ok){ shown++; }
+    }
+    count.textContent = "showing " + shown + " of " + docs.length + " document" + (docs.length === 1 ? "" : "s");
+  }
+  lab.addEventListener("change", apply); hot.addEventListener("change", apply); sup.addEventListener("input", apply);
+  apply();
+})();
 """
 
 TEMPLATE = r"""<!DOCTYPE html>
@@ -110,6 +135,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 {% if charts %}<a href="#charts">charts</a>{% endif %}
 {% if heatmaps %}<a href="#agreement">pairwise agreement</a>{% endif %}
 <a href="#hotspots">hotspots</a>
+{% if corpus %}<a href="#corpus">corpus</a>{% endif %}
 {% if guidelines %}<a href="#guidelines">guidelines</a>{% endif %}
 {% if ledger %}<a href="#ledger">usage</a>{% endif %}
 </nav>
@@ -182,6 +208,30 @@ TEMPLATE = r"""<!DOCTYPE html>
 </article>
 {% endfor %}
 </section>
+
+{% if corpus %}
+<section id="corpus">
+<h2>Delivered corpus</h2>
+<p class="muted">What <code>final/annotations.jsonl</code> holds: each span coloured by its support
+(<mark class="ent sup-hi">≥ 0.75</mark> <mark class="ent sup-mid">≥ 0.5</mark> <mark class="ent sup-lo">lower</mark>),
+hotspot spans underlined, label, support and annotators in the tooltip; each annotator's reading under the document.
+{% if corpus.shown < corpus.total %}The first {{ corpus.shown }} of {{ corpus.total }} documents are shown.{% endif %}</p>
+<div class="filters">
+<label>label <select id="corpus-label"><option value="">all</option>{% for l in corpus.labels %}<option value="{{ l }}">{{ l }}</option>{% endfor %}</select></label>
+<label><input type="checkbox" id="corpus-hot"> hotspots only</label>
+<label>lowest support <input type="range" id="corpus-support" min="0" max="1" step="0.05" value="1"> <span id="corpus-support-value">any</span></label>
+<span id="corpus-count" class="muted"></span>
+</div>
+{% for d in corpus.docs %}
+<article class="doc" id="doc-{{ loop.index }}" data-labels="{{ d.labels }}" data-hot="{{ d.hot }}" data-min-support="{{ d.min_support }}">
+<span class="did">{{ d.id }}</span>{{ d.html }}{% if d.failed %} <span class="muted">(failed: {{ d.failed }})</span>{% endif %}
+{% if d.readings %}<details><summary>readings</summary><table class="readings">
+{% for name, html in d.readings %}<tr><td>{{ name }}</td><td>{{ html }}</td></tr>{% endfor %}
+</table></details>{% endif %}
+</article>
+{% endfor %}
+</section>
+{% endif %}
 
 {% if guidelines %}
 <section id="guidelines">
