@@ -57,6 +57,21 @@ def make_pool(srv):
     ], global_concurrency=64)
 
 
+def cli_files(tmp_path: Path, server, guideline, docs, extra: str = "") -> tuple[Path, Path, Path, str]:
+    """texts.jsonl, guideline.yaml and a two-annotator pool.yaml (plus ``extra`` lines) for the CLI;
+    returns their paths and the pool file's body."""
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
+    gpath = tmp_path / "guideline.yaml"
+    gpath.write_text(guideline.to_yaml())
+    pool = tmp_path / "pool.yaml"
+    body = "annotators:\n" + "".join(
+        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
+        for a in ("a", "b"))
+    pool.write_text(body + extra)
+    return texts, gpath, pool, body
+
+
 def lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
@@ -186,14 +201,7 @@ def test_cli_annotate_streams_a_jsonl_file(server, guideline, tmp_path: Path, ca
     from diziner.cli import main
 
     docs = make_docs(250, seed=11)
-    texts = tmp_path / "texts.jsonl"
-    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
-    gpath = tmp_path / "guideline.yaml"
-    gpath.write_text(guideline.to_yaml())
-    pool = tmp_path / "pool.yaml"
-    pool.write_text("annotators:\n" + "".join(
-        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
-        for a in ("a", "b")))
+    texts, gpath, pool, _ = cli_files(tmp_path, server, guideline, docs)
     out = tmp_path / "res" / "out.jsonl"
     args = ["annotate", "--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--out", str(out),
             "--cache", str(tmp_path / "c.sqlite"), "--batch-size", "64", "--weight-sample", "100", "--json"]
@@ -324,15 +332,7 @@ def test_the_pool_chooses_the_aggregation_and_the_command_line_wins(server, guid
     from diziner.corpus.model import Span
 
     docs = make_docs(120, seed=5)
-    texts = tmp_path / "texts.jsonl"
-    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
-    gpath = tmp_path / "guideline.yaml"
-    gpath.write_text(guideline.to_yaml())
-    pool = tmp_path / "pool.yaml"
-    body = "annotators:\n" + "".join(
-        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
-        for a in ("a", "b"))
-    pool.write_text(body + "aggregation: union\n")
+    texts, gpath, pool, body = cli_files(tmp_path, server, guideline, docs, "aggregation: union\n")
     common = ["--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--cache", str(tmp_path / "c.sqlite"),
               "--batch-size", "200", "--quiet"]
     assert main(["annotate", *common, "--out", str(tmp_path / "u" / "out.jsonl")]) == 0
@@ -359,14 +359,7 @@ def test_annotate_with_just_a_schema_and_a_dry_run(server, guideline, tmp_path: 
     from diziner.cli import main
 
     docs = make_docs(40, seed=9)
-    texts = tmp_path / "texts.jsonl"
-    texts.write_text("".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs))
-    gpath = tmp_path / "guideline.yaml"
-    gpath.write_text(guideline.to_yaml())  # the iteration-0 guideline of examples/schema.yaml
-    pool = tmp_path / "pool.yaml"
-    pool.write_text("annotators:\n" + "".join(
-        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
-        for a in ("a", "b")))
+    texts, gpath, pool, _ = cli_files(tmp_path, server, guideline, docs)  # gpath: examples/schema.yaml's iteration 0
     common = ["--pool", str(pool), "--texts", str(texts), "--cache", str(tmp_path / "c.sqlite"), "--quiet"]
     before = server.counts["requests"]
     assert main(["annotate", "--schema", str(examples_dir / "schema.yaml"), *common, "--out", str(tmp_path / "p.jsonl"),

@@ -160,22 +160,18 @@ def register(app: typer.Typer) -> None:
 
         kind = yaml_kind(file) if format is None else None
         if kind is not None:  # a schema, pool or guideline: validated as one, not read as text
-            summary = config_summary(file, kind)
-            if quiet:
-                return
-            if as_json:
-                typer.echo(json.dumps(summary, ensure_ascii=False))
-            else:
-                typer.echo(f"{file}: a valid {kind}")
-                for k, v in summary.items():
-                    if k != "kind":
-                        typer.echo(f"  {k}: {v}")
-            return
-        corpus, info = read_info(file, format, scheme=scheme)
-        stats = corpus_stats(corpus, info)
+            stats = config_summary(file, kind)
+        else:
+            corpus, info = read_info(file, format, scheme=scheme)
+            stats = corpus_stats(corpus, info)
         if quiet:
             return
         if as_json:
             typer.echo(json.dumps(stats, ensure_ascii=False))
+        elif kind is not None:
+            typer.echo(f"{file}: a valid {kind}")
+            for k, v in stats.items():
+                if k != "kind":
+                    typer.echo(f"  {k}: {v}")
         else:
             _print_table(file, stats)
