@@ -74,3 +74,25 @@ def test_csv_with_a_text_column(tmp_path):
     bad.write_text("body,id\nhello,1\n")
     with pytest.raises(InputError, match="needs a 'text' column"):
         read_corpus(bad)
+
+
+def test_text_field_names_the_text_of_jsonl_and_csv(tmp_path, capsys, examples_dir):
+    from diziner.cli import main
+
+    j = tmp_path / "t.jsonl"
+    j.write_text('{"id": "a", "body": "Ada Lovelace wrote."}\n{"id": "b", "body": "Grace Hopper too."}\n')
+    with pytest.raises(InputError, match=r'needs a "text" string \(its keys: id, body; see --text-field\)'):
+        read_corpus(j)
+    assert [d.text for d in read_corpus(j, text_field="body").documents] == ["Ada Lovelace wrote.", "Grace Hopper too."]
+    c = tmp_path / "t.csv"
+    c.write_text("id,body\na,Ada Lovelace wrote.\n")
+    assert read_corpus(c, text_field="body").documents[0].text == "Ada Lovelace wrote."
+    assert main(["inspect", str(j), "--text-field", "body", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 2
+    assert main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(c), "--text-field", "body",
+                 "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r"), "--dry-run",
+                 "--iterations", "1", "--sample-size", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["corpus_documents"] == 1
+    assert main(["annotate", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(j), "--text-field", "body",
+                 "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "o.jsonl"), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 2

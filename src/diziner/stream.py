@@ -184,11 +184,11 @@ def guideline_sha(guideline: Guideline) -> str:
     return hashlib.sha256(guideline.to_yaml().encode("utf-8")).hexdigest()[:16]
 
 
-def count_documents(path: str | Path, fmt: str | None = None) -> int:
+def count_documents(path: str | Path, fmt: str | None = None, text_field: str = "text") -> int:
     """Number of documents in a corpus file, read as a stream (for the progress bar)."""
     from diziner.corpus.readers import iter_documents
 
-    return sum(1 for _ in iter_documents(path, fmt))
+    return sum(1 for _ in iter_documents(path, fmt, text_field=text_field))
 
 
 # ----------------------------------------------------------------------------- partial files
@@ -582,6 +582,7 @@ def annotate_stream(guideline: Guideline, documents: Iterable[Document], pool, o
 
 
 def annotate_file(guideline: Guideline, texts: str | Path, pool, out: str | Path, *, fmt: str | None = None,
+                  text_field: str = "text",
                   count: bool = True, **kwargs: Any) -> dict[str, Any]:
     """Stream the documents of ``texts`` (text, JSONL, CoNLL, GENIA) through :func:`annotate_stream`.
 
@@ -589,6 +590,6 @@ def annotate_file(guideline: Guideline, texts: str | Path, pool, out: str | Path
     """
     from diziner.corpus.readers import iter_documents
 
-    total = count_documents(texts, fmt) if count else None
-    docs = (d for d, _ in iter_documents(texts, fmt))
+    total = count_documents(texts, fmt, text_field) if count else None
+    docs = (d for d, _ in iter_documents(texts, fmt, text_field=text_field))
     return annotate_stream(guideline, docs, pool, out, total=total, source=texts, **kwargs)

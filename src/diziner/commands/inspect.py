@@ -147,6 +147,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--scheme", help="CoNLL tag scheme: auto, bio, iob1, iobes, bilou.")
         ] = "auto",
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        text_field: Annotated[str, typer.Option("--text-field", help="The text of a JSONL record / the text column of a CSV file.")] = "text",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing; exit 0 when the file reads.")] = False,
     ) -> None:
         """Count documents, sentences, tokens, mentions (per label) and problems in FILE.
@@ -162,7 +163,7 @@ def register(app: typer.Typer) -> None:
         if kind is not None:  # a schema, pool or guideline: validated as one, not read as text
             stats = config_summary(file, kind)
         else:
-            corpus, info = read_info(file, format, scheme=scheme)
+            corpus, info = read_info(file, format, scheme=scheme, text_field=text_field)
             stats = corpus_stats(corpus, info)
         if quiet:
             return

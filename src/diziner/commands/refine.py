@@ -9,10 +9,10 @@ from typing import Optional
 import typer
 
 
-def _load_texts(path: Path, fmt: str | None):
+def _load_texts(path: Path, fmt: str | None, text_field: str = "text"):
     from diziner.corpus.readers import read_corpus
 
-    corpus = read_corpus(path, fmt)
+    corpus = read_corpus(path, fmt, text_field=text_field)
     if not corpus.documents:
         from diziner.errors import InputError
 
@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         sample_size: int = typer.Option(25, help="Documents per iteration (disjoint, lexically diverse sets)."),
         seed: int = typer.Option(13, help="Seed for the iteration sets."),
         fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts/--gold: conll, jsonl, text, genia (default: detect)."),
+        text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         gold: Optional[Path] = typer.Option(None, help="Gold annotations: scored and reported only, never used to select."),
         supervisor: Optional[str] = typer.Option(None, help="consensus | llm (default: the pool's supervisor)."),
         gold_supervised: bool = typer.Option(False, help="Ablation: gold replaces the consensus as the supervisor's reference."),
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
 
         sch = load_schema(schema)
         pl = load_pool(pool)
-        docs = _load_texts(texts, fmt)
+        docs = _load_texts(texts, fmt, text_field)
         gold_spans = _load_gold(gold, fmt, docs)
         if gold_supervised and gold_spans is None:
             from diziner.errors import DizinerError
@@ -173,6 +174,7 @@ def register(app: typer.Typer) -> None:
         texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL or CoNLL)."),
         out: Path = typer.Option(..., "--out", help="Output JSONL (consensus spans with support); per-annotator files beside it."),
         fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts (default: detect)."),
+        text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
@@ -218,7 +220,7 @@ def register(app: typer.Typer) -> None:
                               aggregation=aggregation, weights=weights, percentile=percentile)
         sopts.check()
         if dry_run:
-            docs = _load_texts(texts, fmt)
+            docs = _load_texts(texts, fmt, text_field)
             plan = _estimate(docs, g, pl, 1)
             plan.update({"documents": len(docs), "aggregation": str(sopts.agg() if pool_agg(pl, sopts) is None
                                                                       else pool_agg(pl, sopts)),
@@ -229,7 +231,7 @@ def register(app: typer.Typer) -> None:
             raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
-        summary = annotate_file(g, texts, pl, out, fmt=fmt, count=not (quiet or as_json), options=sopts,
+        summary = annotate_file(g, texts, pl, out, fmt=fmt, text_field=text_field, count=not (quiet or as_json), options=sopts,
                                 cache_path=cache, no_cache=no_cache, budget_usd=budget, quiet=quiet or as_json)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))

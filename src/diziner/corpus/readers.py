@@ -336,7 +336,8 @@ def _tokens_field(path: Path, n: int, value: Any, text: str) -> list[tuple[int, 
 _JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata", "sentence", "ner", "doc_id", "meta"}
 
 
-def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any],
+                text_field: str = "text") -> Iterator[tuple[Document, list[Span]]]:
     seen: set[str] = set()
     count = 0
     for n, line in _iter_lines(path):
@@ -350,12 +351,12 @@ def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
             raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
         if not isinstance(rec, dict):
             raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
-        if "sentence" in rec and "text" not in rec:
+        if "sentence" in rec and text_field not in rec:
             doc, spans = _genia_record(path, n, rec, count)
-        elif "fields" in rec and "text" not in rec:
+        elif "fields" in rec and text_field not in rec:
             doc, spans = _argilla_record(path, n, rec, count)
         else:
-            doc, spans = _jsonl_record(path, n, rec, count)
+            doc, spans = _jsonl_record(path, n, rec, count, text_field)
         if doc.id in seen:
             raise InputError(path, n, f"duplicate document id {doc.id!r}")
         seen.add(doc.id)
@@ -366,10 +367,12 @@ def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
     out["groups"] = None
 
 
-def _jsonl_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tuple[Document, list[Span]]:
-    text = rec.get("text")
+def _jsonl_record(path: Path, n: int, rec: dict[str, Any], index: int,
+                  text_field: str = "text") -> tuple[Document, list[Span]]:
+    text = rec.get(text_field)
     if not isinstance(text, str):
-        raise InputError(path, n, 'each line needs a "text" string')
+        hint = "" if text_field != "text" or len(rec) == 0 else f" (its keys: {', '.join(list(rec)[:8])}; see --text-field)"
+        raise InputError(path, n, f'each line needs a "{text_field}" string{hint}')
     meta_id = rec["meta"].get("id") if isinstance(rec.get("meta"), dict) else None  # Prodigy keeps it in meta
     doc_id = rec.get("id", rec.get("doc_id", meta_id if meta_id is not None else f"{path.stem}:{index}"))
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
@@ -554,29 +557,31 @@ def _iter_genia(path: Path, problems: list[str], out: dict[str, Any]) -> Iterato
 # --------------------------------------------------------------------------- csv
 
 
-def _iter_csv(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
-    """A CSV file with a header: the ``text`` column is the document, ``id`` its id when present;
-    the other columns become metadata. No spans (a table of texts to annotate)."""
+def _iter_csv(path: Path, problems: list[str], out: dict[str, Any],
+              text_field: str = "text") -> Iterator[tuple[Document, list[Span]]]:
+    """A CSV file with a header: the ``text_field`` column is the document, ``id`` its id when
+    present; the other columns become metadata. No spans (a table of texts to annotate)."""
     import csv
     import io
 
     raw = _decode_all(path)
     reader = csv.DictReader(io.StringIO(raw, newline=""))
     header = reader.fieldnames or []
-    if "text" not in header:
-        raise InputError(path, 1, f"a CSV file needs a 'text' column (the header has: {', '.join(header) or 'nothing'})")
+    if text_field not in header:
+        raise InputError(path, 1, f"a CSV file needs a '{text_field}' column (the header has: "
+                         f"{', '.join(header) or 'nothing'}; see --text-field)")
     seen: set[str] = set()
     count = 0
     for row in reader:
         n = reader.line_num
-        text = row.get("text")
+        text = row.get(text_field)
         if text is None or not text.strip():
             continue
         doc_id = (row.get("id") or "").strip() or f"{path.stem}:{count}"
         if doc_id in seen:
             raise InputError(path, n, f"duplicate document id {doc_id!r}")
         seen.add(doc_id)
-        meta = {k: v for k, v in row.items() if k not in ("text", "id") and k is not None}
+        meta = {k: v for k, v in row.items() if k not in (text_field, "id") and k is not None}
         meta["line"] = n
         count += 1
         yield Document(doc_id, text, None, meta), []
@@ -610,12 +615,14 @@ def iter_documents(
     scheme: str = "auto",
     problems: list[str] | None = None,
     info: dict[str, Any] | None = None,
+    text_field: str = "text",
 ) -> Iterator[tuple[Document, list[Span]]]:
     """Stream ``(document, spans)`` pairs from ``path``.
 
     ``format`` is one of :data:`FORMATS` (or None to detect it); ``scheme`` the CoNLL tag
     scheme (``auto``, ``bio``, ``iob1``, ``iobes``, ``bilou``). Repairs are appended to
-    ``problems``; after the iterator is exhausted ``info`` holds ``format``, ``groups``
+    ``problems``; ``text_field`` names the text of a JSONL record or the text column of a CSV
+    file (default ``text``). After the iterator is exhausted ``info`` holds ``format``, ``groups``
     (number of -DOCSTART- groups, or None) and, for CoNLL, the detected ``scheme``.
     """
     p = Path(path)
@@ -628,27 +635,29 @@ def iter_documents(
     if fmt == "conll":
         yield from _iter_conll(p, scheme, probs, out)
     elif fmt == "jsonl":
-        yield from _iter_jsonl(p, probs, out)
+        yield from _iter_jsonl(p, probs, out, text_field)
     elif fmt == "genia":
         yield from _iter_genia(p, probs, out)
     elif fmt == "csv":
-        yield from _iter_csv(p, probs, out)
+        yield from _iter_csv(p, probs, out, text_field)
     else:
         yield from _iter_text(p, probs, out)
 
 
-def read_corpus(path: str | Path, format: str | None = None, *, scheme: str = "auto") -> AnnotatedCorpus:
+def read_corpus(path: str | Path, format: str | None = None, *, scheme: str = "auto",
+                text_field: str = "text") -> AnnotatedCorpus:
     """Read a whole file into an :class:`AnnotatedCorpus` (format detected when None)."""
-    return read_info(path, format, scheme=scheme)[0]
+    return read_info(path, format, scheme=scheme, text_field=text_field)[0]
 
 
-def read_info(path: str | Path, format: str | None = None, *, scheme: str = "auto") -> tuple[AnnotatedCorpus, dict[str, Any]]:
+def read_info(path: str | Path, format: str | None = None, *, scheme: str = "auto",
+              text_field: str = "text") -> tuple[AnnotatedCorpus, dict[str, Any]]:
     """Like :func:`read_corpus`, also returning ``info`` (format, groups, detected scheme)."""
     problems: list[str] = []
     info: dict[str, Any] = {}
     docs: list[Document] = []
     spans: dict[str, list[Span]] = {}
-    for doc, sps in iter_documents(path, format, scheme=scheme, problems=problems, info=info):
+    for doc, sps in iter_documents(path, format, scheme=scheme, problems=problems, info=info, text_field=text_field):
         docs.append(doc)
         spans[doc.id] = sps
     return AnnotatedCorpus(docs, spans, problems, info.get("groups")), info
