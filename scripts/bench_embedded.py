@@ -116,11 +116,9 @@ def _f1(gold: dict[str, list[Any]], pred: dict[str, list[Any]], ids: list[str]) 
 
 
 def _spans(doc: Any, answer: str, labels: list[str]) -> list[Any]:
-    from diziner.annotate.ground import ground_mentions
-    from diziner.annotate.parse import parse_mentions
+    from diziner.annotate.naive import naive_spans
 
-    parsed = parse_mentions(answer, labels)
-    return list(ground_mentions(doc.text, parsed.mentions, doc_id=doc.id).spans) if parsed.ok else []
+    return naive_spans(doc, answer, labels) or []
 
 
 def _load() -> str:

@@ -56,6 +56,12 @@ class Aggregation:
         raise DizinerError(f"unknown aggregation {text!r}; use consensus, union, vote:X, reliability "
                          "or reliability:label")
 
+    @staticmethod
+    def pick(explicit: str | None, min_support: float | None, pool_default: str | None) -> str | None:
+        """The one precedence rule: a rule named on the command line (or ``min_support``, the
+        span vote's shorthand) wins over the pool file's ``aggregation:``; None = the default."""
+        return explicit if explicit is not None or min_support is not None else pool_default
+
     def __str__(self) -> str:
         if self.method == "vote":
             return "union" if self.min_support == 0 else f"vote:{self.min_support:g}"

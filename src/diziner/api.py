@@ -67,7 +67,7 @@ class Annotator:
 
         self.guideline = _guideline(guideline)
         self.pool = _pool(pool)
-        self.aggregation = Aggregation.parse(aggregation if aggregation is not None else self.pool.aggregation)
+        self.aggregation = Aggregation.parse(Aggregation.pick(aggregation, None, self.pool.aggregation))
         self.weights_mode = weights
         self.percentile = percentile
         self.weights_: dict[str, float] | None = None  # set by fit()
@@ -102,7 +102,9 @@ class Annotator:
         clients = await self._ensure_clients()
         runs = await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
                                                                for a in self.pool.annotators})
-        ann = {a: {d: list(r.spans) for d, r in run.results.items() if r.status == "ok"} for a, run in runs.items()}
+        from diziner.loop import annotations_by_doc
+
+        ann = {a: annotations_by_doc(run) for a, run in runs.items()}
         return runs, {a: v for a, v in ann.items() if v}
 
     @staticmethod

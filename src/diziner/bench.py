@@ -153,6 +153,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
                         sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
                         quiet: bool = False, command: str = "", naive: bool = True,
                         disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
+    from diziner.aggregation import Aggregation
     from diziner.benchmarks.registry import load_split, schema_path
     from diziner.llm.factory import PoolClients
     from diziner.loop import RefineOptions, refine_async
@@ -177,7 +178,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
     clients, sup, ledger = pc
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
-    opts.final_aggregation = aggregation if aggregation is not None else pool.aggregation
+    opts.final_aggregation = Aggregation.pick(aggregation, None, pool.aggregation)
     opts.aggregation()  # a bad name fails before any call
     try:
         run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),

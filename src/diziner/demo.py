@@ -98,7 +98,10 @@ def _run(args) -> int:
     print("agreement (mean pairwise strict span F1) by iteration: " + ", ".join(f"{k}: {v:.3f}" for k, v in agree.items()))
     print(f"selected iteration (label-free, by agreement): {res.selected_iteration}")
     print(f"F1 vs gold on all {len(docs)} documents (gold used only for this score):")
-    agg = str(opts.aggregation() if pool.aggregation is None else pool.aggregation)
+    from diziner.aggregation import Aggregation
+
+    agg = str(Aggregation.parse(Aggregation.pick(opts.final_aggregation, opts.final_min_support, pool.aggregation),
+                                opts.final_min_support))
     print(f"(delivered = what refine writes: the {agg} of the annotators)")
     print(f"  iteration-0 guideline: delivered {base_f1:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "

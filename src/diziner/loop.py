@@ -550,8 +550,10 @@ def _prepare_run(schema: Schema, documents: list[Document], pool, out: Path, opt
                  gold: dict | None, command: str) -> RefineOptions:
     """Check the options and the documents, apply the pool's aggregation, write (or check) run.json."""
     opts.check()
-    if opts.final_aggregation is None and opts.final_min_support is None and getattr(pool, "aggregation", None):
-        opts = dataclasses.replace(opts, final_aggregation=pool.aggregation)  # the pool's, unless told otherwise
+    from diziner.aggregation import Aggregation
+
+    opts = dataclasses.replace(opts, final_aggregation=Aggregation.pick(
+        opts.final_aggregation, opts.final_min_support, getattr(pool, "aggregation", None)))
     if not documents:
         raise DizinerError("no documents to annotate")
     ids = [d.id for d in documents]
@@ -899,9 +901,7 @@ def annotate_corpus(
     """
     from diziner.aggregation import Aggregation
 
-    if aggregation is None and min_support is None:
-        aggregation = getattr(pool, "aggregation", None)  # the pool's, unless told otherwise
-    agg = Aggregation.parse(aggregation, min_support)
+    agg = Aggregation.parse(Aggregation.pick(aggregation, min_support, getattr(pool, "aggregation", None)), min_support)
     return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
                                               no_cache=no_cache, budget_usd=budget_usd, aggregation=agg, quiet=quiet,
                                               options=options or RefineOptions()))

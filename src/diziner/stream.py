@@ -357,8 +357,10 @@ async def annotate_stream_async(
     from diziner.loop import Progress, _usable, annotations_by_doc, delivered_rows
 
     opts = options or StreamOptions()
-    if opts.aggregation is None and opts.min_support is None and getattr(pool, "aggregation", None):
-        opts = dataclasses.replace(opts, aggregation=pool.aggregation)  # the pool's, unless told otherwise
+    from diziner.aggregation import Aggregation
+
+    opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
+                                                                  getattr(pool, "aggregation", None)))
     opts.check()
     out = Path(out)
     ids = [a.id for a in pool.annotators]

@@ -71,11 +71,6 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
     return est
 
 
-def pool_agg(pool, sopts) -> str | None:
-    """The pool's aggregation when the command line names none."""
-    return pool.aggregation if sopts.aggregation is None and sopts.min_support is None else None
-
-
 def register(app: typer.Typer) -> None:
     from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO  # the one default (also Limits, RefineOptions)
 
@@ -222,8 +217,10 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             docs = _load_texts(texts, fmt, text_field)
             plan = _estimate(docs, g, pl, 1)
-            plan.update({"documents": len(docs), "aggregation": str(sopts.agg() if pool_agg(pl, sopts) is None
-                                                                      else pool_agg(pl, sopts)),
+            from diziner.aggregation import Aggregation
+
+            agg = Aggregation.parse(Aggregation.pick(sopts.aggregation, sopts.min_support, pl.aggregation), sopts.min_support)
+            plan.update({"documents": len(docs), "aggregation": str(agg),
                          "note": "estimates: prompt characters / 4, 60 output tokens per call; re-asks add calls"})
             typer.echo(json.dumps(plan, indent=2))
             return
