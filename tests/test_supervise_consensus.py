@@ -466,3 +466,72 @@ def test_an_annotator_that_did_not_answer_a_hotspot_s_document_missed_nothing_th
     # y's boundary reading is measured against the 3 annotators who answered: 2 of 3 hold the reference
     bnd = [f for p in out["patterns"] if p["error_type"] == "boundary" for f in p["findings"]]
     assert [(f["reading"], f["n_annotators"], f["support"]) for f in bnd] == [("Nadia/PER", 1, round(2 / 3, 4))]
+
+
+# --------------------------------------------------------------------------- issue 14: what BC5CDR taught wrongly
+
+def _two(docs, items_a, items_b):
+    def spans(doc, items):
+        out = []
+        for t, lab, nth in items:
+            i = -1
+            for _ in range(nth + 1):
+                i = doc.text.index(t, i + 1)
+            out.append(doc.span(i, i + len(t), lab))
+        return out
+    return {"a": {d.id: spans(d, items_a.get(d.id, [])) for d in docs},
+            "b": {d.id: spans(d, items_b.get(d.id, [])) for d in docs}}
+
+
+def test_an_agreed_example_that_tags_a_word_once_and_leaves_it_untagged_elsewhere_is_not_taught():
+    """BC5CDR, paper-size run: both annotators tagged only the first of two "headache"; shown
+    as an agreed worked example it teaches to tag a disease once and leave it after."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document
+
+    docs = [Document("d1", "Patients developed headache on the GTN day and the headache was worse in patients ."),
+            Document("d2", "There was no evidence of cardiotoxicity ."),
+            Document("d3", "Aspirin relieved the Headache , and headache returned later .")]
+    same = {"d1": [("headache", "Disease", 0)], "d2": [("cardiotoxicity", "Disease", 0)],
+            "d3": [("Aspirin", "Chemical", 0), ("Headache", "Disease", 0)]}
+    ann = _two(docs, same, same)
+    labels = ["Chemical", "Disease"]
+    schema = Schema(goal="Tag chemicals and diseases.", labels=[{"name": n, "definition": f"{n} names"} for n in labels])
+    analysis = analyze(docs, ann, labels=labels).to_json()
+    for kw in ({}, {"annotations": ann}):
+        res = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analysis, {d.id: d.text for d in docs},
+                                                       iteration=1, limits=Limits(max_change_ratio=1.0), **kw))
+        assert [e.text for e in _agreed(res)] == [docs[1].text], kw  # d3: "headache" untagged after "Headache"
+        notes = " ".join(res.outputs["consensus"]["notes"])
+        assert "untagged elsewhere" in notes
+
+
+def test_a_tie_between_two_annotators_is_no_model_specific_lesson():
+    """With two annotators of equal weight the consensus of a disputed span is one annotator's
+    word against the other's (BC5CDR: "P10 group is Chemical, not Disease" told to one model
+    because the other said so). A model-specific note needs the reference held by more than
+    half of the pool, as a common rule does; with three annotators, two against one, it is given."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document
+
+    docs = [Document(f"d{i}", t) for i, t in enumerate([
+        "AChR expression was less in the P10 group .", "Cisplatin caused nephrotoxicity in rats .",
+        "Naloxone reversed the hypotension .", "Lithium was given daily ."])]
+    a = {"d0": [("P10 group", "Chemical", 0)], "d1": [("Cisplatin", "Chemical", 0), ("nephrotoxicity", "Disease", 0)],
+         "d2": [("Naloxone", "Chemical", 0), ("hypotension", "Disease", 0)], "d3": [("Lithium", "Chemical", 0)]}
+    b = {"d0": [("P10 group", "Disease", 0)], "d1": [("Cisplatin", "Disease", 0), ("nephrotoxicity", "Disease", 0)],
+         "d2": [("Naloxone", "Disease", 0), ("hypotension", "Disease", 0)], "d3": [("Lithium", "Disease", 0)]}
+    labels = ["Chemical", "Disease"]
+    schema = Schema(goal="Tag chemicals and diseases.", labels=[{"name": n, "definition": f"{n} names"} for n in labels])
+    texts = {d.id: d.text for d in docs}
+    ann2 = _two(docs, a, b)
+    res2 = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analyze(docs, ann2, labels=labels).to_json(),
+                                                    texts, iteration=1, limits=Limits(max_change_ratio=1.0),
+                                                    annotations=ann2))
+    assert res2.guideline.model_specific == {}
+    ann3 = {**ann2, "c": _two(docs, a, a)["a"]}
+    res3 = asyncio.run(ConsensusSupervisor().revise(Guideline.initial(schema), analyze(docs, ann3, labels=labels).to_json(),
+                                                    texts, iteration=1, limits=Limits(max_change_ratio=1.0),
+                                                    annotations=ann3))
+    assert list(res3.guideline.model_specific) == ["b"]
+    assert "Chemical, not Disease" in res3.guideline.model_specific["b"][0].text

@@ -13,7 +13,9 @@ The rules are in ``docs/supervisor.md``; in short:
    its label), and a sentence holding one is never an agreed worked example: weak annotators
    do agree on nonsense ("Good morning" as ORG), and agreement alone cannot tell.
    Agreed worked examples come only from documents on which every annotator returned
-   exactly the same spans and labels (:meth:`ConsensusSupervisor._unanimous`).
+   exactly the same spans and labels (:meth:`ConsensusSupervisor._unanimous`). No worked
+   example tags a text and leaves it untagged elsewhere in the same example
+   (:func:`untagged_repeat`): it would teach an incomplete annotation.
 2. Each hotspot's readings are compared with the reference inside the hotspot window;
    every difference is a finding keyed by (error type, label): ``missed`` (the reference
    has a span an annotator left out), ``type_confusion`` (same extent, other label),
@@ -32,7 +34,9 @@ The rules are in ``docs/supervisor.md``; in short:
    an earlier consensus/gold instruction whose examples were all removed goes too.
 6. Model-specific notes: per annotator, its most frequent error types (from ``profiles``,
    or from the hotspot readings against gold), with an example; other annotators are
-   never named.
+   never named. Without gold, an error type is taught only with evidence where more than
+   half of the pool holds the reference (``min_positive_support``, as for common rules):
+   with two annotators a disputed span is one's word against the other's.
 7. Limits and the change-ratio bound are enforced by :mod:`diziner.supervise.validate`.
 """
 from __future__ import annotations
@@ -57,7 +61,7 @@ from diziner.supervise.validate import (
 )
 
 __all__ = ["ConsensusSupervisor", "MentionPrior", "RefSpan", "implausible_mention", "reference_spans",
-           "sentence_window"]
+           "sentence_window", "untagged_repeat"]
 
 ERROR_ORDER = ("missed", "type_confusion", "boundary", "spurious")  # positive lessons first
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -105,6 +109,26 @@ def implausible_mention(span_text: str, label: str, document_text: str | None, p
     longest = prior.longest.get(label, 0)
     if longest and len(words) > 2 * longest + 2:
         return f"{len(words)} words, far longer than any {label} example ({longest})"
+    return None
+
+
+def untagged_repeat(text: str, mentions: Iterable[str]) -> str | None:
+    """A mention's text that also occurs in ``text`` where no mention covers it, or None.
+
+    Counted case-insensitively at word boundaries, longest mentions first, and an occurrence
+    inside a longer mention's occurrence does not count ("Paris" in "Paris Hilton"): an
+    example that tags the first of two "headache" and leaves the second shows an
+    incomplete annotation as correct.
+    """
+    folded = text.casefold()
+    wanted = Counter(m.casefold() for m in mentions if m.strip())
+    covered: list[tuple[int, int]] = []
+    for m in sorted(wanted, key=len, reverse=True):
+        spots = [(x.start(), x.end()) for x in re.finditer(r"(?<!\w)" + re.escape(m) + r"(?!\w)", folded)]
+        free = [(a, b) for a, b in spots if not any(c <= a and b <= d for c, d in covered)]
+        if len(free) > wanted[m]:
+            return next(x for x in mentions if x.casefold() == m)
+        covered += free
     return None
 
 
@@ -533,6 +557,7 @@ class ConsensusSupervisor:
         unanimous, how = self._unanimous(analysis, documents, annotations, lmap)
         hot_docs = {str(h.get("document")) for h in analysis.get("hotspots") or []}
         cands = []
+        incomplete = 0
         for doc, spans in unanimous.items():
             text = documents.get(doc)
             if not text or not spans or len(text) > self.max_example_chars or doc in hot_docs:
@@ -541,6 +566,9 @@ class ConsensusSupervisor:
                 continue
             if any(implausible_mention(sp.text, sp.label, text, prior) for sp in spans):
                 continue  # the pool agreed on something that cannot be a mention here
+            if untagged_repeat(text, [sp.text for sp in spans]) is not None:
+                incomplete += 1  # tagged once, left untagged elsewhere in the same text
+                continue
             cands.append((-len(spans), doc, text, spans))
         cands.sort()
         k = len(self._annotators(analysis, annotations))
@@ -550,6 +578,8 @@ class ConsensusSupervisor:
                 text=text, mentions=[ExampleMention(text=sp.text, label=sp.label) for sp in sorted(spans, key=lambda r: r.start)],
                 rationale=f"Every annotator of the pool ({k}) answered this text and returned exactly these spans "
                           "with these labels."))
+        if incomplete:
+            notes.append(f"{incomplete} unanimous document(s) not taught: a tagged text occurs untagged elsewhere in it")
         if not examples:
             return None
         notes.append(f"agreed worked examples: {len(examples)} of {len(unanimous)} unanimous document(s), checked {how}")
@@ -670,6 +700,8 @@ class ConsensusSupervisor:
         raw = text[lo:hi]
         ex_text = " ".join(raw.split())
         ms = [ExampleMention(text=" ".join(s.text.split()), label=s.label) for s in inside]
+        if untagged_repeat(ex_text, [m.text for m in ms]) is not None:
+            return None  # the reference tags a text here and leaves it untagged a few words on
         return WorkedExample(text=ex_text, mentions=ms, rationale=rationale)
 
     def _rule(self, p: _Pattern, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
@@ -820,17 +852,16 @@ class ConsensusSupervisor:
         for ann in annotators:
             evidence: dict[str, list[_Finding]] = {t: [] for t in ERROR_ORDER}
             for f in findings:
-                if f.kind == "spurious":
-                    if ann in f.annotators:
-                        evidence["spurious"].append(f)
-                elif ann in f.annotators:
+                # without gold, a lesson needs the reference held by more than half of the pool
+                # (as a common rule does): with two annotators it is one's word against the other's
+                if ann in f.annotators and (gold or f.support > self.min_positive_support):
                     evidence[f.kind].append(f)
             if gold or not profiles.get(ann):
                 tally = Counter({t: len(v) for t, v in evidence.items()})
             else:
                 tally = Counter({t: int(profiles[ann].get(t, 0) or 0) for t in ERROR_ORDER})
-            allowed = [t for t in ERROR_ORDER if t != "spurious"
-                       or gold or k >= self.min_annotators_for_negative]
+            allowed = [t for t in ERROR_ORDER if (t != "spurious" or gold or k >= self.min_annotators_for_negative)
+                       and (gold or evidence[t])]
             kinds = sorted((t for t in allowed if tally[t] >= self.min_profile_errors),
                            key=lambda t: (-tally[t], ERROR_ORDER.index(t)))
             items: list[Instruction] = []
