@@ -235,3 +235,29 @@ def test_span_keys_from_matrix():
     f1 = pairwise_span_f1(keys)
     # A={(0,2,PER),(3,4,ORG)} B={(0,1,PER),(3,4,ORG)} -> F1 = 2*1/4 = .5
     assert f1[0, 1] == pytest.approx(0.5)
+
+
+def test_agreement_by_label_hand_computed():
+    """Pairwise strict span F1 per label, and its mean over the labels (macro): a label one
+    annotator tags and the other never does scores 0; a label nobody tags scores 0 too."""
+    from diziner.analysis import analyze
+    from diziner.corpus.model import Document
+
+    docs = [Document("d1", "Aspirin caused headache and nausea ."), Document("d2", "Lithium and cisplatin helped .")]
+
+    def sp(doc, t, lab):
+        i = doc.text.index(t)
+        return doc.span(i, i + len(t), lab)
+    a = {"d1": [sp(docs[0], "Aspirin", "Chemical"), sp(docs[0], "headache", "Disease"), sp(docs[0], "nausea", "Disease")],
+         "d2": [sp(docs[1], "Lithium", "Chemical"), sp(docs[1], "cisplatin", "Chemical")]}
+    b = {"d1": [sp(docs[0], "headache", "Disease"), sp(docs[0], "Aspirin", "Disease")],
+         "d2": [sp(docs[1], "Lithium", "Disease")]}
+    res = analyze(docs, {"a": a, "b": b}, labels=["Chemical", "Disease", "Species"])
+    by = res.agreement_by_label
+    # Chemical: a has 3, b has 0 -> 0; Disease: a {headache, nausea}, b {headache, Aspirin, Lithium}: 2*1/5
+    assert by == pytest.approx({"Chemical": 0.0, "Disease": 0.4, "Species": 0.0})
+    assert res.label_macro_f1 == pytest.approx(0.4 / 3)
+    j = res.to_json()
+    assert j["agreement_by_label"] == pytest.approx(by) and j["label_macro_f1"] == pytest.approx(0.4 / 3)
+    # overall (micro) strict F1 for comparison: 2*1/(5+3)
+    assert res.mean_agreement == pytest.approx(0.25)

@@ -283,3 +283,26 @@ def test_stop_rule_and_selection_by_hand():
                                failures={})
     assert select_iteration([rec(0, 0.2), rec(1, 0.5), rec(2, 0.5), rec(3, 0.4)]).iteration == 1  # tie: earlier
     assert select_iteration([]) is None
+
+
+def test_selection_by_agreement_on_every_label():
+    """BC5CDR at the paper's sizes: iteration 1's pilot agreement rose 0.24 -> 0.42 because both
+    models tagged everything as Disease (Chemical agreement 0.19 -> 0); dev F1 fell 0.43 -> 0.13.
+    Selection uses the agreement averaged over the schema's labels (a label the pool abandons
+    scores 0), so iteration 0 is kept; Broad Twitter's rise on PER (0.07 -> 0.23) still wins.
+    Records without the per-label figure (older runs) fall back to the overall agreement."""
+    from diziner.loop import IterationRecord, select_iteration
+
+    def rec(t, micro, by_label):
+        return IterationRecord(iteration=t, documents=[], annotators=["a", "b"], mean_pairwise_f1=micro,
+                               per_annotator_agreement={}, weights={}, elite=[], hotspots=0, hotspots_by_category={},
+                               failures={}, agreement_by_label=by_label)
+    bc5cdr = [rec(0, 0.240, {"Chemical": 0.19, "Disease": 0.276}), rec(1, 0.424, {"Chemical": 0.0, "Disease": 0.438}),
+              rec(2, 0.171, {"Chemical": 0.0, "Disease": 0.171})]
+    assert select_iteration(bc5cdr).iteration == 0
+    bt = [rec(0, 0.082, {"PER": 0.2, "ORG": 0.0, "LOC": 0.0}), rec(1, 0.143, {"PER": 0.194, "ORG": 0.0, "LOC": 0.0}),
+          rec(2, 0.564, {"PER": 0.647, "ORG": 0.0, "LOC": 0.0}), rec(3, 0.647, {"PER": 0.688, "ORG": 0.0, "LOC": 0.0})]
+    assert select_iteration(bt).iteration == 3
+    assert bt[3].label_macro_f1 == pytest.approx(0.688 / 3)
+    old = [rec(0, 0.2, None), rec(1, 0.5, None)]
+    assert select_iteration(old).iteration == 1

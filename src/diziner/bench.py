@@ -245,6 +245,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "selected_iteration": sel,
         "stopped_because": run.stopped_because,
         "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in run.iterations},
+        "label_agreement_by_iteration": {str(r.iteration): r.label_macro_f1 for r in run.iterations},
         "pilot_f1_by_iteration": {str(r.iteration): r.f1 for r in run.iterations},
         "agreement_f1_pearson_r": _pearson(xs, ys),
         "agreement_f1_points": len(xs),
@@ -277,7 +278,9 @@ def markdown_row(r: dict[str, Any]) -> str:
     vs_it0_s = "–" if vs_it0 is None else (f"{r['delivered'] - r['iteration0'][best0]:+.3f} "
                                            f"[{vs_it0[0]:+.3f}, {vs_it0[1]:+.3f}]")
     pr = r["agreement_f1_pearson_r"]
-    agr = " → ".join(f"{v:.3f}" for v in r["agreement_by_iteration"].values())
+    by_label = r.get("label_agreement_by_iteration") or {}
+    agr = " → ".join(f"{v:.3f}" + (f" ({by_label[t]:.3f})" if by_label.get(t) is not None else "")
+                     for t, v in r["agreement_by_iteration"].items())
     return (f"| {r['dataset']} | {r['test_size']} | {naive} | {per} | "
             f"{r.get('delivered_iteration0', r['consensus_iteration0']):.3f}→{r.get('delivered', r['consensus_refined']):.3f} "
             f"[{lo:+.3f}, {hi:+.3f}] | {r.get('delivered_aggregation', 'consensus')} | {vs_naive_s} | {vs_it0_s} | "
@@ -288,7 +291,7 @@ def markdown_row(r: dict[str, Any]) -> str:
 
 MD_HEADER = ("| dataset | test n | naive F1 (" + "{models}" + ") | per annotator F1 (it0→refined; " + "{ids}" + ") | "
              "delivered F1 it0→refined [95% CI of diff] | aggregation | delivered − best naive [CI] | "
-             "delivered − best it0 annotator [CI] | consensus F1 | union F1 | agreement by iteration | selected | "
+             "delivered − best it0 annotator [CI] | consensus F1 | union F1 | agreement by iteration (over labels) | selected | "
              "r(agreement, F1) | calls | wall s |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 

@@ -125,9 +125,22 @@ class IterationRecord:
     supervisor_ok: bool | None = None
     supervisor_notes: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    agreement_by_label: dict[str, float] | None = None  # pairwise F1 per label of the schema
+
+    @property
+    def label_macro_f1(self) -> float | None:
+        """Agreement averaged over the schema's labels (None for records written before it existed)."""
+        by = self.agreement_by_label
+        return sum(by.values()) / len(by) if by else None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return dict(self.__dict__) | {"label_macro_f1": self.label_macro_f1}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IterationRecord:
+        """A record read back from ``done.json`` (derived figures dropped, absent fields defaulted)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
@@ -522,8 +535,15 @@ class StopRule:
 
 
 def select_iteration(records: list[IterationRecord]) -> IterationRecord | None:
-    """Label-free selection: the highest mean pairwise agreement; ties go to the earlier iteration."""
-    return max(records, key=lambda r: (r.mean_pairwise_f1, -r.iteration)) if records else None
+    """Label-free selection: the highest agreement averaged over the schema's labels
+    (:attr:`IterationRecord.label_macro_f1`), then the highest overall agreement; ties go to
+    the earlier iteration. A guideline under which the pool agrees more by tagging one label
+    only (BC5CDR: everything Disease) does not win: the labels it abandons count 0. Records
+    without the per-label figure (runs of older versions) are compared on overall agreement."""
+    if not records:
+        return None
+    by_label = all(r.label_macro_f1 is not None for r in records)
+    return max(records, key=lambda r: ((r.label_macro_f1 if by_label else 0.0), r.mean_pairwise_f1, -r.iteration))
 
 
 @dataclass
@@ -611,6 +631,7 @@ def _analyse_step(lp: _Loop, t: int, sample: list[Document], runs: dict, usable:
         documents=[d.id for d in sample],
         annotators=usable,
         mean_pairwise_f1=float(analysis["mean_pairwise_f1"]),
+        agreement_by_label=analysis.get("agreement_by_label"),
         per_annotator_agreement=_per_annotator_agreement(analysis["pairwise_f1"]),
         weights=dict(analysis["weights"]),
         elite=list(analysis["elite"]),
@@ -677,7 +698,8 @@ async def _run_iteration(lp: _Loop, t: int, sample: list[Document], guideline: G
     atomic.write_json(lp.it_dir(t) / "metrics.json", rec.to_json())
     atomic.write_json(lp.it_dir(t) / "done.json", rec.to_json())
     f1s = f"; F1 vs gold (reported only): consensus {rec.f1.get('consensus', 0):.3f}" if rec.f1 else ""
-    lp.progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}, {rec.hotspots} hotspots{f1s}")
+    over_labels = f" (over labels {rec.label_macro_f1:.3f})" if rec.label_macro_f1 is not None else ""
+    lp.progress.print(f"iteration {t}: agreement {rec.mean_pairwise_f1:.3f}{over_labels}, {rec.hotspots} hotspots{f1s}")
     lp.progress.print("  usage so far: " + _usage_line(lp.ledger))
     return rec
 
@@ -704,7 +726,7 @@ async def _pilot(lp: _Loop, sets: list[list[Document]], guideline: Guideline,
         guideline = _iteration_guideline(lp, t, guideline)
         done = lp.it_dir(t) / "done.json"
         if done.exists():
-            rec = IterationRecord(**atomic.read_json(done))
+            rec = IterationRecord.from_json(atomic.read_json(done))
             lp.progress.print(f"iteration {t}: finished earlier (agreement {rec.mean_pairwise_f1:.3f}); resumed")
         else:
             rec = await _run_iteration(lp, t, sample, guideline, active, stop, last=t == len(sets) - 1)
@@ -729,7 +751,8 @@ def _write_selected(lp: _Loop, records: list[IterationRecord], guideline: Guidel
     if sel is not None:
         sel_it = sel.iteration
         selected = load_guideline(lp.it_dir(sel_it) / "guideline.yaml")
-        msg = f"selected iteration {sel_it} by agreement ({sel.mean_pairwise_f1:.3f}); {stopped}"
+        over_labels = f"over labels {sel.label_macro_f1:.3f}, " if sel.label_macro_f1 is not None else ""
+        msg = f"selected iteration {sel_it} by agreement ({over_labels}overall {sel.mean_pairwise_f1:.3f}); {stopped}"
     else:  # --iterations 0: no pilot, the corpus is annotated with the iteration-0 guideline
         sel_it, selected = 0, guideline
         stopped = msg = "no pilot (--iterations 0): the iteration-0 guideline"
@@ -778,9 +801,11 @@ async def _refine_impl(
     summary = {
         "iterations": [r.to_json() for r in records],
         "selected_iteration": sel_it,
-        "selection_rule": "max mean pairwise strict span F1 between annotators (label-free); ties -> earlier iteration",
+        "selection_rule": ("max mean pairwise strict span F1 between annotators averaged over the schema's labels, "
+                           "then overall (label-free); ties -> earlier iteration"),
         "stopped_because": stopped,
         "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in records},
+        "label_agreement_by_iteration": {str(r.iteration): r.label_macro_f1 for r in records},
         "final_f1": final_f1,
         "final_failed_documents": final.get("failed_documents", []),
         "final_flagged_documents": final.get("flagged_documents", []),

@@ -88,6 +88,26 @@ def pairwise_span_f1_counts(
     return pairwise_f1_from_counts(counts, common), shared
 
 
+def label_pairwise_means(
+    keys: list[np.ndarray],
+    span_docs: list[np.ndarray],
+    doc_answered: np.ndarray | None,
+    n_labels: int,
+) -> np.ndarray:
+    """Per label id, the mean pairwise strict span F1 over that label's spans alone (NaN with
+    fewer than two annotators). A label no annotator tags scores 0, as two empty sets do."""
+    out = np.full(n_labels, np.nan)
+    if len(keys) < 2:
+        return out
+    width = max(n_labels, 1)
+    for lab in range(n_labels):
+        masks = [k % width == lab for k in keys]
+        f1, shared = pairwise_span_f1_counts([k[m] for k, m in zip(keys, masks)],
+                                             [d[m] for d, m in zip(span_docs, masks)], doc_answered)
+        out[lab] = mean_pairwise(f1, shared)
+    return out
+
+
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float | None:
     """Cohen's κ of two tag sequences; None when chance agreement is 1 (or no tokens)."""
     a = np.asarray(a, dtype=np.int64)

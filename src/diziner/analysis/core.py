@@ -22,6 +22,7 @@ from diziner.analysis.agreement import (
     agreement_figures,
     answered_documents,
     cohen_matrix,
+    label_pairwise_means,
     mean_pairwise,
     pairwise_span_f1_counts,
     token_documents,
@@ -68,6 +69,7 @@ class ArrayAnalysis:
     consensus: np.ndarray | None = None  # weighted consensus tags (a selection of proposed spans)
     p_consensus: np.ndarray | None = None  # p of the consensus tag
     token_weights: np.ndarray | None = None  # K × N weights renormalised over who answered
+    label_agreement: np.ndarray | None = None  # per label id: mean pairwise strict span F1 of that label
 
 
 def analyze_arrays(
@@ -105,6 +107,7 @@ def analyze_arrays(
         keys.append(kk[order])
         span_docs.append(tok_doc[s[order]] if len(s) else np.zeros(0, dtype=np.int64))
     f1, shared = pairwise_span_f1_counts(keys, span_docs, doc_ans)
+    by_label = label_pairwise_means(keys, span_docs, doc_ans, n_labels)
     defined = shared > 0
     kap = cohen_matrix(Z, A)
     w = S.f1_weights(f1, defined) if weights == "f1" else S.hybrid_weights(f1, kap, defined)
@@ -144,7 +147,7 @@ def analyze_arrays(
     ]
     return ArrayAnalysis(
         Z, doc_start, n_labels, w, f1, kap, elite, ts, hot, thr, hs, he, elite_cons, bias, split, cats, mean_u,
-        bias_thr, A, shared, cons, p_cons, W,
+        bias_thr, A, shared, cons, p_cons, W, by_label,
     )
 
 
@@ -217,6 +220,21 @@ class AnalysisResult:
         """Mean pairwise strict span F1 over annotator pairs that share an answered
         document (None with one annotator; 0.0 when no pair shares one)."""
         return mean_pairwise(self.arrays.pairwise_f1, self.arrays.shared_documents)
+
+    @property
+    def agreement_by_label(self) -> dict[str, float] | None:
+        """Per label: mean pairwise strict span F1 over that label's spans (None with one annotator)."""
+        la = self.arrays.label_agreement
+        if la is None or np.isnan(la).all():
+            return None
+        return {lab: float(la[i]) for i, lab in enumerate(self.labels)}
+
+    @property
+    def label_macro_f1(self) -> float | None:
+        """The per-label agreement averaged over the schema's labels: a label the pool
+        abandons (tags nowhere, or only one annotator tags) counts 0."""
+        by = self.agreement_by_label
+        return sum(by.values()) / len(by) if by else None
 
     @property
     def agreement(self) -> dict:
@@ -498,6 +516,8 @@ class AnalysisResult:
             "elite": self.elite,
             "pairwise_f1": self.pairwise_f1,
             "mean_pairwise_f1": self.mean_agreement,
+            "agreement_by_label": self.agreement_by_label,
+            "label_macro_f1": self.label_macro_f1,
             "agreement": self.agreement,
             "answered": self.answered,
             "unanswered": self.unanswered,

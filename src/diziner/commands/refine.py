@@ -154,7 +154,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"selected iteration {res.selected_iteration} ({res.stopped_because})")
             for r in res.iterations:
                 f1 = f"  F1(consensus) {r.f1['consensus']:.3f}" if "consensus" in r.f1 else ""
-                typer.echo(f"  iteration {r.iteration}: agreement {r.mean_pairwise_f1:.3f}  hotspots {r.hotspots}{f1}")
+                by_label = f" (over labels {r.label_macro_f1:.3f})" if r.label_macro_f1 is not None else ""
+                typer.echo(f"  iteration {r.iteration}: agreement {r.mean_pairwise_f1:.3f}{by_label}  "
+                           f"hotspots {r.hotspots}{f1}")
             if res.final_f1:
                 typer.echo("final F1 vs gold: " + ", ".join(f"{k} {v:.3f}" for k, v in res.final_f1.items()))
             typer.echo(f"guideline: {res.out / 'final' / 'guideline.md'}")
