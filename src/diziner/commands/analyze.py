@@ -27,7 +27,7 @@ def _where(path: Path, doc: Any) -> str:
 
 
 def load_annotations(
-    paths: list[Path], names: list[str], format: str | None = None
+    paths: list[Path], names: list[str], format: str | None = None, text_field: str = "text"
 ) -> tuple[list, dict[str, dict[str, list]], list[str]]:
     """Read every file; match documents to the first file's; return (documents, annotations, problems).
 
@@ -42,7 +42,7 @@ def load_annotations(
     annotations: dict[str, dict[str, list[Span]]] = {}
     problems: list[str] = []
     for path, name in zip(paths, names):
-        corpus, info = read_info(path, format)
+        corpus, info = read_info(path, format, text_field=text_field)
         problems += corpus.problems
         docs = corpus.documents
         if ref_docs is None:
@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         files: list[Path] = typer.Argument(..., help="Two or more annotation files of the same documents."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for analysis.json and report.md."),
         format: str | None = typer.Option(None, "--format", "-f", help="conll, jsonl, genia or text (default: detect)."),
+        text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         names: str | None = typer.Option(None, "--names", help="Comma-separated annotator names (default: file names)."),
         labels: str | None = typer.Option(None, "--labels", help="Comma-separated label order (default: sorted labels used)."),
         percentile: float = typer.Option(80.0, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
         if any(f.resolve() in (resolved_out / "analysis.json", resolved_out / "report.md") for f in files):
             raise InputError(out, None, "the output folder would overwrite an input file")
         label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
-        documents, annotations, problems = load_annotations(list(files), ann_names, format)
+        documents, annotations, problems = load_annotations(list(files), ann_names, format, text_field)
         result = analyze(documents, annotations, labels=label_list, weights=weights, percentile=percentile,
                          examples_per_pattern=examples)
         result.problems[:0] = problems
