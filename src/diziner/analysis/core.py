@@ -27,7 +27,7 @@ from diziner.analysis.agreement import (
     token_documents,
 )
 from diziner.analysis.consensus import select_spans
-from diziner.analysis.patterns import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
+from diziner.analysis.error_types import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
 from diziner.analysis.tags import TokenIndex, decode, project, span_keys, tag_names
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
@@ -411,7 +411,7 @@ class AnalysisResult:
 
     def to_markdown(self) -> str:
         """A report for people and for the supervisor."""
-        from diziner.analysis.report import render_markdown
+        from diziner.analysis.markdown import render_markdown
 
         return render_markdown(self)
 
