@@ -28,6 +28,7 @@ from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
 from diziner.guideline import load_guideline
+from diziner.options import DEFAULTS
 
 
 def _pearson(xs: list[float], ys: list[float]) -> float | None:
@@ -250,8 +251,8 @@ async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *,
     return _Tested(run, systems, naive_scores, naive_spans)
 
 
-async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = 13, iterations: int = 4,
-                        sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
+async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = DEFAULTS.pilot.seed,
+                        iterations: int = DEFAULTS.pilot.iterations, sample_size: int = DEFAULTS.pilot.sample_size, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
                         quiet: bool = False, command: str = "", naive: bool = True,
                         disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
     from diziner.aggregation import Aggregation

@@ -31,6 +31,7 @@ from diziner.analysis.error_types import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, 
 from diziner.analysis.tags import TokenIndex, decode, project, span_keys, tag_names
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
+from diziner.options import DEFAULTS
 
 CATEGORIES = ["elite_split", "systematic_bias", "both", "minor"]
 BIAS_PERCENTILE = 90.0
@@ -74,8 +75,8 @@ def analyze_arrays(
     Z: np.ndarray,
     doc_start: np.ndarray,
     n_labels: int,
-    weights: str = "f1",
-    percentile: float = 80.0,
+    weights: str = DEFAULTS.analysis.weights,
+    percentile: float = DEFAULTS.analysis.percentile,
     answered: np.ndarray | None = None,
 ) -> ArrayAnalysis:
     """The numeric analysis of a K × N tag-id matrix (see ``docs/analysis.md``).
@@ -561,7 +562,7 @@ def hotspot_dicts(
     weights: dict[str, float],
     labels: list[str],
     threshold: float | None = None,
-    percentile: float = 80.0,
+    percentile: float = DEFAULTS.analysis.percentile,
 ) -> list[dict]:
     """Hotspot runs of some documents with fixed weights and, optionally, a fixed threshold.
 
@@ -600,9 +601,9 @@ def analyze(
     documents: list[Document],
     annotations: dict[str, dict[str, list[Span]]],
     labels: list[str] | None = None,
-    weights: str = "f1",
-    percentile: float = 80.0,
-    examples_per_pattern: int = 10,
+    weights: str = DEFAULTS.analysis.weights,
+    percentile: float = DEFAULTS.analysis.percentile,
+    examples_per_pattern: int = DEFAULTS.analysis.examples_per_pattern,
 ) -> AnalysisResult:
     """Analyse the disagreement of K annotators on the same documents.
 

@@ -101,6 +101,10 @@ class _Reference:
 
 
 def register(app: typer.Typer) -> None:
+    from diziner.options import DEFAULTS
+
+    analysis = DEFAULTS.analysis
+
     @app.command("analyze")
     def analyze_cmd(
         files: list[Path] = typer.Argument(..., help="Two or more annotation files of the same documents."),
@@ -109,9 +113,9 @@ def register(app: typer.Typer) -> None:
         text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         names: str | None = typer.Option(None, "--names", help="Comma-separated annotator names (default: file names)."),
         labels: str | None = typer.Option(None, "--labels", help="Comma-separated label order (default: sorted labels used)."),
-        percentile: float = typer.Option(80.0, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
-        weights: str = typer.Option("f1", "--weights", help="Annotator weights: f1 or hybrid (F1 + Cohen kappa)."),
-        examples: int = typer.Option(10, "--examples", help="Examples kept per error type and annotator."),
+        percentile: float = typer.Option(analysis.percentile, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
+        weights: str = typer.Option(analysis.weights, "--weights", help="Annotator weights: f1 or hybrid (F1 + Cohen kappa)."),
+        examples: int = typer.Option(analysis.examples_per_pattern, "--examples", help="Examples kept per error type and annotator."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write the files."),
     ) -> None:
