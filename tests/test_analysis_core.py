@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from diziner.analysis import aggregate, analyze, analyze_arrays
-from diziner.analysis.patterns import BOUNDARY, MATCH, SPURIOUS, TYPE, SpanSet, classify
+from diziner.analysis.error_types import BOUNDARY, MATCH, SPURIOUS, TYPE, SpanSet, classify
 from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError

@@ -313,3 +313,55 @@ def test_label_studio_config_matches_the_tasks(run_dir: Path, tmp_path: Path) ->
     for task in json.loads((tmp_path / "tasks.json").read_text()):
         for r in task["predictions"][0]["result"]:  # every region names the config's controls and labels
             assert r["from_name"] == "label" and r["to_name"] == "text" and r["value"]["labels"][0] in names
+
+
+def test_conll_export_reads_in_seqeval_with_our_scores(tmp_path: Path) -> None:
+    """The CoNLL export as seqeval (its real consumer) reads it: same spans, same strict scores."""
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    from diziner.corpus.readers import read_corpus
+    from diziner.evaluate import evaluate_corpora
+    from diziner.export.formats import write_conll
+
+    t1, t2 = "Ada Lovelace met Charles Babbage in London .", "Grace Hopper worked for the US Navy ."
+
+    def src(spans1: list[tuple[str, str]], spans2: list[tuple[str, str]], name: str) -> Path:
+        docs = []
+        for i, (text, spans) in enumerate(((t1, spans1), (t2, spans2))):
+            es = [ExportSpan(text.index(s), text.index(s) + len(s), lab, s) for s, lab in spans]
+            docs.append(ExportDoc(f"d{i}", text, es))
+        out = tmp_path / f"{name}.conll"
+        assert write_conll(ExportSource(docs, "file", out), out)["dropped_overlapping"] == 0
+        return out
+
+    gold = src([("Ada Lovelace", "PER"), ("Charles Babbage", "PER"), ("London", "LOC")],
+               [("Grace Hopper", "PER"), ("US Navy", "ORG")], "gold")
+    # one exact hit in each sentence, a wrong type, a wrong boundary, a miss, a spurious span
+    pred = src([("Ada Lovelace", "PER"), ("Charles Babbage", "ORG"), ("met", "LOC")],
+               [("Grace Hopper", "PER"), ("Navy", "ORG")], "pred")
+
+    def seqeval_tags(path: Path) -> list[list[str]]:
+        sents: list[list[str]] = [[]]
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                sents[-1].append(line.split("\t")[-1])
+            elif sents[-1]:
+                sents.append([])
+        return [s for s in sents if s]
+
+    gt, pt = seqeval_tags(gold), seqeval_tags(pred)
+    assert [len(s) for s in gt] == [len(s) for s in pt] == [len(t1.split()), len(t2.split())]
+    ours = evaluate_corpora(read_corpus(gold, "conll"), read_corpus(pred, "conll"))
+    m = ours["micro"]
+    # by hand: 2 correct of 5 predicted, of 5 gold
+    assert (m["tp"], m["fp"], m["fn"]) == (2, 3, 3)
+    for kw in ({}, {"mode": "strict", "scheme": IOB2}):
+        assert precision_score(gt, pt, **kw) == pytest.approx(m["precision"]) == pytest.approx(0.4)
+        assert recall_score(gt, pt, **kw) == pytest.approx(m["recall"]) == pytest.approx(0.4)
+        assert f1_score(gt, pt, **kw) == pytest.approx(m["f1"])
+    report = classification_report(gt, pt, output_dict=True, mode="strict", scheme=IOB2, zero_division=0)
+    for label, r in ours["per_label"].items():
+        assert report[label]["precision"] == pytest.approx(r["precision"])
+        assert report[label]["recall"] == pytest.approx(r["recall"])
+        assert report[label]["support"] == r["support"]

@@ -96,3 +96,31 @@ def test_text_field_names_the_text_of_jsonl_and_csv(tmp_path, capsys, examples_d
     assert main(["annotate", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(j), "--text-field", "body",
                  "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "o.jsonl"), "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"] == 2
+
+
+def test_text_field_on_evaluate_and_analyze(tmp_path, capsys):
+    from diziner.cli import main
+
+    def jsonl(name: str, spans: list[list[tuple[int, int, str]]]) -> Path:
+        texts = ["Ada Lovelace met Charles Babbage.", "Grace Hopper lived in New York."]
+        f = tmp_path / name
+        f.write_text("".join(json.dumps({"id": str(i), "body": t,
+                                         "spans": [{"start": a, "end": b, "label": lab} for a, b, lab in sp]}) + "\n"
+                             for i, (t, sp) in enumerate(zip(texts, spans))), encoding="utf-8")
+        return f
+
+    gold = jsonl("gold.jsonl", [[(0, 12, "PER"), (17, 32, "PER")], [(0, 12, "PER"), (22, 30, "LOC")]])
+    pred = jsonl("pred.jsonl", [[(0, 12, "PER")], [(0, 12, "PER"), (22, 30, "PER")]])
+    # without the option the records have no "text": the usual one-line error naming the option
+    assert main(["evaluate", "--gold", str(gold), "--pred", str(pred), "--json"]) == 2
+    assert "see --text-field" in capsys.readouterr().err
+    assert main(["evaluate", "--gold", str(gold), "--pred", str(pred), "--text-field", "body", "--json"]) == 0
+    micro = json.loads(capsys.readouterr().out)["micro"]
+    assert (micro["tp"], micro["fp"], micro["fn"]) == (2, 1, 2)
+    assert main(["analyze", str(gold), str(pred), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert "see --text-field" in capsys.readouterr().err
+    assert main(["analyze", str(gold), str(pred), "--out", str(tmp_path / "a"), "--text-field", "body", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["annotators"] == ["gold", "pred"] and summary["n_documents"] == 2
+    analysis = json.loads((tmp_path / "a" / "analysis.json").read_text(encoding="utf-8"))
+    assert analysis["summary"]["n_documents"] == 2

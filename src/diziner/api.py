@@ -30,6 +30,7 @@ from typing import Any, Iterable
 
 from diziner.corpus.model import Document
 from diziner.errors import DizinerError
+from diziner.options import DEFAULTS
 
 
 def _guideline(g: Any) -> Any:
@@ -62,7 +63,8 @@ class Annotator:
     """Annotate texts in memory with every annotator of a pool; see the module docstring."""
 
     def __init__(self, guideline: Any, pool: Any, *, aggregation: str | None = None,
-                 cache_path: str | Path | None = None, weights: str = "f1", percentile: float = 80.0):
+                 cache_path: str | Path | None = None, weights: str = DEFAULTS.analysis.weights,
+                 percentile: float = DEFAULTS.analysis.percentile):
         from diziner.aggregation import Aggregation
 
         self.guideline = _guideline(guideline)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
 from diziner.guideline import load_guideline
+from diziner.options import DEFAULTS
 
 
 def _pearson(xs: list[float], ys: list[float]) -> float | None:
@@ -70,10 +72,10 @@ def _bootstrap_diff_ci(gold: dict[str, list[Span]], a: dict[str, list[Span]], b:
 
 async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger) -> dict[str, Any]:
     """Annotate the test sample with one guideline; score each annotator and the consensus."""
-    from diziner.analysis import aggregate, analyze
+    from diziner.analysis import analyze
     from diziner.evaluate import score_outputs
     from diziner.llm.ledger import summarise
-    from diziner.loop import Progress, _annotate, _spans_from_dicts, _usable, annotations_by_doc
+    from diziner.loop import Progress, _annotate, _usable, annotations_by_doc
 
     i0 = len(ledger.records)
     t0 = time.time()
@@ -86,40 +88,49 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     labels = guideline.schema_.label_names
     res = analyze(documents, ann, labels=labels) if len(usable) >= 2 else None
     weights = dict(res.weights) if res else {usable[0]: 1.0}
-    hot = res.to_json()["hotspots"] if res else None
-    delivered = aggregate(documents, ann, weights, hotspots=hot, labels=labels, **opts["refine"].aggregation().kwargs())
-    cons = aggregate(documents, ann, weights, hotspots=hot, labels=labels)  # the token consensus, always reported
-    union = aggregate(documents, ann, weights, min_support=0.0, labels=labels)
-    # every system on one path (snapped to tokens, docs/evaluation.md); a document nobody answered has no output
+    # a document nobody answered has no output
     lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
-    answered = {d.id for d in documents} - set(lost)
-    cons_spans = {d: _spans_from_dicts(d, rows) for d, rows in cons.items() if d in answered}
-    union_spans = {d: _spans_from_dicts(d, rows) for d, rows in union.items() if d in answered}
-    delivered_spans = {d: _spans_from_dicts(d, rows) for d, rows in delivered.items() if d in answered}
-    scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, "consensus": cons_spans,
-                                  "union": union_spans, "delivered": delivered_spans}, documents)
-    per = {}
-    for a in usable:
-        sc = scores[("annotator", a)]
-        per[a] = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
-                  "macro_f1": sc["macro"]["f1"], "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")}
-    sc, usc, dsc = scores["consensus"], scores["union"], scores["delivered"]
+    combined = _combined_outputs(documents, ann, weights, res, labels, opts["refine"].aggregation(), set(lost))
+    # every system on one path (snapped to tokens, docs/evaluation.md)
+    scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, **combined}, documents)
+    per = {a: {**_prf(scores[("annotator", a)], macro=True),
+               "failed": sum(1 for r in runs[a].results.values() if r.status != "ok")} for a in usable}
     usage = summarise(ledger.records[i0:])["total"]
     return {
         "annotators": per,
-        "consensus": {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"],
-                      "macro_f1": sc["macro"]["f1"]},
-        "union": {"f1": usc["micro"]["f1"], "precision": usc["micro"]["precision"], "recall": usc["micro"]["recall"]},
-        "delivered": {"f1": dsc["micro"]["f1"], "precision": dsc["micro"]["precision"], "recall": dsc["micro"]["recall"],
-                      "macro_f1": dsc["macro"]["f1"], "aggregation": str(opts["refine"].aggregation())},
+        "consensus": _prf(scores["consensus"], macro=True),
+        "union": _prf(scores["union"]),
+        "delivered": {**_prf(scores["delivered"], macro=True), "aggregation": str(opts["refine"].aggregation())},
         "failed_documents": lost,
         "mean_pairwise_f1": float(res.mean_agreement) if res else None,
         "weights": weights,
         "calls": usage["calls"], "cached": usage["cached"], "tokens_in": usage["tokens_in"],
         "tokens_out": usage["tokens_out"], "cost_usd": usage["cost_usd"],
         "wall_s": round(time.time() - t0, 1),
-        "_ann": ann, "_cons": cons_spans, "_delivered": delivered_spans,
+        "_ann": ann, "_cons": combined["consensus"], "_delivered": combined["delivered"],
     }
+
+
+def _prf(sc: dict[str, Any], macro: bool = False) -> dict[str, Any]:
+    """Micro precision, recall, F1 of a :func:`~diziner.evaluate.score_spans` result (and macro F1)."""
+    out = {"f1": sc["micro"]["f1"], "precision": sc["micro"]["precision"], "recall": sc["micro"]["recall"]}
+    if macro:
+        out["macro_f1"] = sc["macro"]["f1"]
+    return out
+
+
+def _combined_outputs(documents, ann, weights, res, labels, delivered_by, lost) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """The delivered aggregation, the token consensus (always reported) and the union, as
+    spans by document, leaving out the ``lost`` documents (no annotator answered them)."""
+    from diziner.analysis import aggregate
+    from diziner.loop import _spans_from_dicts
+
+    hot = res.to_json()["hotspots"] if res else None
+    made = {"consensus": aggregate(documents, ann, weights, hotspots=hot, labels=labels),
+            "union": aggregate(documents, ann, weights, min_support=0.0, labels=labels),
+            "delivered": aggregate(documents, ann, weights, hotspots=hot, labels=labels, **delivered_by.kwargs())}
+    return {k: {d: _spans_from_dicts(d, rows) for d, rows in by_doc.items() if d not in lost}
+            for k, by_doc in made.items()}
 
 
 async def _score_naive(documents, schema, pool, clients, gold) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
@@ -149,97 +160,145 @@ def screening_sample(documents: list[Document], size: int, seed: int, disjoint_f
     return fixed_sample(documents, size, seed)
 
 
-async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = 13, iterations: int = 4,
-                        sample_size: int = 25, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
+@dataclass
+class _TestSet:
+    """A dataset's dev documents (the unlabelled pilot pool, dev gold for reporting only) and
+    the seeded test sample with its gold, labels mapped to the schema's."""
+
+    schema: Any
+    dev_docs: list[Document]
+    dev_gold: dict[str, list[Span]]
+    test_docs: list[Document]
+    test_gold: dict[str, list[Span]]
+
+    @classmethod
+    def load(cls, name: str, test_size: int, seed: int, disjoint_from: int | None) -> _TestSet:
+        from diziner.benchmarks.registry import load_split, schema_path
+        from diziner.schema import load_schema
+
+        schema = load_schema(schema_path(name))
+        dev = load_split(name, "dev")
+        test = load_split(name, "test")
+        tag_map = schema.tag_map()
+
+        def mapped(corpus, docs):  # type: ignore[no-untyped-def]
+            return {d.id: [Span(s.doc_id, s.start, s.end, tag_map.get(s.label, s.label), s.text)
+                           for s in corpus.spans_of(d.id)] for d in docs}
+
+        test_docs = screening_sample(test.documents, test_size, seed, disjoint_from)
+        return cls(schema, dev.documents, mapped(dev, dev.documents), test_docs, mapped(test, test_docs))
+
+
+@dataclass
+class _Tested:
+    """The refine run on dev and what was scored on the test sample: each tested guideline's
+    systems (by iteration) and the plain prompt of each model."""
+
+    run: Any
+    systems: dict[int, dict[str, Any]]
+    naive_scores: dict[str, dict[str, Any]]
+    naive_spans: dict[str, dict]
+
+    def paired_diffs(self, data: _TestSet) -> tuple[dict[str, tuple[float, float]], str, str | None]:
+        """The delivered output (the aggregation of the selected guideline's annotations) against
+        what a user has without it, paired bootstrap over sentences; returns (intervals, best
+        iteration-0 annotator, best plain-prompt model)."""
+        s0, ss = self.systems[0], self.systems[self.run.selected_iteration]
+        ids = [d.id for d in data.test_docs]
+        gold = data.test_gold
+        best_it0 = max(s0["annotators"], key=lambda a: s0["annotators"][a]["f1"])
+        diffs = {"delivered_minus_delivered_iteration0": _bootstrap_diff_ci(gold, s0["_delivered"], ss["_delivered"], ids),
+                 "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(gold, s0["_ann"][best_it0],
+                                                                                 ss["_delivered"], ids)}
+        best_naive = None
+        if self.naive_scores:
+            best_naive = max(self.naive_scores, key=lambda m: self.naive_scores[m]["f1"])
+            diffs["delivered_minus_best_naive"] = _bootstrap_diff_ci(gold, self.naive_spans[best_naive],
+                                                                     ss["_delivered"], ids)
+        return diffs, best_it0, best_naive
+
+    def agreement_points(self) -> tuple[list[float], list[float]]:
+        """(agreement, F1) of each annotator in each iteration, on the pilot samples (dev gold: reporting only)."""
+        pts = [(agr, r.f1[a]) for r in self.run.iterations for a, agr in r.per_annotator_agreement.items() if a in r.f1]
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    def oracle(self) -> dict[str, Any]:
+        systems = self.systems
+        t, a = max(((t, a) for t in systems for a in systems[t]["annotators"]),
+                   key=lambda ta: systems[ta[0]]["annotators"][ta[1]]["f1"])
+        return {"iteration": t, "annotator": a, "f1": systems[t]["annotators"][a]["f1"],
+                "note": "picked by test F1 among the guidelines run on test; never the headline"}
+
+
+async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *, oracle_all: bool,  # type: ignore[no-untyped-def]
+                           naive: bool, quiet: bool, command: str) -> _Tested:
+    """Refine on dev, then score iteration 0 and the selected guideline (every one with
+    ``oracle_all``) and, with ``naive``, the plain prompt on the test sample."""
+    from diziner.loop import refine_async
+
+    run = await refine_async(data.schema, data.dev_docs, pool, ds_dir / "run", opts, gold=data.dev_gold,
+                             clients=tuple(clients), quiet=quiet, command=command)
+    guidelines = {t: load_guideline(ds_dir / "run" / "iterations" / str(t) / "guideline.yaml") for t in
+                  [r.iteration for r in run.iterations]}
+    to_test = sorted(set([0, run.selected_iteration] + (list(guidelines) if oracle_all else [])))
+    bo = {"refine": opts, "quiet": quiet}
+    systems: dict[int, dict[str, Any]] = {}
+    for t in to_test:
+        systems[t] = await _score_system(data.test_docs, guidelines[t], clients.annotators, pool, data.test_gold, bo,
+                                         ds_dir / "test" / f"guideline-{t}", clients.ledger)
+    naive_scores, naive_spans = (await _score_naive(data.test_docs, data.schema, pool, clients.annotators,
+                                                    data.test_gold)) if naive else ({}, {})
+    return _Tested(run, systems, naive_scores, naive_spans)
+
+
+async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = DEFAULTS.pilot.seed,
+                        iterations: int = DEFAULTS.pilot.iterations, sample_size: int = DEFAULTS.pilot.sample_size, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
                         quiet: bool = False, command: str = "", naive: bool = True,
                         disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
     from diziner.aggregation import Aggregation
-    from diziner.benchmarks.registry import load_split, schema_path
     from diziner.llm.factory import PoolClients
-    from diziner.loop import RefineOptions, refine_async
-    from diziner.schema import load_schema
+    from diziner.loop import RefineOptions
 
     t0 = time.time()
-    schema = load_schema(schema_path(name))
-    dev = load_split(name, "dev")
-    test = load_split(name, "test")
-    tag_map = schema.tag_map()
-
-    def mapped(corpus, docs):
-        return {d.id: [Span(s.doc_id, s.start, s.end, tag_map.get(s.label, s.label), s.text) for s in corpus.spans_of(d.id)] for d in docs}
-
-    dev_docs = dev.documents
-    test_docs: list[Document] = screening_sample(test.documents, test_size, seed, disjoint_from)
-    test_gold = mapped(test, test_docs)
-    dev_gold = mapped(dev, dev_docs)
+    data = _TestSet.load(name, test_size, seed, disjoint_from)
     pool.check_env()
     ds_dir = out / name
-    ledger_path = ds_dir / "ledger.jsonl"
-    pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, ledger=ledger_path)
-    clients, sup, ledger = pc
     opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
     opts.final_aggregation = Aggregation.pick(aggregation, None, pool.aggregation)
-    opts.aggregation()  # a bad name fails before any call
+    opts.aggregation()  # a bad name fails before any client is built
+    pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, ledger=ds_dir / "ledger.jsonl")
     try:
-        run = await refine_async(schema, dev_docs, pool, ds_dir / "run", opts, gold=dev_gold, clients=(clients, sup, ledger),
-                                 quiet=quiet, command=command)
-        sel = run.selected_iteration
-        guidelines = {t: load_guideline(ds_dir / "run" / "iterations" / str(t) / "guideline.yaml") for t in
-                      [r.iteration for r in run.iterations]}
-        to_test = sorted(set([0, sel] + (list(guidelines) if oracle_all else [])))
-        bo = {"refine": opts, "quiet": quiet}
-        systems: dict[int, dict[str, Any]] = {}
-        for t in to_test:
-            systems[t] = await _score_system(test_docs, guidelines[t], clients, pool, test_gold, bo,
-                                             ds_dir / "test" / f"guideline-{t}", ledger)
-        naive_scores, naive_spans = (await _score_naive(test_docs, schema, pool, clients, test_gold)) if naive else ({}, {})
+        tested = await _refine_and_test(data, pool, ds_dir, opts, pc, oracle_all=oracle_all, naive=naive, quiet=quiet,
+                                        command=command)
     finally:
         await pc.aclose()
+    run, systems = tested.run, tested.systems
+    sel = run.selected_iteration
     s0, ss = systems[0], systems[sel]
-    ids = [d.id for d in test_docs]
-    ci = _bootstrap_diff_ci(test_gold, s0["_cons"], ss["_cons"], ids)
-    dci = _bootstrap_diff_ci(test_gold, s0["_delivered"], ss["_delivered"], ids)
-    # the delivered output (what refine writes: the aggregation of the selected guideline's
-    # annotations) against what a user has without it; paired bootstrap over sentences
-    best_it0 = max(s0["annotators"], key=lambda a: s0["annotators"][a]["f1"])
-    diffs = {"delivered_minus_delivered_iteration0": dci,
-             "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(test_gold, s0["_ann"][best_it0],
-                                                                             ss["_delivered"], ids)}
-    best_naive = None
-    if naive_scores:
-        best_naive = max(naive_scores, key=lambda m: naive_scores[m]["f1"])
-        diffs["delivered_minus_best_naive"] = _bootstrap_diff_ci(test_gold, naive_spans[best_naive], ss["_delivered"], ids)
-    # agreement vs F1 across annotators and iterations, on the pilot samples (dev gold: reporting only)
-    xs, ys = [], []
-    for r in run.iterations:
-        for a, agr in r.per_annotator_agreement.items():
-            if a in r.f1:
-                xs.append(agr)
-                ys.append(r.f1[a])
-    oracle_t, oracle_a = max(((t, a) for t in systems for a in systems[t]["annotators"]),
-                             key=lambda ta: systems[ta[0]]["annotators"][ta[1]]["f1"])
-    usage = ledger.summary()["total"]
+    diffs, best_it0, best_naive = tested.paired_diffs(data)
+    xs, ys = tested.agreement_points()
+    usage = pc.ledger.summary()["total"]
     result = {
         "dataset": name,
         "pool": [{"id": a.id, "backend": a.backend, "model": a.model, "prompt_style": a.prompt_style} for a in pool.annotators],
-        "test_size": len(test_docs),
+        "test_size": len(data.test_docs),
         "seed": seed,
         "iterations_run": len(run.iterations),
         "sample_size": sample_size,
         "iteration0": {a: v["f1"] for a, v in s0["annotators"].items()},
         "refined": {a: v["f1"] for a, v in ss["annotators"].items()},
-        "naive": {m: v["f1"] for m, v in naive_scores.items()},
-        "naive_detail": naive_scores,
+        "naive": {m: v["f1"] for m, v in tested.naive_scores.items()},
+        "naive_detail": tested.naive_scores,
         "delivered": ss["delivered"]["f1"],
         "delivered_iteration0": s0["delivered"]["f1"],
         "delivered_aggregation": str(opts.aggregation()),
         "best_naive": best_naive,
         "best_iteration0_annotator": best_it0,
         "diff_ci95": {k: list(v) for k, v in diffs.items()},
-        "test_sample": {"seed": seed, "size": len(test_docs), "disjoint_from": disjoint_from},
+        "test_sample": {"seed": seed, "size": len(data.test_docs), "disjoint_from": disjoint_from},
         "consensus_iteration0": s0["consensus"]["f1"],
         "consensus_refined": ss["consensus"]["f1"],
-        "consensus_diff_ci95": ci,
+        "consensus_diff_ci95": _bootstrap_diff_ci(data.test_gold, s0["_cons"], ss["_cons"], [d.id for d in data.test_docs]),
         "union_iteration0": s0["union"]["f1"],
         "union_refined": ss["union"]["f1"],
         "selected_iteration": sel,
@@ -249,8 +308,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "pilot_f1_by_iteration": {str(r.iteration): r.f1 for r in run.iterations},
         "agreement_f1_pearson_r": _pearson(xs, ys),
         "agreement_f1_points": len(xs),
-        "oracle": {"iteration": oracle_t, "annotator": oracle_a, "f1": systems[oracle_t]["annotators"][oracle_a]["f1"],
-                   "note": "picked by test F1 among the guidelines run on test; never the headline"},
+        "oracle": tested.oracle(),
         "systems": {str(t): {k: v for k, v in s.items() if not k.startswith("_")} for t, s in systems.items()},
         "calls": usage["calls"],
         "cache_hits": usage["cached"],

@@ -46,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     from diziner.corpus.readers import read_corpus
-    from diziner.evaluate import score_outputs
-    from diziner.guideline import Guideline
     from diziner.llm.pool import load_pool
-    from diziner.loop import RefineOptions, annotate_corpus, refine
+    from diziner.loop import RefineOptions, refine
     from diziner.schema import load_schema
 
     root = _root()
@@ -59,13 +57,8 @@ def _run(args) -> int:
         out = root / out
     opts = RefineOptions(iterations=args.iterations, sample_size=args.sample_size, seed=13)
     limit_key = {"limit": args.limit}
-    # The demo folder is ours: a run of an older configuration is replaced, anything else is refused.
-    if (out / "run.json").exists():
-        meta = json.loads((out / "run.json").read_text())
-        if meta.get("command", "").startswith("diziner-demo") and (
-            meta.get("options") != opts.to_json() or meta.get("command") != f"diziner-demo {limit_key}"
-        ):
-            shutil.rmtree(out)
+    command = f"diziner-demo {limit_key}"
+    _replace_an_older_demo(out, opts, command)
     schema = load_schema(ex / "schema.yaml")
     pool = load_pool(ex / "pool-local.yaml")
     gold_corpus = read_corpus(ex / "gold.jsonl")
@@ -73,37 +66,60 @@ def _run(args) -> int:
     gold = {d.id: gold_corpus.spans_of(d.id) for d in docs}
     t0 = time.time()
     print(f"diziner demo: {len(docs)} documents, annotators {', '.join(pool.ids)}, consensus supervisor")
-    res = refine(schema, docs, pool, out, opts, gold=gold, quiet=args.quiet, command=f"diziner-demo {limit_key}")
-    base_out = out / "baseline" / "annotations.jsonl"
+    res = refine(schema, docs, pool, out, opts, gold=gold, quiet=args.quiet, command=command)
+    f1 = _baseline_f1(schema, docs, pool, gold, out / "baseline" / "annotations.jsonl", args.quiet)
+    _print_results(out, res, f1, opts, pool, len(docs))
+    print(f"wall time: {time.time() - t0:.0f} s")
+    return 0
+
+
+def _replace_an_older_demo(out: Path, opts, command: str) -> None:  # type: ignore[no-untyped-def]
+    """The demo folder is ours: a run of an older configuration is replaced, anything else is refused."""
+    if not (out / "run.json").exists():
+        return
+    meta = json.loads((out / "run.json").read_text())
+    if meta.get("command", "").startswith("diziner-demo") and (
+        meta.get("options") != opts.to_json() or meta.get("command") != command
+    ):
+        shutil.rmtree(out)
+
+
+def _baseline_f1(schema, docs, pool, gold, base_out: Path, quiet: bool) -> dict:  # type: ignore[no-untyped-def]
+    """F1 of the iteration-0 guideline (delivered and per annotator) and of the plain prompt,
+    every row on the one scoring path of bench and refine (snapped to tokens, docs/evaluation.md)."""
+    from diziner.annotate.naive import run_naive
+    from diziner.corpus.readers import read_corpus
+    from diziner.evaluate import score_outputs
+    from diziner.guideline import Guideline
+    from diziner.loop import annotate_corpus
+
     if not base_out.exists():
-        annotate_corpus(Guideline.initial(schema), docs, pool, base_out, quiet=args.quiet)
-    # every row on the one scoring path of bench and refine (snapped to tokens, docs/evaluation.md)
+        annotate_corpus(Guideline.initial(schema), docs, pool, base_out, quiet=quiet)
     outputs = {"consensus": {d.id: read_corpus(base_out).spans_of(d.id) for d in docs}}
     for a in pool.ids:
         p = base_out.with_name(f"annotations.{a}.jsonl")
         if p.exists():
             c = read_corpus(p)
             outputs[("annotator", a)] = {d.id: c.spans_of(d.id) for d in docs}
-    from diziner.annotate.naive import run_naive
-
     for m, (_, sp) in run_naive(docs, schema, pool).items():
         outputs[("naive", m)] = sp
-    f1 = {k: v["micro"]["f1"] for k, v in score_outputs(gold, outputs, docs).items()}
-    base_f1 = f1["consensus"]
+    return {k: v["micro"]["f1"] for k, v in score_outputs(gold, outputs, docs).items()}
+
+
+def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  # type: ignore[no-untyped-def]
+    from diziner.aggregation import Aggregation
+
     base_per = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "annotator"}
     naive = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "naive"}
-    metrics = json.loads((out / "metrics.json").read_text())
-    agree = metrics["agreement_by_iteration"]
+    agree = json.loads((out / "metrics.json").read_text())["agreement_by_iteration"]
     print()
     print("agreement (mean pairwise strict span F1) by iteration: " + ", ".join(f"{k}: {v:.3f}" for k, v in agree.items()))
     print(f"selected iteration (label-free, by agreement): {res.selected_iteration}")
-    print(f"F1 vs gold on all {len(docs)} documents (gold used only for this score):")
-    from diziner.aggregation import Aggregation
-
+    print(f"F1 vs gold on all {n_docs} documents (gold used only for this score):")
     agg = str(Aggregation.parse(Aggregation.pick(opts.final_aggregation, opts.final_min_support, pool.aggregation),
                                 opts.final_min_support))
     print(f"(delivered = what refine writes: the {agg} of the annotators)")
-    print(f"  iteration-0 guideline: delivered {base_f1:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
+    print(f"  iteration-0 guideline: delivered {f1['consensus']:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "
           + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus"))
     print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
@@ -113,8 +129,6 @@ def _run(args) -> int:
     print(f"guideline:   {out / 'final' / 'guideline.md'}")
     print(f"report:      {out / 'iterations'}/<t>/report.md   (HTML: diziner report {out})")
     print(f"annotations: {out / 'final' / 'annotations.jsonl'}")
-    print(f"wall time: {time.time() - t0:.0f} s")
-    return 0
 
 
 if __name__ == "__main__":

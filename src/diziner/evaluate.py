@@ -216,32 +216,9 @@ def align_corpora(gold: AnnotatedCorpus, pred: AnnotatedCorpus, *, by: str = "au
     """
     if by not in ("auto", "id", "order"):
         raise DizinerError(f"unknown document matching {by!r} (use auto, id or order)")
-    g_ids = [d.id for d in gold.documents]
-    p_ids = [d.id for d in pred.documents]
-    g_set, p_set = set(g_ids), set(p_ids)
-    if by == "auto":
-        if g_set == p_set or (subset and p_set <= g_set):
-            by = "id"
-        elif len(g_ids) == len(p_ids) and not subset:
-            by = "order"
-        else:
-            raise DizinerError(_mismatch(g_ids, p_ids, g_set, p_set, subset))
-    gdocs = {d.id: d for d in gold.documents}
-    if by == "id":
-        extra = [i for i in p_ids if i not in g_set]
-        missing = [i for i in g_ids if i not in p_set]
-        if extra or (missing and not subset):
-            raise DizinerError(_mismatch(g_ids, p_ids, g_set, p_set, subset))
-        used = [gdocs[i] for i in g_ids if i in p_set]
-        pairs = [(gdocs[d.id], d) for d in pred.documents]
-    else:
-        if len(g_ids) != len(p_ids):
-            raise DizinerError(
-                f"gold has {len(g_ids)} documents and pred has {len(p_ids)}: cannot match them by order"
-            )
-        used = list(gold.documents)
-        pairs = list(zip(gold.documents, pred.documents))
-    gold_spans: list[Span] = []
+    ids = _Ids([d.id for d in gold.documents], [d.id for d in pred.documents], subset)
+    by = ids.matching(by)
+    used, pairs = _pairs_by_id(gold, pred, ids) if by == "id" else _pairs_by_order(gold, pred)
     pred_spans: list[Span] = []
     for gdoc, pdoc in pairs:
         if _norm(gdoc) != _norm(pdoc):
@@ -250,11 +227,50 @@ def align_corpora(gold: AnnotatedCorpus, pred: AnnotatedCorpus, *, by: str = "au
                 + _first_difference(gdoc.text, pdoc.text),
                 hint="gold and pred must annotate the same documents",
             )
-        for s in pred.spans_of(pdoc.id):
-            pred_spans.append(Span(gdoc.id, s.start, s.end, s.label, s.text))
-    for d in used:
-        gold_spans.extend(gold.spans_of(d.id))
+        pred_spans += [Span(gdoc.id, s.start, s.end, s.label, s.text) for s in pred.spans_of(pdoc.id)]
+    gold_spans = [s for d in used for s in gold.spans_of(d.id)]
     return gold_spans, pred_spans, {"matched_by": by, "documents": len(used)}
+
+
+class _Ids:
+    """The document ids of gold and pred, and how they can be matched."""
+
+    def __init__(self, gold: list[str], pred: list[str], subset: bool):
+        self.gold, self.pred, self.subset = gold, pred, subset
+        self.gold_set, self.pred_set = set(gold), set(pred)
+
+    def matching(self, by: str) -> str:
+        """``by``, with ``auto`` resolved: ids when the sets agree, else order when the counts do."""
+        if by != "auto":
+            return by
+        if self.gold_set == self.pred_set or (self.subset and self.pred_set <= self.gold_set):
+            return "id"
+        if len(self.gold) == len(self.pred) and not self.subset:
+            return "order"
+        raise DizinerError(self.mismatch())
+
+    def mismatch(self) -> str:
+        return _mismatch(self.gold, self.pred, self.gold_set, self.pred_set, self.subset)
+
+
+def _pairs_by_id(gold: AnnotatedCorpus, pred: AnnotatedCorpus, ids: _Ids
+                 ) -> tuple[list[Document], list[tuple[Document, Document]]]:
+    """(gold documents scored, (gold, pred) pairs) by id."""
+    extra = [i for i in ids.pred if i not in ids.gold_set]
+    missing = [i for i in ids.gold if i not in ids.pred_set]
+    if extra or (missing and not ids.subset):
+        raise DizinerError(ids.mismatch())
+    gdocs = {d.id: d for d in gold.documents}
+    return [gdocs[i] for i in ids.gold if i in ids.pred_set], [(gdocs[d.id], d) for d in pred.documents]
+
+
+def _pairs_by_order(gold: AnnotatedCorpus, pred: AnnotatedCorpus
+                    ) -> tuple[list[Document], list[tuple[Document, Document]]]:
+    if len(gold.documents) != len(pred.documents):
+        raise DizinerError(
+            f"gold has {len(gold.documents)} documents and pred has {len(pred.documents)}: cannot match them by order"
+        )
+    return list(gold.documents), list(zip(gold.documents, pred.documents))
 
 
 def _norm(doc: Document) -> str:

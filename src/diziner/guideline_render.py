@@ -128,18 +128,31 @@ def _instruction_lines(items: list[Instruction], depth: int = 0) -> list[str]:
 def render_markdown(guideline: Guideline, *, title: str | None = None) -> str:
     """The guideline as a Markdown document for people (see ``docs/guideline.md``)."""
     g = guideline
+    out: list[str] = [f"# {title or f'Annotation guideline: {g.schema_.name}'}", ""]
+    for part in (_md_head, _md_labels, _md_demonstrations, _md_rules, _md_changelog, _md_provenance):
+        out += part(g)
+    return "\n".join(out) + "\n"
+
+
+def _specific(g: Guideline) -> dict[str, list[Instruction]]:
+    return {k: v for k, v in g.model_specific.items() if v}
+
+
+def _md_head(g: Guideline) -> list[str]:
     s = g.schema_
-    out: list[str] = [f"# {title or f'Annotation guideline: {s.name}'}", ""]
-    out.append(f"Iteration {g.iteration}. Labels: {', '.join(s.label_names)}.")
+    out = [f"Iteration {g.iteration}. Labels: {', '.join(s.label_names)}."]
     if s.description.strip():
         out += ["", _md_inline(s.description)]
     out += ["", "## Goal", ""]
     out.append(_md_inline(g.goal) if g.goal.strip() else "_No goal is given to the annotators (removed)._")
     if s.goal.strip() and g.goal.strip() and _md_inline(s.goal) != _md_inline(g.goal):
         out += ["", f"Original goal: {_md_inline(s.goal)}"]
+    return out
 
-    out += ["", "## Entity types"]
-    for lab in s.labels:
+
+def _md_labels(g: Guideline) -> list[str]:
+    out = ["", "## Entity types"]
+    for lab in g.schema_.labels:
         out += ["", f"### {lab.name}", "", _md_inline(lab.definition)]
         if lab.positive_examples or lab.negative_examples:
             out.append("")
@@ -147,42 +160,52 @@ def render_markdown(guideline: Guideline, *, title: str | None = None) -> str:
             out.append(f"- **Is {lab.name}:** " + ", ".join(f"“{_md_inline(x)}”" for x in lab.positive_examples))
         if lab.negative_examples:
             out.append(f"- **Is not {lab.name}:** " + ", ".join(f"“{_md_inline(x)}”" for x in lab.negative_examples))
+    return out
 
-    if s.demonstrations:
-        out += ["", "## Demonstrations", ""]
-        for ex in s.demonstrations:
-            out.extend(_example_lines(ex, ""))
 
-    out += ["", "## Rules", ""]
-    if g.common:
-        out.extend(_instruction_lines(g.common))
-    else:
-        out.append("_No common rules yet._")
+def _md_demonstrations(g: Guideline) -> list[str]:
+    if not g.schema_.demonstrations:
+        return []
+    out = ["", "## Demonstrations", ""]
+    for ex in g.schema_.demonstrations:
+        out.extend(_example_lines(ex, ""))
+    return out
 
-    specific = {k: v for k, v in g.model_specific.items() if v}
+
+def _md_rules(g: Guideline) -> list[str]:
+    out = ["", "## Rules", ""]
+    out += _instruction_lines(g.common) if g.common else ["_No common rules yet._"]
+    specific = _specific(g)
     if specific:
         out += ["", "## Notes for individual annotators"]
         for ann in sorted(specific):
             out += ["", f"### {ann}", ""]
             out.extend(_instruction_lines(specific[ann]))
+    return out
 
-    out += ["", "## Change log", ""]
+
+def _md_changelog(g: Guideline) -> list[str]:
+    out = ["", "## Change log", ""]
     if g.changelog:
         out.extend(f"- {_md_inline(c)}" for c in g.changelog)
     else:
         out.append("_No changes recorded._")
+    return out
+
+
+def _md_provenance(g: Guideline) -> list[str]:
     rows = [("common", ins) for ins in g.all_common()]
-    for ann in sorted(specific):
+    for ann in sorted(_specific(g)):
         rows += [(ann, ins) for ins in g.for_annotator(ann)]
-    if rows:
-        out += ["", "### Provenance", "", "| scope | id | added in | changed in | source | patterns |",
-                "|---|---|---|---|---|---|"]
-        for scope, ins in rows:
-            p = ins.provenance
-            pats = ", ".join(_md_inline(x).replace("|", "\\|") for x in p.patterns) or "–"
-            changed = ", ".join(str(i) for i in p.changed_in) or "–"
-            out.append(f"| {scope} | {ins.id} | {p.added_in} | {changed} | {p.source} | {pats} |")
-    return "\n".join(out) + "\n"
+    if not rows:
+        return []
+    out = ["", "### Provenance", "", "| scope | id | added in | changed in | source | patterns |", "|---|---|---|---|---|---|"]
+    for scope, ins in rows:
+        p = ins.provenance
+        pats = ", ".join(_md_inline(x).replace("|", "\\|") for x in p.patterns) or "–"
+        changed = ", ".join(str(i) for i in p.changed_in) or "–"
+        out.append(f"| {scope} | {ins.id} | {p.added_in} | {changed} | {p.source} | {pats} |")
+    return out
 
 
 # --------------------------------------------------------------------------- change ratio

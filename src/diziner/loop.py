@@ -36,7 +36,7 @@ from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError
 from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
-from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO
+from diziner.options import DEFAULTS
 from diziner.faultpoints import maybe_kill
 
 log = logging.getLogger("diziner.loop")
@@ -44,35 +44,35 @@ log = logging.getLogger("diziner.loop")
 
 @dataclass
 class RefineOptions:
-    iterations: int = 4
-    sample_size: int = 25
-    seed: int = 13
-    percentile: float = 80.0
-    weights: str = "f1"  # f1 | hybrid
-    patience: int = 1
-    min_delta: float = 0.0
+    iterations: int = DEFAULTS.pilot.iterations
+    sample_size: int = DEFAULTS.pilot.sample_size
+    seed: int = DEFAULTS.pilot.seed
+    percentile: float = DEFAULTS.analysis.percentile
+    weights: str = DEFAULTS.analysis.weights  # f1 | hybrid
+    patience: int = DEFAULTS.pilot.patience
+    min_delta: float = DEFAULTS.pilot.min_delta
     drop_low_agreement: bool = False
-    drop_margin: float = 0.10
-    min_annotators: int = 2
+    drop_margin: float = DEFAULTS.pilot.drop_margin
+    min_annotators: int = DEFAULTS.pilot.min_annotators
     supervisor: str | None = None  # consensus | llm | None (= the pool's supervisor)
-    max_patterns: int = 5
-    max_new_common: int = 5
-    max_model_specific: int = 3
-    max_change_ratio: float = DEFAULT_MAX_CHANGE_RATIO
+    max_patterns: int = DEFAULTS.limits.max_patterns
+    max_new_common: int = DEFAULTS.limits.max_new_common
+    max_model_specific: int = DEFAULTS.limits.max_model_specific
+    max_change_ratio: float = DEFAULTS.limits.max_change_ratio
     gold_supervised: bool = False
     freeze_goal: bool = False
     remove_goal: bool = False
     final_annotation: bool = True
     final_min_support: float | None = None  # the span vote's threshold (0 = union); prefer final_aggregation
     final_aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
+    max_mentions: int = DEFAULTS.annotation.max_mentions
+    reask: int = DEFAULTS.annotation.reask
 
     def aggregation(self):
         """The delivered aggregation (:class:`diziner.analysis.aggregate.Aggregation`)."""
         from diziner.aggregation import Aggregation
 
         return Aggregation.parse(self.final_aggregation, self.final_min_support)
-    max_mentions: int = 32
-    reask: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

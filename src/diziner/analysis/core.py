@@ -28,10 +28,11 @@ from diziner.analysis.agreement import (
     token_documents,
 )
 from diziner.analysis.consensus import select_spans
-from diziner.analysis.patterns import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
+from diziner.analysis.error_types import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
 from diziner.analysis.tags import TokenIndex, decode, project, span_keys, tag_names
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
+from diziner.options import DEFAULTS
 
 CATEGORIES = ["elite_split", "systematic_bias", "both", "minor"]
 BIAS_PERCENTILE = 90.0
@@ -76,8 +77,8 @@ def analyze_arrays(
     Z: np.ndarray,
     doc_start: np.ndarray,
     n_labels: int,
-    weights: str = "f1",
-    percentile: float = 80.0,
+    weights: str = DEFAULTS.analysis.weights,
+    percentile: float = DEFAULTS.analysis.percentile,
     answered: np.ndarray | None = None,
 ) -> ArrayAnalysis:
     """The numeric analysis of a K × N tag-id matrix (see ``docs/analysis.md``).
@@ -292,108 +293,7 @@ class AnalysisResult:
         return self._hotspots
 
     def _build_hotspots(self) -> list[dict]:
-        a, ix = self.arrays, self.index
-        names = self.annotators
-        ann = self._spans()
-        econs = self.consensus_spans(elite=True)
-        wcons = self.consensus_spans(elite=False)
-        classes = [classify(sset, econs) for sset in ann]
-        answered = self._answered()
-        hs, he = a.hotspot_starts, a.hotspot_ends
-        # the reading window: the hot run widened to every span that overlaps it
-        ws, we = hs.copy(), he.copy()
-        for sset in (*ann, econs, wcons):
-            if len(sset) == 0:
-                continue
-            lo, hi = overlap_ranges(sset, hs, he)
-            has = hi > lo
-            ws[has] = np.minimum(ws[has], sset.starts[lo[has]])
-            we[has] = np.maximum(we[has], sset.ends[hi[has] - 1])
-        ranges = [tuple(x.tolist() for x in overlap_ranges(sset, ws, we)) for sset in ann]
-        e_lo, e_hi = (x.tolist() for x in overlap_ranges(econs, ws, we))
-        w_lo, w_hi = (x.tolist() for x in overlap_ranges(wcons, ws, we))
-        py = [(sset.starts.tolist(), sset.ends.tolist(), sset.labels.tolist()) for sset in ann]
-        codes = [cl.codes.tolist() for cl in classes]
-        missed = [cl.missed.tolist() for cl in classes]
-        ws_l, we_l = ws.tolist(), we.tolist()
-        out: list[dict] = []
-        for h, (s, e) in enumerate(zip(hs.tolist(), he.tolist())):
-            d = int(ix.doc_of_token[s])
-            doc = self.documents[d]
-            cs, ce = int(ix.char_start[s]), int(ix.char_end[e - 1])
-            readings: dict[str, list[dict]] = {}
-            groups: dict[tuple, dict] = {}
-            unanswered = [names[k] for k in range(len(ann)) if not answered[k, d]]
-            for k in range(len(ann)):
-                if not answered[k, d]:
-                    continue  # no reading from an annotator that did not answer this document
-                lo, hi = ranges[k][0][h], ranges[k][1][h]
-                ps, pe, pl = py[k]
-                readings[names[k]] = [self._span_dict(ps[i], pe[i], pl[i]) for i in range(lo, hi)]
-                cl = classes[k]
-                for i in range(lo, hi):
-                    code = codes[k][i]
-                    if code == MATCH:
-                        continue
-                    key = (code, ps[i], pe[i], pl[i])
-                    g = groups.get(key)
-                    if g is None:
-                        r = int(cl.ref_index[i])
-                        g = groups[key] = {
-                            "type": ERROR_NAMES[code],
-                            "reading": self._reading(*key[1:]),
-                            "consensus": "O"
-                            if r < 0
-                            else self._reading(int(econs.starts[r]), int(econs.ends[r]), int(econs.labels[r])),
-                            "labels": self._pattern_labels(code, pl[i], econs, r),
-                            "annotators": [],
-                        }
-                    g["annotators"].append(names[k])
-                for r in range(e_lo[h], e_hi[h]):
-                    if not missed[k][r]:
-                        continue
-                    key = ("missed", r)
-                    g = groups.get(key)
-                    if g is None:
-                        g = groups[key] = {
-                            "type": "missed",
-                            "reading": "O",
-                            "consensus": self._reading(int(econs.starts[r]), int(econs.ends[r]), int(econs.labels[r])),
-                            "labels": self.labels[int(econs.labels[r])],
-                            "annotators": [],
-                        }
-                    g["annotators"].append(names[k])
-            wlo, whi, elo, ehi = w_lo[h], w_hi[h], e_lo[h], e_hi[h]
-            out.append(
-                {
-                    "id": h,
-                    "document": doc.id,
-                    "token_start": int(s - ix.offsets[d]),
-                    "token_end": int(e - ix.offsets[d]),
-                    "char_start": cs,
-                    "char_end": ce,
-                    "window_char_start": int(ix.char_start[ws_l[h]]),
-                    "window_char_end": int(ix.char_end[we_l[h] - 1]),
-                    "text": doc.text[cs:ce],
-                    "context": context(doc.text, cs, ce),
-                    "category": a.hotspot_category[h],
-                    "elite_agree": not bool(a.hotspot_elite_split[h]),
-                    "bias": round(float(a.hotspot_bias[h]), 4),
-                    "mean_u_star": round(float(a.hotspot_mean_u[h]), 4),
-                    "errors": list(groups.values()),
-                    "readings": readings,
-                    "unanswered": unanswered,
-                    "consensus": [
-                        self._span_dict(int(wcons.starts[i]), int(wcons.ends[i]), int(wcons.labels[i]))
-                        for i in range(wlo, whi)
-                    ],
-                    "elite_consensus": [
-                        self._span_dict(int(econs.starts[i]), int(econs.ends[i]), int(econs.labels[i]))
-                        for i in range(elo, ehi)
-                    ],
-                }
-            )
-        return out
+        return _Hotspots(self).build()
 
     def _pattern_labels(self, code: int, label: int, ref: SpanSet, r: int) -> str:
         if code == TYPE and r >= 0:  # type confusion: consensus label → reading label
@@ -532,12 +432,135 @@ class AnalysisResult:
 
     def to_markdown(self) -> str:
         """A report for people and for the supervisor."""
-        from diziner.analysis.report import render_markdown
+        from diziner.analysis.markdown import render_markdown
 
         return render_markdown(self)
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+class _Hotspots:
+    """The hotspot records of an analysis: each hot run widened to a reading window (every
+    span that overlaps it), with each answered annotator's reading there, the errors against
+    the elite consensus grouped by reading, and both consensus readings. The numpy arrays
+    are turned into lists once, so each hotspot is plain indexing."""
+
+    def __init__(self, res: AnalysisResult):
+        self.res = res
+        a = res.arrays
+        ann = res._spans()
+        self.econs = res.consensus_spans(elite=True)
+        self.wcons = res.consensus_spans(elite=False)
+        self.classes = [classify(sset, self.econs) for sset in ann]
+        self.answered = res._answered()
+        self.hs, self.he = a.hotspot_starts, a.hotspot_ends
+        ws, we = self._windows(ann)
+        self.ranges = [tuple(x.tolist() for x in overlap_ranges(sset, ws, we)) for sset in ann]
+        self.e_lo, self.e_hi = (x.tolist() for x in overlap_ranges(self.econs, ws, we))
+        self.w_lo, self.w_hi = (x.tolist() for x in overlap_ranges(self.wcons, ws, we))
+        self.py = [(sset.starts.tolist(), sset.ends.tolist(), sset.labels.tolist()) for sset in ann]
+        self.codes = [cl.codes.tolist() for cl in self.classes]
+        self.missed = [cl.missed.tolist() for cl in self.classes]
+        self.ws, self.we = ws.tolist(), we.tolist()
+
+    def _windows(self, ann: list[SpanSet]) -> tuple[np.ndarray, np.ndarray]:
+        """The reading window: the hot run widened to every span that overlaps it."""
+        ws, we = self.hs.copy(), self.he.copy()
+        for sset in (*ann, self.econs, self.wcons):
+            if len(sset) == 0:
+                continue
+            lo, hi = overlap_ranges(sset, self.hs, self.he)
+            has = hi > lo
+            ws[has] = np.minimum(ws[has], sset.starts[lo[has]])
+            we[has] = np.maximum(we[has], sset.ends[hi[has] - 1])
+        return ws, we
+
+    def build(self) -> list[dict]:
+        return [self.hotspot(h, s, e) for h, (s, e) in enumerate(zip(self.hs.tolist(), self.he.tolist()))]
+
+    def hotspot(self, h: int, s: int, e: int) -> dict:
+        res, a, ix = self.res, self.res.arrays, self.res.index
+        names = res.annotators
+        d = int(ix.doc_of_token[s])
+        doc = res.documents[d]
+        cs, ce = int(ix.char_start[s]), int(ix.char_end[e - 1])
+        readings: dict[str, list[dict]] = {}
+        groups: dict[tuple, dict] = {}
+        for k in range(len(self.py)):
+            if not self.answered[k, d]:
+                continue  # no reading from an annotator that did not answer this document
+            lo, hi = self.ranges[k][0][h], self.ranges[k][1][h]
+            ps, pe, pl = self.py[k]
+            readings[names[k]] = [res._span_dict(ps[i], pe[i], pl[i]) for i in range(lo, hi)]
+            self._errors(k, range(lo, hi), groups)
+            self._misses(k, range(self.e_lo[h], self.e_hi[h]), groups)
+        return {
+            "id": h,
+            "document": doc.id,
+            "token_start": int(s - ix.offsets[d]),
+            "token_end": int(e - ix.offsets[d]),
+            "char_start": cs,
+            "char_end": ce,
+            "window_char_start": int(ix.char_start[self.ws[h]]),
+            "window_char_end": int(ix.char_end[self.we[h] - 1]),
+            "text": doc.text[cs:ce],
+            "context": context(doc.text, cs, ce),
+            "category": a.hotspot_category[h],
+            "elite_agree": not bool(a.hotspot_elite_split[h]),
+            "bias": round(float(a.hotspot_bias[h]), 4),
+            "mean_u_star": round(float(a.hotspot_mean_u[h]), 4),
+            "errors": list(groups.values()),
+            "readings": readings,
+            "unanswered": [names[k] for k in range(len(self.py)) if not self.answered[k, d]],
+            "consensus": self._span_dicts(self.wcons, range(self.w_lo[h], self.w_hi[h])),
+            "elite_consensus": self._span_dicts(self.econs, range(self.e_lo[h], self.e_hi[h])),
+        }
+
+    def _span_dicts(self, sset: SpanSet, idx: range) -> list[dict]:
+        return [self.res._span_dict(int(sset.starts[i]), int(sset.ends[i]), int(sset.labels[i])) for i in idx]
+
+    def _elite_reading(self, r: int) -> str:
+        econs = self.econs
+        return self.res._reading(int(econs.starts[r]), int(econs.ends[r]), int(econs.labels[r]))
+
+    def _errors(self, k: int, spans: range, groups: dict[tuple, dict]) -> None:
+        """Annotator ``k``'s spans in the window that do not match the elite consensus, into ``groups``."""
+        ps, pe, pl = self.py[k]
+        cl = self.classes[k]
+        for i in spans:
+            code = self.codes[k][i]
+            if code == MATCH:
+                continue
+            key = (code, ps[i], pe[i], pl[i])
+            g = groups.get(key)
+            if g is None:
+                r = int(cl.ref_index[i])
+                g = groups[key] = {
+                    "type": ERROR_NAMES[code],
+                    "reading": self.res._reading(*key[1:]),
+                    "consensus": "O" if r < 0 else self._elite_reading(r),
+                    "labels": self.res._pattern_labels(code, pl[i], self.econs, r),
+                    "annotators": [],
+                }
+            g["annotators"].append(self.res.annotators[k])
+
+    def _misses(self, k: int, elite_spans: range, groups: dict[tuple, dict]) -> None:
+        """The elite-consensus spans in the window that annotator ``k`` missed, into ``groups``."""
+        for r in elite_spans:
+            if not self.missed[k][r]:
+                continue
+            key = ("missed", r)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = {
+                    "type": "missed",
+                    "reading": "O",
+                    "consensus": self._elite_reading(r),
+                    "labels": self.res.labels[int(self.econs.labels[r])],
+                    "annotators": [],
+                }
+            g["annotators"].append(self.res.annotators[k])
 
 
 def collect_labels(annotations: dict[str, dict[str, list[Span]]]) -> list[str]:
@@ -559,7 +582,7 @@ def hotspot_dicts(
     weights: dict[str, float],
     labels: list[str],
     threshold: float | None = None,
-    percentile: float = 80.0,
+    percentile: float = DEFAULTS.analysis.percentile,
 ) -> list[dict]:
     """Hotspot runs of some documents with fixed weights and, optionally, a fixed threshold.
 
@@ -598,9 +621,9 @@ def analyze(
     documents: list[Document],
     annotations: dict[str, dict[str, list[Span]]],
     labels: list[str] | None = None,
-    weights: str = "f1",
-    percentile: float = 80.0,
-    examples_per_pattern: int = 10,
+    weights: str = DEFAULTS.analysis.weights,
+    percentile: float = DEFAULTS.analysis.percentile,
+    examples_per_pattern: int = DEFAULTS.analysis.examples_per_pattern,
 ) -> AnalysisResult:
     """Analyse the disagreement of K annotators on the same documents.
 

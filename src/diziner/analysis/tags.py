@@ -95,9 +95,41 @@ def project(
     (covers no token) and ``overlap`` (overlaps a span already taken).
     Raises :class:`InputError` for an unknown document id or offsets outside the text.
     """
-    n = index.n_tokens
+    z = np.zeros(index.n_tokens, dtype=np.int16 if 2 * len(label_ids) + 1 < 32767 else np.int32)
+    (d_arr, s_arr, e_arr, l_arr), dropped = _span_arrays(index, spans_by_doc, label_ids, annotator)
+    if not len(d_arr):
+        return z, dropped
+    # Global character coordinates: shift every document past the previous one.
+    doc_len = np.fromiter((len(doc.text) + 1 for doc in index.documents), dtype=np.int64)
+    base = np.zeros(len(doc_len), dtype=np.int64)
+    np.cumsum(doc_len[:-1], out=base[1:])
+    tok_base = base[index.doc_of_token]
+    gs, ge, l_arr = _unique(s_arr + base[d_arr], e_arr + base[d_arr], l_arr)
+    ts = np.searchsorted(index.char_end + tok_base, gs, side="right")  # first token ending after the span start
+    te = np.searchsorted(index.char_start + tok_base, ge, side="left")  # first token starting at/after the span end
+    ok = te > ts
+    dropped["no_token"] += int((~ok).sum())
+    ts, te, l_arr = ts[ok], te[ok], l_arr[ok]
+    # spans are sorted by start: they overlap iff a start precedes the running max end
+    prev_max = np.maximum.accumulate(np.r_[0, te[:-1]]) if len(te) else te
+    if len(te) and np.any(ts[1:] < prev_max[1:]):
+        keep = _longest_first(ts, te, gs[ok], ge[ok], l_arr, label_ids, index.n_tokens)
+        dropped["overlap"] = int((~keep).sum())
+        ts, te, l_arr = ts[keep], te[keep], l_arr[keep]
+    lengths = te - ts
+    inside = np.repeat(2 * l_arr + 2, lengths)  # I tags
+    pos = np.repeat(ts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    z[pos] = inside
+    z[ts] = 2 * l_arr + 1  # B tags
+    return z, dropped
+
+
+def _span_arrays(index: TokenIndex, spans_by_doc: dict[str, list[Span]], label_ids: dict[str, int], annotator: str
+                 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], dict[str, int]]:
+    """(document, start, end, label id) arrays of the spans that can be placed, and the
+    counts of those dropped (empty, unknown label); bad ids and offsets raise."""
     dropped = {"unknown_label": 0, "no_token": 0, "overlap": 0}
-    docs, starts, ends, labs = [], [], [], []
+    rows: list[tuple[int, int, int, int]] = []
     for doc_id, spans in spans_by_doc.items():
         if not spans:
             continue
@@ -113,66 +145,41 @@ def project(
                     f"annotator {annotator!r}, document {doc_id!r}: span [{sp.start}, {sp.end}) "
                     f"is outside the text (length {text_len})",
                 )
+            lid = label_ids.get(sp.label)
             if sp.start == sp.end:
                 dropped["no_token"] += 1
-                continue
-            lid = label_ids.get(sp.label)
-            if lid is None:
+            elif lid is None:
                 dropped["unknown_label"] += 1
-                continue
-            docs.append(d)
-            starts.append(sp.start)
-            ends.append(sp.end)
-            labs.append(lid)
-    z = np.zeros(n, dtype=np.int16 if 2 * len(label_ids) + 1 < 32767 else np.int32)
-    if not docs:
-        return z, dropped
-    d_arr = np.asarray(docs, dtype=np.int64)
-    s_arr = np.asarray(starts, dtype=np.int64)
-    e_arr = np.asarray(ends, dtype=np.int64)
-    l_arr = np.asarray(labs, dtype=np.int64)
-    # Global character coordinates: shift every document past the previous one.
-    doc_len = np.fromiter((len(doc.text) + 1 for doc in index.documents), dtype=np.int64)
-    base = np.zeros(len(doc_len), dtype=np.int64)
-    np.cumsum(doc_len[:-1], out=base[1:])
-    tok_base = base[index.doc_of_token]
-    g_tok_start = index.char_start + tok_base
-    g_tok_end = index.char_end + tok_base
-    gs, ge = s_arr + base[d_arr], e_arr + base[d_arr]
-    # exact duplicates (same document, start, end, label) are placed once, not reported
-    order = np.lexsort((l_arr, ge, gs))
+            else:
+                rows.append((d, sp.start, sp.end, lid))
+    cols = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    return (cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3]), dropped
+
+
+def _unique(gs: np.ndarray, ge: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted by start, end, label; exact duplicates (same document, start, end, label) placed once, not reported."""
+    order = np.lexsort((labels, ge, gs))
     dup = np.zeros(len(order), dtype=bool)
-    dup[1:] = (gs[order][1:] == gs[order][:-1]) & (ge[order][1:] == ge[order][:-1]) & (l_arr[order][1:] == l_arr[order][:-1])
+    dup[1:] = (gs[order][1:] == gs[order][:-1]) & (ge[order][1:] == ge[order][:-1]) & (labels[order][1:] == labels[order][:-1])
     order = order[~dup]
-    gs, ge, l_arr = gs[order], ge[order], l_arr[order]
-    ts = np.searchsorted(g_tok_end, gs, side="right")  # first token ending after the span start
-    te = np.searchsorted(g_tok_start, ge, side="left")  # first token starting at/after the span end
-    ok = te > ts
-    dropped["no_token"] += int((~ok).sum())
-    gs, ge, ts, te, l_arr = gs[ok], ge[ok], ts[ok], te[ok], l_arr[ok]
-    # spans are sorted by start: they overlap iff a start precedes the running max end
-    prev_max = np.maximum.accumulate(np.r_[0, te[:-1]]) if len(te) else te
-    if len(te) and np.any(ts[1:] < prev_max[1:]):
-        # rare: overlapping spans. Longest first (characters), then earlier start,
-        # then label name, then end — the rule of diziner.corpus.bio.spans_to_bio.
-        name_rank = np.empty(len(label_ids), dtype=np.int64)
-        name_rank[[label_ids[n] for n in sorted(label_ids)]] = np.arange(len(label_ids))
-        greedy = np.lexsort((ge, name_rank[l_arr], gs, -(ge - gs)))
-        occupied = np.zeros(n, dtype=bool)
-        keep = np.zeros(len(ts), dtype=bool)
-        for i in greedy.tolist():
-            a, b = ts[i], te[i]
-            if not occupied[a:b].any():
-                occupied[a:b] = True
-                keep[i] = True
-        dropped["overlap"] = int((~keep).sum())
-        ts, te, l_arr = ts[keep], te[keep], l_arr[keep]
-    lengths = te - ts
-    inside = np.repeat(2 * l_arr + 2, lengths)  # I tags
-    pos = np.repeat(ts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    z[pos] = inside
-    z[ts] = 2 * l_arr + 1  # B tags
-    return z, dropped
+    return gs[order], ge[order], labels[order]
+
+
+def _longest_first(ts: np.ndarray, te: np.ndarray, gs: np.ndarray, ge: np.ndarray, labels: np.ndarray,
+                   label_ids: dict[str, int], n_tokens: int) -> np.ndarray:
+    """Which of overlapping spans to keep (rare): longest first (characters), then earlier
+    start, then label name, then end — the rule of diziner.corpus.bio.spans_to_bio."""
+    name_rank = np.empty(len(label_ids), dtype=np.int64)
+    name_rank[[label_ids[n] for n in sorted(label_ids)]] = np.arange(len(label_ids))
+    greedy = np.lexsort((ge, name_rank[labels], gs, -(ge - gs)))
+    occupied = np.zeros(n_tokens, dtype=bool)
+    keep = np.zeros(len(ts), dtype=bool)
+    for i in greedy.tolist():
+        a, b = ts[i], te[i]
+        if not occupied[a:b].any():
+            occupied[a:b] = True
+            keep[i] = True
+    return keep
 
 
 def decode(z: np.ndarray, doc_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

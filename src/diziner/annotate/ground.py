@@ -151,79 +151,103 @@ def _mention_fields(m: Any) -> tuple[str, str, int | None]:
 
 def ground_mentions(text: str, mentions: Iterable[Any], *, doc_id: str = "") -> GroundingResult:
     """Ground ``mentions`` (ParsedMention, or (text, label[, start]) tuples) in ``text``."""
-    res = GroundingResult()
-    used: set[tuple[int, int]] = set()
-    exact_cache: dict[str, list[int]] = {}
-    folded: _Folded | None = None
-
-    def take(s: int, e: int, label: str, status: str) -> None:
-        used.add((s, e))
-        res.spans.append(Span(doc_id, s, e, label, text[s:e]))
-        res.statuses.append(status)
-        res.counts[status] += 1
-        res.fuzzy.append(status == "fuzzy")
-
+    g = _Grounder(text, doc_id)
     for m in mentions:
-        mtext, label, start = _mention_fields(m)
+        g.ground(*_mention_fields(m))
+    return g.res
+
+
+class _Grounder:
+    """Grounds mentions one by one in a text; a span taken is not given twice."""
+
+    def __init__(self, text: str, doc_id: str):
+        self.text = text
+        self.doc_id = doc_id
+        self.res = GroundingResult()
+        self.used: set[tuple[int, int]] = set()
+        self._exact: dict[str, list[int]] = {}
+        self._folded: _Folded | None = None
+
+    def ground(self, mtext: str, label: str, start: int | None) -> None:
+        """1. the model's own offset, 2. the first exact occurrence not used, 3. a fuzzy search
+        on the folded text (also when every exact occurrence is taken)."""
         needle = mtext.strip()
         if not needle:
-            res.statuses.append("ungrounded")
-            res.counts["ungrounded"] += 1
-            continue
-        n = len(needle)
-        # 1. the model's own offset, when it points at the mention
-        if isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= len(text) - n:
-            for s in (start, start - 1, start + 1):  # tolerate an off-by-one
-                if 0 <= s <= len(text) - n and text[s : s + n] == needle and (s, s + n) not in used \
-                        and is_boundary(text, s) and is_boundary(text, s + n):
-                    take(s, s + n, label, "exact")
-                    break
-            else:
-                start = None
-            if start is not None:
-                continue
-        # 2. exact search, first occurrence not yet used
-        occ = exact_cache.get(needle)
+            self._miss("ungrounded")
+            return
+        span = self._at_offset(needle, start)
+        if span is not None:
+            self._take(span, label, "exact")
+            return
+        occ = self._occurrences(needle)
+        span = _pick([(s, s + len(needle)) for s in occ], self.used)
+        if span is not None:
+            self._take(span, label, "exact")
+            return
+        span, dup = self._fuzzy(needle)
+        if span is not None:
+            self._take(span, label, "fuzzy")
+        else:
+            self._miss("duplicate" if dup or occ else "ungrounded")
+
+    def _at_offset(self, needle: str, start: int | None) -> tuple[int, int] | None:
+        text, n = self.text, len(needle)
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= len(text) - n:
+            return None
+        for s in (start, start - 1, start + 1):  # tolerate an off-by-one
+            if 0 <= s <= len(text) - n and text[s : s + n] == needle and (s, s + n) not in self.used \
+                    and is_boundary(text, s) and is_boundary(text, s + n):
+                return (s, s + n)
+        return None
+
+    def _occurrences(self, needle: str) -> list[int]:
+        occ = self._exact.get(needle)
         if occ is None:
-            occ = exact_cache[needle] = find_occurrences(text, needle)
-        hit = _pick([(s, s + n) for s in occ], used)
-        hit = hit[0] if hit is not None else None
-        if hit is not None:
-            take(hit, hit + n, label, "exact")
-            continue
-        # 3. fuzzy search on the folded text (also when every exact occurrence is taken)
-        if folded is None:
-            folded = _Folded(text)
-        span = None
-        dup = bool(occ)
+            occ = self._exact[needle] = find_occurrences(self.text, needle)
+        return occ
+
+    def _fuzzy(self, needle: str) -> tuple[tuple[int, int] | None, bool]:
+        """(span, whether a candidate was found but taken) on the folded text, for the needle
+        and the needle without wrapping punctuation."""
+        if self._folded is None:
+            self._folded = _Folded(self.text)
         keys = [_fold(needle)]
         stripped = needle.strip(_WRAP)
         if stripped and stripped != needle:
             keys.append(_fold(stripped))
-        for key in keys:
-            if not key:
-                continue
-            cands = []
-            for fs in _find_all(folded.text, key):
-                s = folded.origin[fs]
-                e = folded.origin[fs + len(key) - 1] + 1
-                while e < len(text) and unicodedata.category(text[e])[0] == "M":
-                    e += 1  # include combining marks that folded to nothing
-                if is_boundary(text, s) and is_boundary(text, e):
-                    cands.append((s, e))
-            span = _pick(cands, used)
+        dup = False
+        for key in (k for k in keys if k):
+            cands = self._fuzzy_candidates(key)
+            span = _pick(cands, self.used)
             if span is not None:
-                break
+                return span, dup
             dup = dup or bool(cands)
-        if span is not None:
-            take(span[0], span[1], label, "fuzzy")
-        elif dup:
-            res.statuses.append("duplicate")
-            res.counts["duplicate"] += 1
-        else:
-            res.statuses.append("ungrounded")
-            res.counts["ungrounded"] += 1
-    return res
+        return None, dup
+
+    def _fuzzy_candidates(self, key: str) -> list[tuple[int, int]]:
+        folded, text = self._folded, self.text
+        assert folded is not None
+        cands = []
+        for fs in _find_all(folded.text, key):
+            s = folded.origin[fs]
+            e = folded.origin[fs + len(key) - 1] + 1
+            while e < len(text) and unicodedata.category(text[e])[0] == "M":
+                e += 1  # include combining marks that folded to nothing
+            if is_boundary(text, s) and is_boundary(text, e):
+                cands.append((s, e))
+        return cands
+
+    def _take(self, span: tuple[int, int], label: str, status: str) -> None:
+        s, e = span
+        self.used.add((s, e))
+        self.res.spans.append(Span(self.doc_id, s, e, label, self.text[s:e]))
+        self.res.statuses.append(status)
+        self.res.counts[status] += 1
+        self.res.fuzzy.append(status == "fuzzy")
+
+    def _miss(self, status: str) -> None:
+        self.res.statuses.append(status)
+        self.res.counts[status] += 1
 
 
 def _pick(cands: list[tuple[int, int]], used: set[tuple[int, int]]) -> tuple[int, int] | None:

@@ -313,19 +313,24 @@ def _mention_list(value: Any, match: LabelMatcher) -> list[Any] | None:
             return _mention_list(value[0], match)
         return value
     if isinstance(value, dict):
-        inner = _key(value, _LIST_KEYS)
-        if isinstance(inner, list):
-            return inner
-        if isinstance(inner, dict):
-            return _mention_list(inner, match)
-        if _key(value, _TEXT_KEYS) is not None and _key(value, _LABEL_KEYS) is not None:
-            return [value]
-        # {"PER": ["Ada", ...], "ORG": [...]}: a mapping from label to surface texts
-        if value and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()):
-            if any(match(k) for k in value):
-                return [{"text": t, "label": k} for k, v in value.items() for t in v]
-        if not value:
-            return []
+        return _mentions_in_dict(value, match)
+    return None
+
+
+def _mentions_in_dict(value: dict, match: LabelMatcher) -> list[Any] | None:
+    inner = _key(value, _LIST_KEYS)
+    if isinstance(inner, list):
+        return inner
+    if isinstance(inner, dict):
+        return _mention_list(inner, match)
+    if _key(value, _TEXT_KEYS) is not None and _key(value, _LABEL_KEYS) is not None:
+        return [value]
+    # {"PER": ["Ada", ...], "ORG": [...]}: a mapping from label to surface texts
+    if value and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()):
+        if any(match(k) for k in value):
+            return [{"text": t, "label": k} for k, v in value.items() for t in v]
+    if not value:
+        return []
     return None
 
 

@@ -74,63 +74,84 @@ class DocResult:
     @classmethod
     def from_json(cls, data: dict[str, Any] | str, *, path: str | None = None, line: int | None = None) -> "DocResult":
         """Read a dict or JSONL line back; bad content raises InputError naming path and line."""
-        def bad(problem: str) -> InputError:
-            return InputError(path, line, problem)
+        r = _LineReader(path, line)
+        d = r.record(data)
+        doc_id, status, text = r.head(d)
+        reason = d.get("reason")
+        return cls(doc_id=doc_id, status=status, reason=reason if isinstance(reason, str) else None,
+                   spans=r.spans(d, doc_id, text), grounding=r.grounding(d), dropped_labels=r.num(d, "dropped_labels"),
+                   parse_failures=r.num(d, "parse_failures"), calls=r.num(d, "calls"), text=text,
+                   chunks=r.num(d, "chunks", 1), oversized_sentences=r.num(d, "oversized_sentences"),
+                   truncated=r.num(d, "truncated"), prompt=str(d.get("prompt", "")))
 
+
+@dataclass
+class _LineReader:
+    """Checks the fields of one annotation line; every problem is an InputError at ``path:line``."""
+
+    path: str | None
+    line: int | None
+
+    def bad(self, problem: str) -> InputError:
+        return InputError(self.path, self.line, problem)
+
+    def record(self, data: dict[str, Any] | str) -> dict[str, Any]:
         if isinstance(data, str):
             try:
                 data = json.loads(data)
             except json.JSONDecodeError as e:
-                raise bad(f"not valid JSON ({e.msg} at column {e.colno})") from None
+                raise self.bad(f"not valid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(data, dict):
-            raise bad("an annotation line must be a JSON object")
+            raise self.bad("an annotation line must be a JSON object")
+        return data
+
+    def head(self, data: dict[str, Any]) -> tuple[str, str, str]:
+        """(id, status, text)."""
         doc_id = data.get("id")
         if not isinstance(doc_id, str) or not doc_id:
-            raise bad('missing or empty "id"')
+            raise self.bad('missing or empty "id"')
         status = data.get("status", "ok")
         if status not in ("ok", "failed"):
-            raise bad(f'"status" must be "ok" or "failed", not {status!r}')
+            raise self.bad(f'"status" must be "ok" or "failed", not {status!r}')
         text = data.get("text", "")
         if not isinstance(text, str):
-            raise bad('"text" must be a string')
+            raise self.bad('"text" must be a string')
+        return doc_id, status, text
+
+    def spans(self, data: dict[str, Any], doc_id: str, text: str) -> list[Span]:
         raw_spans = data.get("spans", [])
         if not isinstance(raw_spans, list):
-            raise bad('"spans" must be a list')
-        spans: list[Span] = []
-        for i, sp in enumerate(raw_spans, 1):
-            if not isinstance(sp, dict):
-                raise bad(f"span {i} is not an object")
-            s, e, lab = sp.get("start"), sp.get("end"), sp.get("label")
-            if not (isinstance(s, int) and isinstance(e, int)) or isinstance(s, bool) or isinstance(e, bool):
-                raise bad(f'span {i}: "start" and "end" must be integers')
-            if not isinstance(lab, str) or not lab:
-                raise bad(f'span {i}: missing "label"')
-            if not 0 <= s < e or (text and e > len(text)):
-                raise bad(f"span {i}: offsets {s}-{e} are out of range")
-            stext = text[s:e] if text else sp.get("text", "")
-            if text and "text" in sp and sp["text"] != stext:
-                raise bad(f"span {i}: text {sp['text']!r} does not match the document at {s}-{e} ({stext!r})")
-            spans.append(Span(doc_id, s, e, lab, stext if isinstance(stext, str) else ""))
+            raise self.bad('"spans" must be a list')
+        return [self.span(i, sp, doc_id, text) for i, sp in enumerate(raw_spans, 1)]
+
+    def span(self, i: int, sp: Any, doc_id: str, text: str) -> Span:
+        if not isinstance(sp, dict):
+            raise self.bad(f"span {i} is not an object")
+        s, e, lab = sp.get("start"), sp.get("end"), sp.get("label")
+        if not (isinstance(s, int) and isinstance(e, int)) or isinstance(s, bool) or isinstance(e, bool):
+            raise self.bad(f'span {i}: "start" and "end" must be integers')
+        if not isinstance(lab, str) or not lab:
+            raise self.bad(f'span {i}: missing "label"')
+        if not 0 <= s < e or (text and e > len(text)):
+            raise self.bad(f"span {i}: offsets {s}-{e} are out of range")
+        stext = text[s:e] if text else sp.get("text", "")
+        if text and "text" in sp and sp["text"] != stext:
+            raise self.bad(f"span {i}: text {sp['text']!r} does not match the document at {s}-{e} ({stext!r})")
+        return Span(doc_id, s, e, lab, stext if isinstance(stext, str) else "")
+
+    def grounding(self, data: dict[str, Any]) -> dict[str, int]:
         grounding = _zero_counts()
         g = data.get("grounding") or {}
         if not isinstance(g, dict):
-            raise bad('"grounding" must be an object')
-        for k, v in g.items():
-            if isinstance(v, int):
-                grounding[str(k)] = v
+            raise self.bad('"grounding" must be an object')
+        grounding.update({str(k): v for k, v in g.items() if isinstance(v, int)})
+        return grounding
 
-        def num(key: str, default: int = 0) -> int:
-            v = data.get(key, default)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise bad(f'"{key}" must be an integer')
-            return v
-
-        reason = data.get("reason")
-        return cls(doc_id=doc_id, status=status, reason=reason if isinstance(reason, str) else None,
-                   spans=spans, grounding=grounding, dropped_labels=num("dropped_labels"),
-                   parse_failures=num("parse_failures"), calls=num("calls"), text=text, chunks=num("chunks", 1),
-                   oversized_sentences=num("oversized_sentences"), truncated=num("truncated"),
-                   prompt=str(data.get("prompt", "")))
+    def num(self, data: dict[str, Any], key: str, default: int = 0) -> int:
+        v = data.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.bad(f'"{key}" must be an integer')
+        return v
 
 
 @dataclass

@@ -27,78 +27,95 @@ def _where(path: Path, doc: Any) -> str:
 
 
 def load_annotations(
-    paths: list[Path], names: list[str], format: str | None = None
+    paths: list[Path], names: list[str], format: str | None = None, text_field: str = "text"
 ) -> tuple[list, dict[str, dict[str, list]], list[str]]:
     """Read every file; match documents to the first file's; return (documents, annotations, problems).
 
     CoNLL files are matched by order (sentence i with sentence i, same tokens); other
     formats by document id (same set of ids, same text).
     """
-    from diziner.corpus.model import Span
     from diziner.corpus.readers import read_info
 
-    ref_docs = None
-    ref_path = paths[0]
-    annotations: dict[str, dict[str, list[Span]]] = {}
+    ref = None
+    annotations: dict[str, dict[str, list]] = {}
     problems: list[str] = []
     for path, name in zip(paths, names):
-        corpus, info = read_info(path, format)
+        corpus, info = read_info(path, format, text_field=text_field)
         problems += corpus.problems
-        docs = corpus.documents
-        if ref_docs is None:
-            ref_docs = docs
-            annotations[name] = {d.id: list(corpus.spans_of(d.id)) for d in docs}
-            ref_format = info.get("format")
-            continue
-        by_order = info.get("format") == "conll" or ref_format == "conll"
-        mapped: dict[str, list[Span]] = {}
-        if by_order:
-            if len(docs) != len(ref_docs):
-                raise InputError(
-                    path, None, f"{len(docs)} documents, but {ref_path} has {len(ref_docs)} (annotations must cover the same documents)"
-                )
-            for d, r in zip(docs, ref_docs):
-                if d.token_texts != r.token_texts:
-                    raise InputError(
-                        path,
-                        (d.metadata or {}).get("line"),
-                        f"document differs from the one at {_where(ref_path, r)} (tokens {d.token_texts[:6]!r}… vs "
-                        f"{r.token_texts[:6]!r}…)",
-                    )
-                mapped[r.id] = [Span(r.id, s.start, s.end, s.label, s.text) for s in corpus.spans_of(d.id)]
+        if ref is None:
+            ref = _Reference(path, corpus.documents, info.get("format"))
+            annotations[name] = {d.id: list(corpus.spans_of(d.id)) for d in corpus.documents}
+        elif info.get("format") == "conll" or ref.format == "conll":
+            annotations[name] = ref.by_order(path, corpus)
         else:
-            ref_by_id = {r.id: r for r in ref_docs}
-            seen = set()
-            for d in docs:
-                r = ref_by_id.get(d.id)
-                if r is None:
-                    raise InputError(path, (d.metadata or {}).get("line"), f"document id {d.id!r} is not in {ref_path}")
-                if d.text != r.text:
-                    raise InputError(
-                        path, (d.metadata or {}).get("line"), f"document {d.id!r} has another text than in {_where(ref_path, r)}"
-                    )
-                seen.add(d.id)
-                mapped[d.id] = list(corpus.spans_of(d.id))
-            missing = [r.id for r in ref_docs if r.id not in seen]
-            if missing:
+            annotations[name] = ref.by_id(path, corpus)
+    return list(ref.docs if ref else []), annotations, problems
+
+
+class _Reference:
+    """The first file's documents, which every other file must cover."""
+
+    def __init__(self, path: Path, docs: list, format: str | None):
+        self.path, self.docs, self.format = path, docs, format
+
+    def by_order(self, path: Path, corpus: Any) -> dict[str, list]:
+        """Sentence i with sentence i (same tokens); spans re-keyed to the reference ids."""
+        from diziner.corpus.model import Span
+
+        docs = corpus.documents
+        if len(docs) != len(self.docs):
+            raise InputError(
+                path, None, f"{len(docs)} documents, but {self.path} has {len(self.docs)} (annotations must cover the same documents)"
+            )
+        mapped: dict[str, list] = {}
+        for d, r in zip(docs, self.docs):
+            if d.token_texts != r.token_texts:
                 raise InputError(
-                    path, None, f"{len(missing)} document(s) of {ref_path} are missing, first {missing[0]!r}"
+                    path,
+                    (d.metadata or {}).get("line"),
+                    f"document differs from the one at {_where(self.path, r)} (tokens {d.token_texts[:6]!r}… vs "
+                    f"{r.token_texts[:6]!r}…)",
                 )
-        annotations[name] = mapped
-    return list(ref_docs or []), annotations, problems
+            mapped[r.id] = [Span(r.id, s.start, s.end, s.label, s.text) for s in corpus.spans_of(d.id)]
+        return mapped
+
+    def by_id(self, path: Path, corpus: Any) -> dict[str, list]:
+        """The same set of ids, each with the same text."""
+        ref_by_id = {r.id: r for r in self.docs}
+        mapped: dict[str, list] = {}
+        for d in corpus.documents:
+            r = ref_by_id.get(d.id)
+            if r is None:
+                raise InputError(path, (d.metadata or {}).get("line"), f"document id {d.id!r} is not in {self.path}")
+            if d.text != r.text:
+                raise InputError(
+                    path, (d.metadata or {}).get("line"), f"document {d.id!r} has another text than in {_where(self.path, r)}"
+                )
+            mapped[d.id] = list(corpus.spans_of(d.id))
+        missing = [r.id for r in self.docs if r.id not in mapped]
+        if missing:
+            raise InputError(
+                path, None, f"{len(missing)} document(s) of {self.path} are missing, first {missing[0]!r}"
+            )
+        return mapped
 
 
 def register(app: typer.Typer) -> None:
+    from diziner.options import DEFAULTS
+
+    analysis = DEFAULTS.analysis
+
     @app.command("analyze")
     def analyze_cmd(
         files: list[Path] = typer.Argument(..., help="Two or more annotation files of the same documents."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for analysis.json and report.md."),
         format: str | None = typer.Option(None, "--format", "-f", help="conll, jsonl, genia or text (default: detect)."),
+        text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         names: str | None = typer.Option(None, "--names", help="Comma-separated annotator names (default: file names)."),
         labels: str | None = typer.Option(None, "--labels", help="Comma-separated label order (default: sorted labels used)."),
-        percentile: float = typer.Option(80.0, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
-        weights: str = typer.Option("f1", "--weights", help="Annotator weights: f1 or hybrid (F1 + Cohen kappa)."),
-        examples: int = typer.Option(10, "--examples", help="Examples kept per error type and annotator."),
+        percentile: float = typer.Option(analysis.percentile, "--percentile", help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over tokens with U* > 0."),
+        weights: str = typer.Option(analysis.weights, "--weights", help="Annotator weights: f1 or hybrid (F1 + Cohen kappa)."),
+        examples: int = typer.Option(analysis.examples_per_pattern, "--examples", help="Examples kept per error type and annotator."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing; only write the files."),
     ) -> None:
@@ -136,7 +153,7 @@ def register(app: typer.Typer) -> None:
         if any(f.resolve() in (resolved_out / "analysis.json", resolved_out / "report.md") for f in files):
             raise InputError(out, None, "the output folder would overwrite an input file")
         label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
-        documents, annotations, problems = load_annotations(list(files), ann_names, format)
+        documents, annotations, problems = load_annotations(list(files), ann_names, format, text_field)
         result = analyze(documents, annotations, labels=label_list, weights=weights, percentile=percentile,
                          examples_per_pattern=examples)
         result.problems[:0] = problems

@@ -10,6 +10,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     from diziner.benchmarks.registry import DATASETS  # a dict of names and labels; light
+    from diziner.options import DEFAULTS
+
+    pilot = DEFAULTS.pilot
 
     @app.command("bench")
     def bench_cmd(
@@ -18,9 +21,9 @@ def register(app: typer.Typer) -> None:
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators (and supervisor)."),
         out: Path = typer.Option(..., "--out", help="Output folder: <dataset>.json, results.md, runs."),
         test_size: int = typer.Option(300, help="Seeded sample of test sentences, the same for every system."),
-        seed: int = typer.Option(13),
-        iterations: int = typer.Option(4, help="Pilot iterations (on the dev split, gold never shown)."),
-        sample_size: int = typer.Option(25, help="Documents per pilot iteration."),
+        seed: int = typer.Option(pilot.seed),
+        iterations: int = typer.Option(pilot.iterations, help="Pilot iterations (on the dev split, gold never shown)."),
+        sample_size: int = typer.Option(pilot.sample_size, help="Documents per pilot iteration."),
         oracle_all: bool = typer.Option(False, help="Also run every iteration's guideline on test (for the oracle)."),
         naive: bool = typer.Option(True, "--naive/--no-naive",
                                    help="Also score each pool model with a plain 3-shot prompt (no guideline) on the test sample."),

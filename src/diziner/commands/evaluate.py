@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         gold_format: Annotated[str | None, typer.Option("--gold-format", help="Format of the gold file only.")] = None,
         pred_format: Annotated[str | None, typer.Option("--pred-format", help="Format of the pred file only.")] = None,
+        text_field: Annotated[
+            str, typer.Option("--text-field", help="The text of a JSONL record / the text column of a CSV file.")
+        ] = "text",
         by: Annotated[str, typer.Option("--by", help="Match documents by: auto, id or order.")] = "auto",
         subset: Annotated[
             bool, typer.Option("--subset", help="Score only the gold documents that pred contains (by id).")
@@ -74,8 +77,8 @@ def register(app: typer.Typer) -> None:
         from diziner.corpus.readers import read_corpus
         from diziner.evaluate import evaluate_corpora
 
-        g = read_corpus(gold, gold_format or format)
-        p = read_corpus(pred, pred_format or format)
+        g = read_corpus(gold, gold_format or format, text_field=text_field)
+        p = read_corpus(pred, pred_format or format, text_field=text_field)
         result = evaluate_corpora(g, p, by=by, subset=subset, views=views, snap=snap_tokens)
         if as_json:
             typer.echo(json.dumps(result, ensure_ascii=False))

@@ -72,7 +72,9 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO  # the one default (also Limits, RefineOptions)
+    from diziner.options import DEFAULTS  # the one place of every default (also RefineOptions, Limits, StreamOptions)
+
+    pilot, analysis, annotation = DEFAULTS.pilot, DEFAULTS.analysis, DEFAULTS.annotation
 
     @app.command("refine")
     def refine_cmd(
@@ -80,9 +82,9 @@ def register(app: typer.Typer) -> None:
         texts: Path = typer.Option(..., "--texts", help="Unlabelled documents: text (one per line), JSONL or CoNLL (tags ignored)."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators and supervisor."),
         out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
-        iterations: int = typer.Option(4, help="Maximum number of pilot iterations."),
-        sample_size: int = typer.Option(25, help="Documents per iteration (disjoint, lexically diverse sets)."),
-        seed: int = typer.Option(13, help="Seed for the iteration sets."),
+        iterations: int = typer.Option(pilot.iterations, help="Maximum number of pilot iterations."),
+        sample_size: int = typer.Option(pilot.sample_size, help="Documents per iteration (disjoint, lexically diverse sets)."),
+        seed: int = typer.Option(pilot.seed, help="Seed for the iteration sets."),
         fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts/--gold: conll, jsonl, text, genia (default: detect)."),
         text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         gold: Optional[Path] = typer.Option(None, help="Gold annotations: scored and reported only, never used to select."),
@@ -91,10 +93,10 @@ def register(app: typer.Typer) -> None:
         freeze_goal: bool = typer.Option(False, help="Ablation: never update the goal G."),
         remove_goal: bool = typer.Option(False, help="Ablation: annotate without the goal G."),
         drop_low_agreement: bool = typer.Option(False, help="Drop an annotator ≥ 0.10 below the mean agreement (keeps ≥ 2)."),
-        patience: int = typer.Option(1, help="Stop after this many iterations without a rise in agreement."),
-        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over disputed tokens."),
-        weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
-        max_change_ratio: float = typer.Option(DEFAULT_MAX_CHANGE_RATIO, help="Largest allowed change between consecutive guidelines."),
+        patience: int = typer.Option(pilot.patience, help="Stop after this many iterations without a rise in agreement."),
+        percentile: float = typer.Option(analysis.percentile, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over disputed tokens."),
+        weights: str = typer.Option(analysis.weights, help="Annotator weights: f1 | hybrid."),
+        max_change_ratio: float = typer.Option(DEFAULTS.limits.max_change_ratio, help="Largest allowed change between consecutive guidelines."),
         min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
@@ -179,10 +181,10 @@ def register(app: typer.Typer) -> None:
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
         force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
-        batch_size: int = typer.Option(256, "--batch-size", min=1, help="Documents read, annotated and written per batch (memory is bounded by a few batches)."),
+        batch_size: int = typer.Option(annotation.batch_size, "--batch-size", min=1, help="Documents read, annotated and written per batch (memory is bounded by a few batches)."),
         weight_sample: Optional[int] = typer.Option(None, "--weight-sample", min=1, help="Documents whose analysis fixes the annotator weights and hotspot threshold (default: 2 batches)."),
-        weights: str = typer.Option("f1", help="Annotator weights: f1 | hybrid."),
-        percentile: float = typer.Option(80.0, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
+        weights: str = typer.Option(analysis.weights, help="Annotator weights: f1 | hybrid."),
+        percentile: float = typer.Option(analysis.percentile, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and a token estimate; call nothing."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -220,46 +221,59 @@ def _iter_conll(path: Path, scheme: str, problems: list[str], out: dict[str, Any
     group: int | None = None
     for n, line in _iter_lines(path):
         body = line.rstrip()
-        if not body:
-            if line:
+        cols = body.split("\t") if "\t" in body else body.split()
+        if not cols or cols[0] == DOCSTART:  # a sentence ends
+            if not body and line:
                 problems.append(_problem(path, n, WHITESPACE_LINE, "whitespace-only line read as a sentence break"))
             if rows:
                 yield _conll_sentence(st, rows, group)
                 rows = []
+            if cols:
+                group = _open_group(st, group)
             continue
-        cols = body.split("\t") if "\t" in body else body.split()
-        if cols[0] == DOCSTART:
-            if rows:
-                yield _conll_sentence(st, rows, group)
-                rows = []
-            if not st.saw_docstart or not st.group_open:
-                group = st.groups
-                st.groups += 1
-            st.saw_docstart = True
-            st.group_open = True
-            continue
-        if len(cols) < 2:
-            raise InputError(path, n, f"expected a token and a tag separated by TAB or spaces, got {body!r}")
-        if st.ncols is None:
-            st.ncols, st.ncols_line = len(cols), n
-        elif len(cols) != st.ncols:
-            raise InputError(
-                path, n, f"{len(cols)} columns, but line {st.ncols_line} has {st.ncols} (columns must be consistent)"
-            )
-        tag = cols[-1].strip()
-        try:
-            split_tag(tag)
-        except ValueError as e:
-            raise InputError(path, n, str(e)) from None
-        st.group_open = False
-        rows.append((n, cols[0], tag))
+        rows.append(_conll_row(st, n, body, cols))
     if rows:
         yield _conll_sentence(st, rows, group)
+    _end_conll(st, out)
+
+
+def _open_group(st: _ConllState, group: int | None) -> int | None:
+    """A -DOCSTART- line: a new group unless the previous one has no sentence yet."""
+    if not st.saw_docstart or not st.group_open:
+        group = st.groups
+        st.groups += 1
+    st.saw_docstart = True
+    st.group_open = True
+    return group
+
+
+def _conll_row(st: _ConllState, n: int, body: str, cols: list[str]) -> tuple[int, str, str]:
+    """(line, token, tag) of a token line, its column count checked against the first one's."""
+    path = st.path
+    if len(cols) < 2:
+        raise InputError(path, n, f"expected a token and a tag separated by TAB or spaces, got {body!r}")
+    if st.ncols is None:
+        st.ncols, st.ncols_line = len(cols), n
+    elif len(cols) != st.ncols:
+        raise InputError(
+            path, n, f"{len(cols)} columns, but line {st.ncols_line} has {st.ncols} (columns must be consistent)"
+        )
+    tag = cols[-1].strip()
+    try:
+        split_tag(tag)
+    except ValueError as e:
+        raise InputError(path, n, str(e)) from None
+    st.group_open = False
+    return (n, cols[0], tag)
+
+
+def _end_conll(st: _ConllState, out: dict[str, Any]) -> None:
+    """At the end of the file: the scheme detected, the repairs reported, the group count."""
     if st.n_docs == 0:
-        raise InputError(path, None, "no sentences found (only blank or -DOCSTART- lines)")
-    detected = detect_scheme(st.all_tags) if scheme == "auto" else scheme
-    if not (scheme == "auto" and detected == "iob1"):
-        problems.extend(st.pending_repairs)
+        raise InputError(st.path, None, "no sentences found (only blank or -DOCSTART- lines)")
+    detected = detect_scheme(st.all_tags) if st.scheme == "auto" else st.scheme
+    if not (st.scheme == "auto" and detected == "iob1"):
+        st.problems.extend(st.pending_repairs)
     out["scheme"] = detected
     out["groups"] = st.groups if st.saw_docstart else None
 
@@ -430,15 +444,7 @@ def _argilla_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tupl
     if not isinstance(text, str):
         raise InputError(path, n, 'an Argilla record needs "fields": {"text": ...} (a string)')
     doc = Document(str(rec.get("id", f"{path.stem}:{index}")), text, None, {"line": n})
-    value = None
-    responses = rec.get("responses") or {}
-    for question, answers in (responses.items() if isinstance(responses, dict) else []):
-        for a in answers if isinstance(answers, list) else []:
-            if isinstance(a, dict) and a.get("status", "submitted") == "submitted" and isinstance(a.get("value"), list):
-                value = a["value"]
-                break
-        if value is not None:
-            break
+    value = _argilla_response(rec)
     if value is None:
         sugg = rec.get("suggestions") or {}
         items = list(sugg.values()) if isinstance(sugg, dict) else sugg
@@ -448,7 +454,42 @@ def _argilla_record(path: Path, n: int, rec: dict[str, Any], index: int) -> tupl
     return doc, sorted(set(spans))
 
 
+def _argilla_response(rec: dict[str, Any]) -> list | None:
+    """The value of the first submitted response that is a list of spans, if any."""
+    responses = rec.get("responses") or {}
+    for answers in (responses.values() if isinstance(responses, dict) else []):
+        for a in answers if isinstance(answers, list) else []:
+            if isinstance(a, dict) and a.get("status", "submitted") == "submitted" and isinstance(a.get("value"), list):
+                return a["value"]
+    return None
+
+
 # --------------------------------------------------------------------------- genia / nested json
+
+
+@dataclass
+class _Words:
+    """A GENIA sentence's tokens laid out as text: empty tokens are left out of the text, so
+    ``kept[i]`` is the position of token ``i`` in ``tokens`` (-1 for an empty one)."""
+
+    words: list[str]
+    tokens: list[tuple[int, int]]
+    kept: list[int]
+    text: str
+
+    @classmethod
+    def of(cls, words: list[str]) -> _Words:
+        tokens: list[tuple[int, int]] = []
+        kept: list[int] = []
+        pos = 0
+        for w in words:
+            if not w.strip():
+                kept.append(-1)
+                continue
+            kept.append(len(tokens))
+            tokens.append((pos, pos + len(w)))
+            pos += len(w) + 1
+        return cls(words, tokens, kept, " ".join(w for w in words if w.strip()))
 
 
 def _genia_record(path: Path, n: int, rec: Any, index: int) -> tuple[Document, list[Span]]:
@@ -460,41 +501,33 @@ def _genia_record(path: Path, n: int, rec: Any, index: int) -> tuple[Document, l
     ner = rec.get("ner", [])
     if not isinstance(ner, list):
         raise InputError(path, n, '"ner" must be a list')
-    tokens: list[tuple[int, int]] = []
-    pos = 0
-    kept: list[int] = []  # token index in the record -> position in tokens, -1 when empty
-    for w in words:
-        if not w.strip():
-            kept.append(-1)
-            continue
-        kept.append(len(tokens))
-        tokens.append((pos, pos + len(w)))
-        pos += len(w) + 1
-    text = " ".join(w for w in words if w.strip())
+    sent = _Words.of(words)
     meta_id = rec["meta"].get("id") if isinstance(rec.get("meta"), dict) else None  # Prodigy keeps it in meta
     doc_id = rec.get("id", rec.get("doc_id", meta_id if meta_id is not None else f"{path.stem}:{index}"))
-    doc = Document(str(doc_id), text, tokens, {"line": n})
-    spans: list[Span] = []
-    for ent in ner:
-        if not isinstance(ent, dict) or "index" not in ent or "type" not in ent:
-            raise InputError(path, n, 'each "ner" item needs "index" (token ids) and "type"')
-        idx = ent["index"]
-        lab = ent["type"]
-        if not isinstance(idx, list) or not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
-            raise InputError(path, n, f'"index" must be a non-empty list of token ids, got {idx!r}')
-        if any(not 0 <= i < len(words) for i in idx):
-            raise InputError(path, n, f"token id out of range in {idx} (sentence has {len(words)} tokens)")
-        ids = sorted(idx)
-        if ids != list(range(ids[0], ids[-1] + 1)):
-            raise InputError(path, n, f"mention tokens {idx} are not contiguous")
-        if not isinstance(lab, str) or not lab.strip() or any(c.isspace() for c in lab):
-            raise InputError(path, n, f"mention type must be a non-empty string without spaces, got {lab!r}")
-        pos_ids = [kept[i] for i in ids if kept[i] >= 0]
-        if not pos_ids:
-            raise InputError(path, n, f"mention {idx} covers only empty tokens")
-        s, e = tokens[pos_ids[0]][0], tokens[pos_ids[-1]][1]
-        spans.append(Span(doc.id, s, e, lab, text[s:e]))
+    doc = Document(str(doc_id), sent.text, sent.tokens, {"line": n})
+    spans = [_genia_span(path, n, ent, sent, doc.id) for ent in ner]
     return doc, sorted(set(spans))
+
+
+def _genia_span(path: Path, n: int, ent: Any, sent: _Words, doc_id: str) -> Span:
+    if not isinstance(ent, dict) or "index" not in ent or "type" not in ent:
+        raise InputError(path, n, 'each "ner" item needs "index" (token ids) and "type"')
+    idx = ent["index"]
+    lab = ent["type"]
+    if not isinstance(idx, list) or not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+        raise InputError(path, n, f'"index" must be a non-empty list of token ids, got {idx!r}')
+    if any(not 0 <= i < len(sent.words) for i in idx):
+        raise InputError(path, n, f"token id out of range in {idx} (sentence has {len(sent.words)} tokens)")
+    ids = sorted(idx)
+    if ids != list(range(ids[0], ids[-1] + 1)):
+        raise InputError(path, n, f"mention tokens {idx} are not contiguous")
+    if not isinstance(lab, str) or not lab.strip() or any(c.isspace() for c in lab):
+        raise InputError(path, n, f"mention type must be a non-empty string without spaces, got {lab!r}")
+    pos_ids = [sent.kept[i] for i in ids if sent.kept[i] >= 0]
+    if not pos_ids:
+        raise InputError(path, n, f"mention {idx} covers only empty tokens")
+    s, e = sent.tokens[pos_ids[0]][0], sent.tokens[pos_ids[-1]][1]
+    return Span(doc_id, s, e, lab, sent.text[s:e])
 
 
 def _iter_genia(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:

@@ -194,19 +194,34 @@ class OpenAICompatClient:
         return self.endpoint, body
 
     async def complete(self, req: LLMRequest) -> LLMResponse:
-        import openai
-
         api, body = self.request_body(req)
         client = self._client()
         t0 = time.perf_counter()
-        where = self.cfg.base_url or "the OpenAI API"
+        data = await self._post(client, api, body)
+        latency = time.perf_counter() - t0
+        text, finish = self._answer(data, api, req)
+        usage = data.get("usage") if isinstance(data, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        return LLMResponse(text=text, tokens_in=_count(usage.get("prompt_tokens")),
+                           tokens_out=_count(usage.get("completion_tokens")), latency_s=latency,
+                           model=self.model, backend=self.backend, finish_reason=finish)
+
+    @property
+    def _where(self) -> str:
+        return self.cfg.base_url or "the OpenAI API"
+
+    async def _post(self, client: Any, api: str, body: dict[str, Any]) -> Any:
+        """The call; the SDK's errors as this project's (transient ones are retried)."""
+        import openai
+
+        where = self._where
         # client.post (the SDK's generic call) with the body already serialised and the answer
         # left as parsed JSON (cast_to=object): the same request, errors and retries semantics
         # as chat.completions.create, without the SDK's per-call type-directed transform of the
         # body and its construction of response models (most of its CPU time per call).
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
-            data = await client.post("/chat/completions" if api == "chat" else "/completions", content=raw,
+            return await client.post("/chat/completions" if api == "chat" else "/completions", content=raw,
                                      cast_to=object)
         except openai.APITimeoutError as e:
             if _refused(e):  # the aiohttp transport reports a refused connection as a connect timeout
@@ -224,7 +239,10 @@ class OpenAICompatClient:
         except (openai.APIResponseValidationError, ValueError) as e:
             raise TransientError(f"malformed response from {where}: {self._redact(type(e).__name__)}",
                                  "bad_response") from None
-        latency = time.perf_counter() - t0
+
+    def _answer(self, data: Any, api: str, req: LLMRequest) -> tuple[str, Any]:
+        """(text, finish_reason) of the first choice, checked (JSON when structured output was asked)."""
+        where = self._where
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") if api == "chat" else choice.get("text")
@@ -242,11 +260,7 @@ class OpenAICompatClient:
                 raise TransientError(
                     f"answer from {where} is not valid JSON although structured output was requested "
                     f"(finish_reason={finish}, {len(text)} chars)", "parse") from None
-        usage = data.get("usage") if isinstance(data, dict) else None
-        usage = usage if isinstance(usage, dict) else {}
-        return LLMResponse(text=text, tokens_in=_count(usage.get("prompt_tokens")),
-                           tokens_out=_count(usage.get("completion_tokens")), latency_s=latency,
-                           model=self.model, backend=self.backend, finish_reason=finish)
+        return text, finish
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()

@@ -79,31 +79,27 @@ def highlight(text: str, spans: list[dict[str, Any]], lo: int = 0, hi: int | Non
     spans = [dict(s, start=s["start"] - offset, end=s["end"] - offset)
              for s in _spans_ok(spans, offset + len(text)) if s["start"] - offset >= 0]
     hot_l = (hot[0] - offset, hot[1] - offset) if hot else None
-    cuts = {lo, hi}
-    for s in spans:
-        cuts.update((min(max(s["start"], lo), hi), min(max(s["end"], lo), hi)))
-    if hot_l:
-        cuts.update((min(max(hot_l[0], lo), hi), min(max(hot_l[1], lo), hi)))
-    pts = sorted(cuts)
-    out: list[str] = []
-    if lo > 0:
-        out.append("…")
+    edges = [(s["start"], s["end"]) for s in spans] + ([hot_l] if hot_l else [])
+    pts = sorted({lo, hi} | {min(max(x, lo), hi) for edge in edges for x in edge})
+    out: list[str] = ["…"] if lo > 0 else []
     for a, b in itertools.pairwise(pts):
-        if a >= b:
-            continue
-        piece = _e(text[a:b])
-        covering = [s for s in spans if s["start"] <= a and b <= s["end"]]
-        for s in sorted(covering, key=lambda s: (s["start"], -s["end"])):
-            piece = f'<mark class="ent" title="{_e(s.get("label", ""))}">{piece}</mark>'
-        if hot_l and hot_l[0] <= a and b <= hot_l[1]:
-            piece = f'<span class="hot">{piece}</span>'
-        out.append(piece)
-        for s in covering:
-            if s["end"] == b:
-                out.append(f'<sup class="lab">{_e(s.get("label", ""))}</sup>')
+        if a < b:
+            out += _marked_piece(text, a, b, spans, hot_l)
     if hi < len(text):
         out.append("…")
     return Markup("".join(out))
+
+
+def _marked_piece(text: str, a: int, b: int, spans: list[dict[str, Any]], hot: tuple[int, int] | None) -> list[str]:
+    """``text[a:b]`` inside a mark per covering span (outermost first), underlined when inside
+    ``hot``, followed by the label of each span that ends there."""
+    piece = _e(text[a:b])
+    covering = [s for s in spans if s["start"] <= a and b <= s["end"]]
+    for s in sorted(covering, key=lambda s: (s["start"], -s["end"])):
+        piece = f'<mark class="ent" title="{_e(s.get("label", ""))}">{piece}</mark>'
+    if hot and hot[0] <= a and b <= hot[1]:
+        piece = f'<span class="hot">{piece}</span>'
+    return [piece] + [f'<sup class="lab">{_e(s.get("label", ""))}</sup>' for s in covering if s["end"] == b]
 
 
 def support_class(weight: Any) -> str:

@@ -57,31 +57,50 @@ def _num(x: Any) -> float | None:
 # --------------------------------------------------------------------------- sections
 
 def _charts(data: ReportData, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
     its = [r for r in rows if isinstance(r.get("iteration"), int)]
-    if len(its) >= 2:
-        series: dict[str, list[tuple[float, float]]] = {}
-        for r in its:
-            for a, v in (r.get("per_annotator_agreement") or {}).items():
-                if _num(v) is not None:
-                    series.setdefault(str(a), []).append((r["iteration"], float(v)))
-        mp = [(r["iteration"], float(r["mean_pairwise_f1"])) for r in its if _num(r.get("mean_pairwise_f1")) is not None]
-        if mp:
-            series["mean pairwise F1"] = mp
-        if series:
-            out.append({"id": "chart-agreement", "caption": "Mean strict-span F1 of each annotator with the others, per iteration.",
-                        "svg": Markup(charts.line_chart(series, "Agreement per annotator", "F1",
-                                                        dashed={"mean pairwise F1"}))})
     last = next((it for it in reversed(data.iterations) if it.analysis), None)
-    if last is not None:
-        a = last.analysis or {}
-        names = [str(n) for n in a.get("annotators") or list((a.get("weights") or {}).keys())]
-        agr = per_annotator_agreement(a)
-        w = {str(k): float(v) for k, v in (a.get("weights") or {}).items() if _num(v) is not None}
-        if names and (agr or w):
-            out.append({"id": "chart-annotators", "caption": f"Agreement with the others and weight of each annotator ({last.label}).",
-                        "svg": Markup(charts.grouped_bars(names, {"agreement (F1)": agr, "weight": w},
-                                                          f"Annotators ({last.label})"))})
+    made = (_agreement_chart(its), _annotators_chart(last), _hotspots_chart(rows, last), _f1_chart(its))
+    return [c for c in made if c is not None]
+
+
+def _series(its: list[dict[str, Any]], key: str, value: Any = lambda v: v) -> dict[str, list[tuple[float, float]]]:
+    """name -> [(iteration, value)] from the ``key`` mapping of each metrics row (numbers only)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in its:
+        for k, v in (r.get(key) or {}).items():
+            val = value(v)
+            if _num(val) is not None:
+                out.setdefault(str(k), []).append((r["iteration"], float(val)))
+    return out
+
+
+def _agreement_chart(its: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if len(its) < 2:
+        return None
+    series = _series(its, "per_annotator_agreement")
+    mp = [(r["iteration"], float(r["mean_pairwise_f1"])) for r in its if _num(r.get("mean_pairwise_f1")) is not None]
+    if mp:
+        series["mean pairwise F1"] = mp
+    if not series:
+        return None
+    return {"id": "chart-agreement", "caption": "Mean strict-span F1 of each annotator with the others, per iteration.",
+            "svg": Markup(charts.line_chart(series, "Agreement per annotator", "F1", dashed={"mean pairwise F1"}))}
+
+
+def _annotators_chart(last: IterationData | None) -> dict[str, Any] | None:
+    if last is None:
+        return None
+    a = last.analysis or {}
+    names = [str(n) for n in a.get("annotators") or list((a.get("weights") or {}).keys())]
+    agr = per_annotator_agreement(a)
+    w = {str(k): float(v) for k, v in (a.get("weights") or {}).items() if _num(v) is not None}
+    if not names or not (agr or w):
+        return None
+    return {"id": "chart-annotators", "caption": f"Agreement with the others and weight of each annotator ({last.label}).",
+            "svg": Markup(charts.grouped_bars(names, {"agreement (F1)": agr, "weight": w}, f"Annotators ({last.label})"))}
+
+
+def _hotspots_chart(rows: list[dict[str, Any]], last: IterationData | None) -> dict[str, Any] | None:
     groups = []
     for r in rows:
         cats = r.get("hotspots_by_category")
@@ -90,19 +109,18 @@ def _charts(data: ReportData, rows: list[dict[str, Any]]) -> list[dict[str, Any]
             groups.append((name, {str(k): int(v) for k, v in cats.items() if isinstance(v, int)}))
     if not groups and last is not None:
         groups = [(last.label, hotspot_categories(last.hotspots))]
-    if groups:
-        out.append({"id": "chart-hotspots", "caption": "Number of hotspots by category.",
-                    "svg": Markup(charts.stacked_bars(groups, "Hotspots by category"))})
-    f1: dict[str, list[tuple[float, float]]] = {}
-    for r in its:
-        for k, v in (r.get("f1") or {}).items():
-            val = v.get("f1") if isinstance(v, dict) else v
-            if _num(val) is not None:
-                f1.setdefault(str(k), []).append((r["iteration"], float(val)))
-    if f1:
-        out.append({"id": "chart-f1", "caption": "Strict span F1 against the gold annotation (gold was given).",
-                    "svg": Markup(charts.line_chart(f1, "F1 vs gold", "F1", dashed={"consensus"}))})
-    return out
+    if not groups:
+        return None
+    return {"id": "chart-hotspots", "caption": "Number of hotspots by category.",
+            "svg": Markup(charts.stacked_bars(groups, "Hotspots by category"))}
+
+
+def _f1_chart(its: list[dict[str, Any]]) -> dict[str, Any] | None:
+    f1 = _series(its, "f1", lambda v: v.get("f1") if isinstance(v, dict) else v)
+    if not f1:
+        return None
+    return {"id": "chart-f1", "caption": "Strict span F1 against the gold annotation (gold was given).",
+            "svg": Markup(charts.line_chart(f1, "F1 vs gold", "F1", dashed={"consensus"}))}
 
 
 def _heatmaps(data: ReportData) -> list[dict[str, Any]]:
@@ -133,7 +151,8 @@ def _doc_text(it: IterationData, doc_id: str) -> str | None:
     return None
 
 
-def _hotspot_cards(data: ReportData, rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _rule_backlinks(rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]) -> dict[str, list[dict[str, str]]]:
+    """hotspot anchor -> the rules that cite it (anchor and label)."""
     back: dict[str, list[dict[str, str]]] = {}
     for (ikey, scope, rid), links in rule_links.items():
         for link in links:
@@ -141,50 +160,66 @@ def _hotspot_cards(data: ReportData, rule_links: dict[tuple[str, str, str], list
                 label = f"rule {rid}" if scope == "common" else f"{scope} rule {rid}"
                 label += f" (iteration {ikey})"
                 back.setdefault(link["anchor"], []).append({"anchor": rule_anchor(ikey, scope, rid), "label": label})
-    cards = []
-    for it in data.iterations:
-        for i, h in enumerate(it.hotspots):
-            if not isinstance(h, dict):
-                continue
-            doc = str(h.get("document", ""))
-            cs, ce = h.get("char_start"), h.get("char_end")
-            hot = (cs, ce) if isinstance(cs, int) and isinstance(ce, int) else None
-            readings = h.get("readings") or {}
-            consensus = h.get("consensus")
-            text = _doc_text(it, doc)
-            card: dict[str, Any] = {
-                "anchor": hotspot_anchor(it.key, i), "index": h.get("id", i), "iter_key": it.key,
-                "iter_label": it.label, "category": str(h.get("category") or "uncategorised"), "document": doc,
-                "tokens": (f"{h.get('token_start')}–{h.get('token_end')}" if h.get("token_start") is not None else ""),
-                "mean_u_star": fmt_num(_num(h.get("mean_u_star"))) if _num(h.get("mean_u_star")) is not None else None,
-                "elite_agree": h.get("elite_agree") if isinstance(h.get("elite_agree"), bool) else None,
-                "has_text": text is not None and hot is not None,
-                "rules": back.get(hotspot_anchor(it.key, i), []),
-                "errors": [{"type": str(e.get("type", "")), "reading": str(e.get("reading", "")),
-                            "consensus": str(e.get("consensus", "") or ""),
-                            "annotators": ", ".join(map(str, e.get("annotators") or []))}
-                           for e in h.get("errors") or [] if isinstance(e, dict)],
-            }
-            if card["has_text"]:
-                assert text is not None and hot is not None
-                all_sp = [s for v in readings.values() for s in v if isinstance(s, dict)] + list(consensus or [])
-                lo = min([hot[0]] + [s["start"] for s in all_sp if isinstance(s.get("start"), int)])
-                hi = max([hot[1]] + [s["end"] for s in all_sp if isinstance(s.get("end"), int)])
-                lo, hi = max(0, lo), min(len(text), hi)
-                clo, chi = window(text, lo, hi, 100)
-                card["context"] = highlight(text, [], clo, chi, hot=hot)
-                rlo, rhi = window(text, lo, hi, 25)
-                card["readings"] = [(str(k), highlight(text, list(v), rlo, rhi, hot=hot)) for k, v in readings.items()]
-                card["consensus"] = highlight(text, list(consensus), rlo, rhi, hot=hot) if consensus is not None else None
-            else:
-                ctx = str(h.get("context") or h.get("text") or "")
-                htext = str(h.get("text") or "")
-                k = ctx.find(htext) if htext else -1
-                card["context"] = highlight(ctx, [], hot=(k, k + len(htext))) if k >= 0 else highlight(ctx, [])
-                card["readings"] = [(str(k2), span_chips(list(v))) for k2, v in readings.items()]
-                card["consensus"] = span_chips(list(consensus)) if consensus is not None else None
-            cards.append(card)
-    return cards
+    return back
+
+
+def _hotspot_cards(data: ReportData, rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    back = _rule_backlinks(rule_links)
+    return [_hotspot_card(it, i, h, back) for it in data.iterations for i, h in enumerate(it.hotspots)
+            if isinstance(h, dict)]
+
+
+def _hotspot_card(it: IterationData, i: int, h: dict[str, Any], back: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    doc = str(h.get("document", ""))
+    cs, ce = h.get("char_start"), h.get("char_end")
+    hot = (cs, ce) if isinstance(cs, int) and isinstance(ce, int) else None
+    text = _doc_text(it, doc)
+    u_star = _num(h.get("mean_u_star"))
+    card: dict[str, Any] = {
+        "anchor": hotspot_anchor(it.key, i), "index": h.get("id", i), "iter_key": it.key,
+        "iter_label": it.label, "category": str(h.get("category") or "uncategorised"), "document": doc,
+        "tokens": (f"{h.get('token_start')}–{h.get('token_end')}" if h.get("token_start") is not None else ""),
+        "mean_u_star": fmt_num(u_star) if u_star is not None else None,
+        "elite_agree": h.get("elite_agree") if isinstance(h.get("elite_agree"), bool) else None,
+        "has_text": text is not None and hot is not None,
+        "rules": back.get(hotspot_anchor(it.key, i), []),
+        "errors": [{"type": str(e.get("type", "")), "reading": str(e.get("reading", "")),
+                    "consensus": str(e.get("consensus", "") or ""),
+                    "annotators": ", ".join(map(str, e.get("annotators") or []))}
+                   for e in h.get("errors") or [] if isinstance(e, dict)],
+    }
+    if text is not None and hot is not None:
+        card.update(_in_document(h, text, hot))
+    else:
+        card.update(_in_context(h))
+    return card
+
+
+def _in_document(h: dict[str, Any], text: str, hot: tuple[int, int]) -> dict[str, Any]:
+    """Context, readings and consensus of a hotspot drawn on its document's text."""
+    readings = h.get("readings") or {}
+    consensus = h.get("consensus")
+    all_sp = [s for v in readings.values() for s in v if isinstance(s, dict)] + list(consensus or [])
+    lo = min([hot[0]] + [s["start"] for s in all_sp if isinstance(s.get("start"), int)])
+    hi = max([hot[1]] + [s["end"] for s in all_sp if isinstance(s.get("end"), int)])
+    lo, hi = max(0, lo), min(len(text), hi)
+    clo, chi = window(text, lo, hi, 100)
+    rlo, rhi = window(text, lo, hi, 25)
+    return {"context": highlight(text, [], clo, chi, hot=hot),
+            "readings": [(str(k), highlight(text, list(v), rlo, rhi, hot=hot)) for k, v in readings.items()],
+            "consensus": highlight(text, list(consensus), rlo, rhi, hot=hot) if consensus is not None else None}
+
+
+def _in_context(h: dict[str, Any]) -> dict[str, Any]:
+    """The same without the document: the hotspot's own context, readings as chips."""
+    readings = h.get("readings") or {}
+    consensus = h.get("consensus")
+    ctx = str(h.get("context") or h.get("text") or "")
+    htext = str(h.get("text") or "")
+    k = ctx.find(htext) if htext else -1
+    return {"context": highlight(ctx, [], hot=(k, k + len(htext))) if k >= 0 else highlight(ctx, []),
+            "readings": [(str(a), span_chips(list(v))) for a, v in readings.items()],
+            "consensus": span_chips(list(consensus)) if consensus is not None else None}
 
 
 def _rules_view(g: Any, ikey: str, scope: str, rules: list[Any], links: dict, depth: int = 0) -> list[dict[str, Any]]:
@@ -280,7 +315,6 @@ def _corpus(data: ReportData) -> dict[str, Any] | None:
     """The delivered corpus (final/annotations.jsonl) for the browser: each document with its
     spans coloured by support, the filter attributes, and every annotator's reading."""
     from diziner.report.data import read_jsonl
-    from diziner.report.fragments import support_marks
 
     final = data.root / "final" / "annotations.jsonl"
     if data.kind != "run" or not final.is_file():
@@ -290,22 +324,27 @@ def _corpus(data: ReportData) -> dict[str, Any] | None:
     for f in sorted((data.root / "final" / "by_annotator").glob("*.jsonl")):
         readings[f.stem] = {str(r.get("id")): (r.get("spans") if r.get("status", "ok") == "ok" else None)
                             for r in read_jsonl(f, tolerate_torn_tail=True)}
-    docs, labels = [], set()
-    for r in rows[:CORPUS_LIMIT]:
-        text, spans = str(r.get("text", "")), [s for s in r.get("spans") or [] if isinstance(s, dict)]
-        weights = [s["support"]["weight"] for s in spans if isinstance(s.get("support"), dict)
-                   and isinstance(s["support"].get("weight"), (int, float))]
-        labs = sorted({str(s.get("label")) for s in spans})
-        labels.update(labs)
-        reads = []
-        for a, by in readings.items():
-            sp = by.get(str(r.get("id")))
-            reads.append((a, highlight(text, sp) if sp is not None else Markup('<span class="none">failed</span>')))
-        docs.append({"id": str(r.get("id")), "html": support_marks(text, spans), "labels": " ".join(labs),
-                     "hot": int(any(s.get("hotspot") for s in spans)), "n": len(spans),
-                     "min_support": f"{min(weights):.4f}" if weights else "1", "readings": reads,
-                     "failed": ", ".join(str(x.get("annotator")) for x in r.get("failed") or [] if isinstance(x, dict))})
-    return {"docs": docs, "labels": sorted(labels), "total": len(rows), "shown": len(docs)}
+    docs = [_corpus_doc(r, readings) for r in rows[:CORPUS_LIMIT]]
+    labels = sorted({str(s.get("label")) for r in rows[:CORPUS_LIMIT] for s in r.get("spans") or []
+                     if isinstance(s, dict)})
+    return {"docs": docs, "labels": labels, "total": len(rows), "shown": len(docs)}
+
+
+def _corpus_doc(r: dict[str, Any], readings: dict[str, dict[str, list]]) -> dict[str, Any]:
+    from diziner.report.fragments import support_marks
+
+    text, spans = str(r.get("text", "")), [s for s in r.get("spans") or [] if isinstance(s, dict)]
+    weights = [s["support"]["weight"] for s in spans if isinstance(s.get("support"), dict)
+               and isinstance(s["support"].get("weight"), (int, float))]
+    reads = []
+    for a, by in readings.items():
+        sp = by.get(str(r.get("id")))
+        reads.append((a, highlight(text, sp) if sp is not None else Markup('<span class="none">failed</span>')))
+    return {"id": str(r.get("id")), "html": support_marks(text, spans),
+            "labels": " ".join(sorted({str(s.get("label")) for s in spans})),
+            "hot": int(any(s.get("hotspot") for s in spans)), "n": len(spans),
+            "min_support": f"{min(weights):.4f}" if weights else "1", "readings": reads,
+            "failed": ", ".join(str(x.get("annotator")) for x in r.get("failed") or [] if isinstance(x, dict))}
 
 
 def _run_facts(data: ReportData, sel: int | None) -> list[tuple[str, str]]:
@@ -339,23 +378,19 @@ def _run_facts(data: ReportData, sel: int | None) -> list[tuple[str, str]]:
     return facts
 
 
-def render_report(data: ReportData) -> str:
-    """The report HTML for loaded run or analysis data."""
-    import jinja2
+def _metric_rows(data: ReportData, rows: list[dict[str, Any]], sel: int | None) -> list[dict[str, Any]]:
+    if data.kind != "run":
+        return []
+    return [{"iteration": r.get("iteration"), "mpf1": fmt_num(_num(r.get("mean_pairwise_f1"))),
+             "hotspots": fmt_num(r.get("hotspots") if isinstance(r.get("hotspots"), int)
+                                 else sum((r.get("hotspots_by_category") or {}).values()) or None),
+             "elite": ", ".join(map(str, r.get("elite") or [])), "f1": _f1_of(r),
+             "selected": sel is not None and r.get("iteration") == sel}
+            for r in rows]
 
-    rows = metrics_rows(data)
-    links = link_rules_to_hotspots(data)
-    sel = data.selected_iteration
-    metric_rows = [{"iteration": r.get("iteration"), "mpf1": fmt_num(_num(r.get("mean_pairwise_f1"))),
-                    "hotspots": fmt_num(r.get("hotspots") if isinstance(r.get("hotspots"), int)
-                                        else sum((r.get("hotspots_by_category") or {}).values()) or None),
-                    "elite": ", ".join(map(str, r.get("elite") or [])), "f1": _f1_of(r),
-                    "selected": sel is not None and r.get("iteration") == sel}
-                   for r in rows] if data.kind == "run" else []
-    has_f1 = any(r.get("f1") for r in rows)
-    guidelines, schema = _guidelines(data, links)
-    hotspots = _hotspot_cards(data, links)
-    ledger = _ledger(data)
+
+def _facts(data: ReportData, sel: int | None, last: IterationData | None) -> list[tuple[str, str]]:
+    """The headline: a run's iterations, pool and :func:`_run_facts`; an analysis' last figures."""
     facts: list[tuple[str, str]] = []
     if data.kind == "run":
         facts.append(("iterations", str(len(data.iterations))))
@@ -365,10 +400,8 @@ def render_report(data: ReportData) -> str:
         if isinstance(pool, list):
             facts.append(("annotators", ", ".join(
                 f"{p.get('id')} ({p.get('backend', '?')}: {p.get('model', '?')})" for p in pool if isinstance(p, dict))))
-    last = next((it for it in reversed(data.iterations) if it.analysis), None)
-    if data.kind == "run":
-        facts += _run_facts(data, sel)
-    elif last is not None:
+        return facts + _run_facts(data, sel)
+    if last is not None:
         a = last.analysis or {}
         facts.append(("annotators", ", ".join(map(str, a.get("annotators") or []))))
         facts.append(("elite set", ", ".join(map(str, a.get("elite") or []))))
@@ -376,6 +409,19 @@ def render_report(data: ReportData) -> str:
             facts.append(("mean pairwise F1", fmt_num(_num(a.get("mean_pairwise_f1")))))
         facts.append(("documents", str(len(a.get("documents") or []))))
         facts.append(("hotspots", str(len(last.hotspots))))
+    return facts
+
+
+def render_report(data: ReportData) -> str:
+    """The report HTML for loaded run or analysis data."""
+    import jinja2
+
+    rows = metrics_rows(data)
+    links = link_rules_to_hotspots(data)
+    sel = data.selected_iteration
+    guidelines, schema = _guidelines(data, links)
+    hotspots = _hotspot_cards(data, links)
+    last = next((it for it in reversed(data.iterations) if it.analysis), None)
     page_data = {
         "kind": data.kind,
         "default_iteration": (str(sel) if sel is not None and any(it.t == sel and it.analysis for it in data.iterations)
@@ -391,9 +437,9 @@ def render_report(data: ReportData) -> str:
         generator=GENERATOR, title=title,
         subtitle="refine run" if data.kind == "run" else "disagreement analysis",
         root=str(data.root), kind_label="refine run directory" if data.kind == "run" else "analyze folder",
-        facts=facts, metric_rows=metric_rows, has_f1=has_f1, notes=data.notes,
-        charts=_charts(data, rows), heatmaps=_heatmaps(data), hotspots=hotspots, corpus=_corpus(data),
-        guidelines=guidelines, schema=schema, ledger=ledger,
+        facts=_facts(data, sel, last), metric_rows=_metric_rows(data, rows, sel), has_f1=any(r.get("f1") for r in rows),
+        notes=data.notes, charts=_charts(data, rows), heatmaps=_heatmaps(data), hotspots=hotspots,
+        corpus=_corpus(data), guidelines=guidelines, schema=schema, ledger=_ledger(data),
         css=Markup(CSS), js=Markup(JS), data_json=json_for_script(page_data),
     )
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from diziner.guideline import Guideline
-from diziner.supervise.defaults import DEFAULT_MAX_CHANGE_RATIO
+from diziner.options import DEFAULT_MAX_CHANGE_RATIO, DEFAULTS
 
 __all__ = ["DEFAULT_MAX_CHANGE_RATIO", "Limits", "SupervisionResult", "Supervisor", "apply_goal_switches"]
 
@@ -38,11 +38,11 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_patterns: int = Field(5, ge=0)
-    max_new_common: int = Field(5, ge=0)
-    max_model_specific: int = Field(3, ge=0)
-    max_change_ratio: float = Field(DEFAULT_MAX_CHANGE_RATIO, ge=0.0, le=1.0)
-    max_examples_per_instruction: int = Field(3, ge=0)
+    max_patterns: int = Field(DEFAULTS.limits.max_patterns, ge=0)
+    max_new_common: int = Field(DEFAULTS.limits.max_new_common, ge=0)
+    max_model_specific: int = Field(DEFAULTS.limits.max_model_specific, ge=0)
+    max_change_ratio: float = Field(DEFAULTS.limits.max_change_ratio, ge=0.0, le=1.0)
+    max_examples_per_instruction: int = Field(DEFAULTS.limits.max_examples_per_instruction, ge=0)
     freeze_goal: bool = False
     remove_goal: bool = False
 

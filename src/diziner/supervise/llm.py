@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from dataclasses import dataclass
 from functools import cache
 from collections.abc import Callable
 from typing import Any, Literal
@@ -379,214 +380,16 @@ class LLMSupervisor:
                      iteration: int, limits: Limits, gold: dict | None = None,
                      annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
         prev = apply_goal_switches(guideline, limits)
-        outputs: dict[str, Any] = {}
-        notes: list[str] = []
-        calls: list[dict] = []
-        outputs["calls"] = calls
+        run = _Revision(self, prev, iteration, limits)
         try:
-            return await self._revise(prev, analysis, documents, iteration, limits, gold, outputs, notes, calls)
+            return await run.run(_Brief.of(prev, analysis, documents, limits, gold, self.max_hotspots))
         except PhaseError as e:
             kept = prev.model_copy(update={
                 "iteration": iteration,
                 "changelog": list(prev.changelog) + [f"iteration {iteration}: LLM supervisor failed in {e}; previous guideline kept"],
             })
-            return SupervisionResult(guideline=kept, outputs=outputs, notes=notes + [str(e)], ok=False, error=str(e))
-
-    async def _revise(self, prev: Guideline, analysis: dict, documents: dict[str, str], iteration: int,
-                      limits: Limits, gold: dict | None, outputs: dict, notes: list[str], calls: list[dict]
-                      ) -> SupervisionResult:
-        labels = prev.schema_.label_names
-        annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
-        elite = [str(a) for a in analysis.get("elite") or []]
-        hot = select_hotspots(list(analysis.get("hotspots") or []), self.max_hotspots)
-        base = {
-            "guideline": guideline_brief(prev),
-            "labels": labels,
-            "limits": limits.model_dump(),
-            "annotators": annotators,
-            "elite": elite,
-            "weights": analysis.get("weights") or {},
-            "mean_pairwise_f1": analysis.get("mean_pairwise_f1"),
-            "summary": analysis.get("summary") or {},
-            "n_hotspots": len(analysis.get("hotspots") or []),
-            "hotspots": [_hotspot_brief(h) for h in hot],
-            "gold": None,
-        }
-        if gold is not None:
-            base["gold"] = self._gold_brief(hot, gold, documents)
-        report_vocab = Vocabulary(labels)
-        for h in base["hotspots"]:
-            report_vocab.add_hotspot(h)
-        if gold is not None:
-            for spans in base["gold"].values():
-                for sp in spans:
-                    report_vocab.add_string(sp)
-        hot_ids = {str(h.get("id")) for h in base["hotspots"]}
-        profiles = analysis.get("profiles") or {}
-
-        # phase 1
-        p1: Phase1Output = await self._phase(  # type: ignore[assignment]
-            1, base, iteration, calls, lambda out: self._check1(out, hot_ids, report_vocab))
-        patterns = list(p1.patterns)
-        all_pattern_ids = {p.id for p in patterns}
-        if len(patterns) > limits.max_patterns:
-            order = sorted(range(len(patterns)),
-                           key=lambda i: (-max(patterns[i].support, len(patterns[i].hotspots)), i))
-            keep = sorted(order[: limits.max_patterns])
-            notes.append(f"phase 1: {len(patterns)} patterns; kept {limits.max_patterns} with the most hotspots (max_patterns)")
-            patterns = [patterns[i] for i in keep]
-        outputs["phase1"] = {"template": template_id(1), "output": p1.model_dump(mode="json"),
-                             "kept": [p.id for p in patterns]}
-        pat_json = [p.model_dump(mode="json") for p in patterns]
-        support = {p.id: max(p.support, len(p.hotspots)) for p in patterns}
-        vocab = report_vocab.copy()
-        for p in patterns:
-            vocab.add_text(p.description)
-            vocab.add_text(p.root_cause)
-            for r in p.competing_readings:
-                vocab.add_string(r)
-            for q in p.examples:
-                vocab.add_text(q)
-
-        # phase 2
-        targets = annotators if self.diagnose == "all" else [a for a in annotators if a not in elite]
-        diagnoses: list[dict] = []
-        if targets:
-            ctx2 = dict(base, patterns=pat_json, targets=targets,
-                        profiles={a: _profile_brief(profiles.get(a) or {}) for a in targets})
-            p2: Phase2Output = await self._phase(2, ctx2, iteration, calls,  # type: ignore[assignment]
-                                                 lambda out: self._check2(out, targets))
-            diagnoses = [d.model_dump(mode="json") for d in p2.diagnoses if d.annotator in annotators]
-            if len(diagnoses) < len(p2.diagnoses):
-                notes.append("phase 2: diagnoses for unknown annotators ignored")
-            outputs["phase2"] = {"template": template_id(2), "output": p2.model_dump(mode="json")}
-        else:
-            outputs["phase2"] = {"template": template_id(2), "skipped": "no annotator to diagnose (all are elite)"}
-        per_annotator: dict[str, Vocabulary] = {}
-        for a in annotators:
-            v = vocab.copy()
-            for d in diagnoses:
-                if d["annotator"] == a:
-                    for t in d.get("issues", []) + d.get("suggested_instructions", []):
-                        v.add_text(t)
-            for exs in ((profiles.get(a) or {}).get("examples") or {}).values():
-                for e in exs or []:
-                    v.add_string(e.get("text"), e.get("label"))
-                    v.add_string(e.get("consensus"))
-            per_annotator[a] = v
-
-        # phase 3
-        ctx3 = dict(base, patterns=pat_json, diagnoses=diagnoses)
-        before = {i.id: i for i in prev.all_common()}
-        p3: Phase3Output = await self._phase(  # type: ignore[assignment]
-            3, ctx3, iteration, calls,
-            lambda out: self._check3(out, labels, vocab, per_annotator, all_pattern_ids, set(annotators)))
-        new_items, changed_items, replaced = [], [], {}
-        for c in p3.common:
-            old = before.get(c.id) if c.id else None
-            if old is None:
-                new_items.append(c)
-            elif _similar(old.text, c.text) >= CHANGE_SIMILARITY or _norm(old.text) == _norm(c.text):
-                changed_items.append(c)
-            else:  # a new text under an existing id: an addition (and a deletion when a reason is given)
-                new_items.append(c)
-                if c.reason.strip():
-                    replaced[old.id] = c.reason.strip()
-                notes.append(f"phase 3: the text proposed for {c.id} does not resemble it: counted as a new instruction")
-        if len(new_items) > limits.max_new_common:
-            order = sorted(range(len(new_items)),
-                           key=lambda i: (-sum(support.get(p, 0) for p in new_items[i].patterns), i))
-            keep = set(order[: limits.max_new_common])
-            notes.append(f"phase 3: {len(new_items)} new common instructions; kept {limits.max_new_common}"
-                         " addressing the most hotspots (max_new_common)")
-            new_items = [c for i, c in enumerate(new_items) if i in keep]
-        ms_new: dict[str, list[InstructionOut]] = {}
-        for m in p3.model_specific:
-            if m.annotator not in annotators:
-                notes.append(f"phase 3: model-specific instructions for unknown annotator {m.annotator!r} ignored")
-                continue
-            ms_new.setdefault(m.annotator, []).extend(m.instructions)
-        for a, items in ms_new.items():
-            if len(items) > limits.max_model_specific:
-                notes.append(f"phase 3: {len(items)} model-specific instructions for {a}; kept {limits.max_model_specific}"
-                             " (max_model_specific)")
-                ms_new[a] = items[: limits.max_model_specific]
-        outputs["phase3"] = {"template": template_id(3), "output": p3.model_dump(mode="json"),
-                             "kept_new": [c.text for c in new_items]}
-
-        # phase 4
-        ctx4 = dict(base, patterns=pat_json,
-                    changes={"new": [c.model_dump(mode="json") for c in new_items],
-                             "changed": [c.model_dump(mode="json") for c in changed_items]})
-        requested = new_items + changed_items
-        p4: Phase4Output = await self._phase(  # type: ignore[assignment]
-            4, ctx4, iteration, calls, lambda out: self._check4(out, prev, list(p3.common), labels, vocab))
-        outputs["phase4"] = {"template": template_id(4), "output": p4.model_dump(mode="json")}
-
-        # assemble Θ(t+1) from the per-instruction diff
-        counts = ValidationCounts()
-        reasons = dict(replaced)
-        for rm in p4.removed:
-            if rm.reason.strip() and not is_placeholder(rm.reason):
-                reasons[rm.id] = rm.reason.strip()
-        common, added_ids, diff, deletions = self._assemble(prev, p4.common, requested, iteration, limits, notes,
-                                                            support, reasons)
-        common = validate_instructions(common, labels, limits.max_examples_per_instruction, counts)
-        model_specific = dict(prev.model_specific)
-        ms_additions: list[Addition] = []
-        for a, items in sorted(ms_new.items()):
-            fresh = [Instruction(id=str(n + 1), text=c.text, examples=[e.to_worked() for e in c.examples],
-                                 provenance=Provenance(added_in=iteration, patterns=list(c.patterns), source="llm"))
-                     for n, c in enumerate(items)]
-            fresh = validate_instructions(fresh, labels, limits.max_examples_per_instruction, counts, scope=a)
-            merged, ms_notes = merge_model_specific(a, prev.model_specific.get(a, []), fresh, limits.max_model_specific,
-                                                    annotators)
-            notes += ms_notes
-            model_specific[a] = merged
-            ms_additions += [Addition(a, merged[i].id) for i in range(min(len(fresh), len(merged)))]
-        goal = prev.goal
-        g = p3.goal
-        if limits.remove_goal:
-            goal = ""
-        elif g.update_goal and g.goal.strip():
-            if limits.freeze_goal:
-                notes.append("phase 3 proposed a goal update; ignored (freeze_goal)")
-            else:
-                goal = g.goal.strip()
-        log = (f"iteration {iteration}: LLM supervisor: {len(added_ids)} new common instructions"
-               f" ({', '.join(added_ids) or '-'}) for patterns {', '.join(p.id for p in patterns) or '-'}")
-        if diff["changed"]:
-            log += "; changed " + ", ".join(x["id"] for x in diff["changed"])
-        if deletions:
-            log += "; removed " + "; ".join(f"{d.instruction.id} ({' '.join(d.reason.split())})" for d in deletions)
-        if diff["restored"]:
-            log += "; kept " + ", ".join(x["id"] for x in diff["restored"]) + " (removed without a reason)"
-        if goal != prev.goal:
-            log += f"; goal updated ({' '.join(g.reason.split()) or 'no reason given'})"
-        if ms_new:
-            log += "; model-specific instructions for " + ", ".join(sorted(ms_new))
-        new = prev.model_copy(update={"common": common, "model_specific": model_specific, "goal": goal,
-                                      "iteration": iteration, "changelog": list(prev.changelog) + [log]})
-        existing = {i.id for i in new.all_common()}
-        additions = [Addition("common", i) for i in added_ids if i in existing] + ms_additions
-        final, report = enforce_change_ratio(prev, new, additions, limits.max_change_ratio, deletions)
-        if report["trimmed"]:
-            notes.append(f"change ratio {report['ratio_proposed']:.3f} > {limits.max_change_ratio}: trimmed "
-                         + ", ".join(report["trimmed"]))
-        if report["goal_reverted"]:
-            notes.append("goal update reverted to stay within the change-ratio bound")
-        if report["restored"]:
-            notes.append("deletions undone to stay within the change-ratio bound: " + ", ".join(report["restored"]))
-        if report["rejected"]:
-            notes.append("revision rejected by the change-ratio bound; previous guideline kept")
-        notes += counts.problems[:50]
-        outputs["enforcement"] = {**report, "diff": diff, "dropped_examples": counts.dropped_examples,
-                                  "dropped_mentions": counts.dropped_mentions,
-                                  "trimmed_examples": counts.trimmed_examples, "problems": counts.problems,
-                                  "notes": notes}
-        return SupervisionResult(guideline=final, outputs=outputs, dropped_examples=counts.dropped_examples,
-                                 dropped_mentions=counts.dropped_mentions, notes=notes, ok=True,
-                                 rejected=bool(report["rejected"]))
+            return SupervisionResult(guideline=kept, outputs=run.outputs, notes=run.notes + [str(e)], ok=False,
+                                     error=str(e))
 
     # ------------------------------------------------------------------ content checks
     @staticmethod
@@ -697,150 +500,6 @@ class LLMSupervisor:
             probs += text_problems(rm.reason, f"reason for removing {rm.id!r}")
         return probs
 
-    # ------------------------------------------------------------------ assembly
-    def _assemble(self, prev: Guideline, nodes: list[NodeOut], requested: list[InstructionOut], iteration: int,
-                  limits: Limits, notes: list[str], support: dict[str, int], reasons: dict[str, str]
-                  ) -> tuple[list[Instruction], list[str], dict, list[Deletion]]:
-        """Phase-4 nodes → Θ(t+1)'s C, by a per-instruction diff with Θ(t)'s C, matched by content.
-
-        Each earlier instruction is matched to at most one node: first a node with the same
-        text (*unchanged*, or *moved* under another id: provenance kept), then the most
-        similar node (word-sequence similarity ≥ :data:`CHANGE_SIMILARITY`: *changed*,
-        ``changed_in`` gets this iteration). Ids alone match nothing, so a new text under an
-        old id is an addition. Every other node is *added* (provenance from the phase-3
-        instruction it matches best, ``source="llm"``); additions beyond ``max_new_common``
-        are dropped, unrequested ones first (their children stay). An earlier instruction no
-        node matches is *deleted* only when the supervisor gave a reason (``reasons``: id →
-        reason, from phase 4's ``removed`` or a phase-3 replacement); otherwise it is put
-        back. Returns (instructions, added ids in priority order, diff, deletions).
-        """
-        flat = [n for top in nodes for n in _walk_nodes(top)]
-        ids = [n.id for n in flat]
-        if len(set(ids)) != len(ids) or any(not ID_FORM.match(str(i).strip()) for i in ids):
-            notes.append("phase 4: duplicate or malformed instruction ids; the hierarchy was renumbered")
-            nodes = _renumber_nodes(nodes)
-            flat = [n for top in nodes for n in _walk_nodes(top)]
-        olds: list[tuple[Instruction, str | None]] = []
-
-        def walk_old(xs: list[Instruction], parent: str | None) -> None:
-            for x in xs:
-                olds.append((x, parent))
-                walk_old(x.children, x.id)
-        walk_old(prev.common, None)
-
-        match: dict[int, tuple[str, Instruction]] = {}  # id(node) -> (kind, old)
-        used: set[int] = set()
-        for n in flat:  # same text: unchanged or moved (the same id first)
-            cands = [k for k, (o, _) in enumerate(olds) if k not in used and _norm(o.text) == _norm(n.text)]
-            cands.sort(key=lambda k: olds[k][0].id != n.id)
-            if cands:
-                used.add(cands[0])
-                o = olds[cands[0]][0]
-                match[id(n)] = ("unchanged" if o.id == n.id else "moved", o)
-        pairs = sorted(((_similar(o.text, n.text), o.id != n.id, j, k) for j, n in enumerate(flat) if id(n) not in match
-                        for k, (o, _) in enumerate(olds) if k not in used), key=lambda x: (-x[0], x[1], x[2], x[3]))
-        for score, _, j, k in pairs:
-            if score < CHANGE_SIMILARITY:
-                break
-            if id(flat[j]) in match or k in used:
-                continue
-            used.add(k)
-            match[id(flat[j])] = ("changed", olds[k][0])
-
-        # additions: matched one-to-one to the phase-3 instructions, best text similarity first
-        fresh = [n for n in flat if id(n) not in match]
-        req_pairs = sorted(((_similar(r.text, n.text), a, b) for a, n in enumerate(fresh) for b, r in enumerate(requested)),
-                           key=lambda x: (-x[0], x[1], x[2]))
-        req_of: dict[int, InstructionOut] = {}
-        taken: set[int] = set()
-        for score, a, b in req_pairs:
-            if score < CHANGE_SIMILARITY:
-                break
-            if id(fresh[a]) in req_of or b in taken:
-                continue
-            req_of[id(fresh[a])] = requested[b]
-            taken.add(b)
-
-        diff: dict[str, list] = {"unchanged": [], "moved": [], "changed": [], "added": [], "deleted": [], "restored": [],
-                                 "dropped": []}
-        new_nodes: list[tuple[tuple, str]] = []
-
-        def convert(n: NodeOut, pos: tuple) -> Instruction:
-            exs = [e.to_worked() for e in n.examples]
-            kind, old = match.get(id(n), ("added", None))
-            if old is not None and kind in ("unchanged", "moved"):
-                prov = old.provenance
-                if not exs:
-                    exs = list(old.examples)
-                diff[kind].append({"id": n.id, "was": old.id, "text": n.text} if kind == "moved"
-                                  else {"id": n.id, "text": n.text})
-            elif old is not None:
-                prov = old.provenance.model_copy(update={"changed_in": [*old.provenance.changed_in, iteration]})
-                diff["changed"].append({"id": n.id, "was": old.id, "text": n.text, "before": old.text})
-            else:
-                best = req_of.get(id(n))
-                prov = Provenance(added_in=iteration, patterns=list(best.patterns) if best else [], source="llm")
-                if best is not None and not exs:
-                    exs = [e.to_worked() for e in best.examples]
-                pri = sum(support.get(p, 0) for p in prov.patterns) if best else -1
-                new_nodes.append(((0 if best else 1, -pri, pos), n.id))
-            return Instruction(id=n.id, text=n.text, examples=exs, provenance=prov,
-                               children=[convert(c, (*pos, k)) for k, c in enumerate(n.children)])
-
-        items = [convert(n, (k,)) for k, n in enumerate(nodes)]
-        new_nodes.sort()
-        keep = {i for _, i in new_nodes[: limits.max_new_common]}
-        drop = [i for _, i in new_nodes[limits.max_new_common:]]
-        if drop:
-            notes.append(f"phase 4: {len(new_nodes)} new instructions; dropped {', '.join(drop)} (max_new_common)")
-            for d in drop:
-                gone = next((i for t in items for i in t.walk() if i.id == d), None)
-                if gone is not None:
-                    diff["dropped"].append({"id": d, "text": gone.text})
-                items = _drop_keep_children(items, d)
-        present = {i.id: i for t in items for i in t.walk()}
-        added = [i for _, i in new_nodes if i in keep and i in present]
-        diff["added"] = [{"id": i, "text": present[i].text} for i in added]
-
-        # deletions: with a reason they stand, without one the instruction is put back
-        deletions: list[Deletion] = []
-        where: dict[str, str] = {}  # Θ(t) id -> id in Θ(t+1)
-        for n in flat:
-            if id(n) in match:
-                where[match[id(n)][1].id] = n.id
-        unreasoned = []
-        for k, (o, parent) in enumerate(olds):
-            if k in used:
-                continue
-            reason = reasons.get(o.id, "")
-            if reason:
-                deletions.append(Deletion("common", o.model_copy(update={"children": []}), where.get(parent or "", parent),
-                                          reason))
-                diff["deleted"].append({"id": o.id, "text": o.text, "reason": reason})
-                continue
-            items, got = restore_instruction(items, o.model_copy(update={"children": []}),
-                                             where.get(parent) if parent is not None else None)
-            where[o.id] = got
-            unreasoned.append(o.id)
-            diff["restored"].append({"id": got, "was": o.id, "text": o.text})
-        if unreasoned:
-            notes.append(f"phase 4 left out {', '.join(unreasoned)} without a reason: put back (a deletion needs the "
-                         "supervisor's reason)")
-        return items, added, diff, deletions
-
-    @staticmethod
-    def _gold_brief(hot: list[dict], gold: dict, documents: dict[str, str]) -> dict:
-        out: dict[str, list[str]] = {}
-        for h in hot:
-            doc = str(h.get("document"))
-            spans = gold.get(doc) or []
-            txt = []
-            for s in spans:
-                d = s if isinstance(s, dict) else {"text": getattr(s, "text", ""), "label": getattr(s, "label", "")}
-                txt.append(f"{d.get('text')}/{d.get('label')}")
-            out[doc] = txt
-        return out
-
 
 def _walk_nodes(n: NodeOut):
     yield n
@@ -862,6 +521,483 @@ def _drop_keep_children(items: list[Instruction], iid: str) -> list[Instruction]
 def _renumber_nodes(nodes: list[NodeOut], prefix: str = "") -> list[NodeOut]:
     return [n.model_copy(update={"id": f"{prefix}{k}", "children": _renumber_nodes(n.children, f"{prefix}{k}.")})
             for k, n in enumerate(nodes, start=1)]
+
+
+# --------------------------------------------------------------------------- one revision, phase by phase
+
+@dataclass
+class _Brief:
+    """What every phase sees, prepared once from the analysis: the shared template context
+    (``base``) and the words of the report that rules must be tied to (``vocab``)."""
+
+    base: dict
+    labels: list[str]
+    annotators: list[str]
+    elite: list[str]
+    profiles: dict
+    hot_ids: set[str]
+    vocab: Vocabulary
+
+    @classmethod
+    def of(cls, prev: Guideline, analysis: dict, documents: dict[str, str], limits: Limits, gold: dict | None,
+           max_hotspots: int) -> _Brief:
+        labels = prev.schema_.label_names
+        annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
+        elite = [str(a) for a in analysis.get("elite") or []]
+        hot = select_hotspots(list(analysis.get("hotspots") or []), max_hotspots)
+        base = {
+            "guideline": guideline_brief(prev),
+            "labels": labels,
+            "limits": limits.model_dump(),
+            "annotators": annotators,
+            "elite": elite,
+            "weights": analysis.get("weights") or {},
+            "mean_pairwise_f1": analysis.get("mean_pairwise_f1"),
+            "summary": analysis.get("summary") or {},
+            "n_hotspots": len(analysis.get("hotspots") or []),
+            "hotspots": [_hotspot_brief(h) for h in hot],
+            "gold": None if gold is None else _gold_brief(hot, gold, documents),
+        }
+        vocab = Vocabulary(labels)
+        for h in base["hotspots"]:
+            vocab.add_hotspot(h)
+        for spans in (base["gold"] or {}).values():
+            for sp in spans:
+                vocab.add_string(sp)
+        return cls(base, labels, annotators, elite, analysis.get("profiles") or {},
+                   {str(h.get("id")) for h in base["hotspots"]}, vocab)
+
+    def annotator_vocabularies(self, vocab: Vocabulary, diagnoses: list[dict]) -> dict[str, Vocabulary]:
+        """Per annotator: ``vocab`` plus its diagnosis and the examples of its error profile
+        (what its model-specific instructions may be tied to)."""
+        out: dict[str, Vocabulary] = {}
+        for a in self.annotators:
+            v = vocab.copy()
+            for d in (d for d in diagnoses if d["annotator"] == a):
+                for t in d.get("issues", []) + d.get("suggested_instructions", []):
+                    v.add_text(t)
+            for exs in ((self.profiles.get(a) or {}).get("examples") or {}).values():
+                for e in exs or []:
+                    v.add_string(e.get("text"), e.get("label"))
+                    v.add_string(e.get("consensus"))
+            out[a] = v
+        return out
+
+
+@dataclass
+class _Patterns:
+    """Phase 1's patterns as kept (``max_patterns``), with the hotspots each addresses."""
+
+    kept: list[PatternOut]
+    all_ids: set[str]  # every id phase 1 gave (phase 3 may cite any)
+    vocab: Vocabulary  # the report's words plus the patterns'
+
+    @property
+    def support(self) -> dict[str, int]:
+        return {p.id: max(p.support, len(p.hotspots)) for p in self.kept}
+
+    def as_json(self) -> list[dict]:
+        return [p.model_dump(mode="json") for p in self.kept]
+
+    def priority(self, ins: InstructionOut) -> int:
+        """The hotspots the patterns of ``ins`` cover (which new instructions to keep first)."""
+        support = self.support
+        return sum(support.get(p, 0) for p in ins.patterns)
+
+
+@dataclass
+class _Proposal:
+    """Phase 3's proposal, sorted against Θ(t) and cut to the limits."""
+
+    common: list[InstructionOut]  # every common instruction phase 3 gave
+    new: list[InstructionOut]
+    changed: list[InstructionOut]
+    replaced: dict[str, str]  # Θ(t) id -> reason, for a new text given under that id
+    model_specific: dict[str, list[InstructionOut]]
+    goal: GoalUpdate
+
+
+class _Revision:
+    """One call of :meth:`LLMSupervisor.revise`: the four phases, then Θ(t+1) assembled and
+    held to the limits. ``notes`` and ``outputs`` (with the phases' ``calls``) fill as it goes,
+    so a failed phase still reports what happened before it."""
+
+    def __init__(self, supervisor: LLMSupervisor, prev: Guideline, iteration: int, limits: Limits):
+        self.sup = supervisor
+        self.prev = prev
+        self.iteration = iteration
+        self.limits = limits
+        self.notes: list[str] = []
+        self.calls: list[dict] = []
+        self.outputs: dict[str, Any] = {"calls": self.calls}
+
+    async def _call(self, phase: int, ctx: dict, check: Callable[[Any], list[str]]) -> Any:
+        return await self.sup._phase(phase, ctx, self.iteration, self.calls, check)
+
+    async def run(self, brief: _Brief) -> SupervisionResult:
+        pats = await self.patterns(brief)
+        diagnoses = await self.diagnoses(brief, pats)
+        prop = await self.proposal(brief, pats, diagnoses)
+        p4 = await self.organisation(brief, pats, prop)
+        return self.finish(brief, pats, prop, p4)
+
+    # ---------------------------------------------------------------- the phases
+    async def patterns(self, brief: _Brief) -> _Patterns:
+        """Phase 1, cut to ``max_patterns`` (those with the most hotspots kept)."""
+        p1: Phase1Output = await self._call(1, brief.base, lambda out: self.sup._check1(out, brief.hot_ids, brief.vocab))
+        patterns = list(p1.patterns)
+        cap = self.limits.max_patterns
+        if len(patterns) > cap:
+            order = sorted(range(len(patterns)), key=lambda i: (-max(patterns[i].support, len(patterns[i].hotspots)), i))
+            self.notes.append(f"phase 1: {len(patterns)} patterns; kept {cap} with the most hotspots (max_patterns)")
+            patterns = [patterns[i] for i in sorted(order[:cap])]
+        self.outputs["phase1"] = {"template": template_id(1), "output": p1.model_dump(mode="json"),
+                                  "kept": [p.id for p in patterns]}
+        vocab = brief.vocab.copy()
+        for p in patterns:
+            vocab.add_text(p.description)
+            vocab.add_text(p.root_cause)
+            for r in p.competing_readings:
+                vocab.add_string(r)
+            for q in p.examples:
+                vocab.add_text(q)
+        return _Patterns(patterns, {p.id for p in p1.patterns}, vocab)
+
+    async def diagnoses(self, brief: _Brief, pats: _Patterns) -> list[dict]:
+        """Phase 2 on the non-elite annotators (or all); skipped when there is none."""
+        targets = brief.annotators if self.sup.diagnose == "all" else [a for a in brief.annotators
+                                                                       if a not in brief.elite]
+        if not targets:
+            self.outputs["phase2"] = {"template": template_id(2), "skipped": "no annotator to diagnose (all are elite)"}
+            return []
+        ctx = dict(brief.base, patterns=pats.as_json(), targets=targets,
+                   profiles={a: _profile_brief(brief.profiles.get(a) or {}) for a in targets})
+        p2: Phase2Output = await self._call(2, ctx, lambda out: self.sup._check2(out, targets))
+        diagnoses = [d.model_dump(mode="json") for d in p2.diagnoses if d.annotator in brief.annotators]
+        if len(diagnoses) < len(p2.diagnoses):
+            self.notes.append("phase 2: diagnoses for unknown annotators ignored")
+        self.outputs["phase2"] = {"template": template_id(2), "output": p2.model_dump(mode="json")}
+        return diagnoses
+
+    async def proposal(self, brief: _Brief, pats: _Patterns, diagnoses: list[dict]) -> _Proposal:
+        """Phase 3: new, changed and model-specific instructions and the goal, cut to the limits."""
+        per_annotator = brief.annotator_vocabularies(pats.vocab, diagnoses)
+        ctx = dict(brief.base, patterns=pats.as_json(), diagnoses=diagnoses)
+        p3: Phase3Output = await self._call(3, ctx, lambda out: self.sup._check3(
+            out, brief.labels, pats.vocab, per_annotator, pats.all_ids, set(brief.annotators)))
+        new, changed, replaced = self._sort_common(p3.common)
+        prop = _Proposal(list(p3.common), self._cap_new(new, pats), changed, replaced,
+                         self._model_specific_proposals(p3.model_specific, brief.annotators), p3.goal)
+        self.outputs["phase3"] = {"template": template_id(3), "output": p3.model_dump(mode="json"),
+                                  "kept_new": [c.text for c in prop.new]}
+        return prop
+
+    async def organisation(self, brief: _Brief, pats: _Patterns, prop: _Proposal) -> Phase4Output:
+        """Phase 4: the full new hierarchy of common instructions."""
+        ctx = dict(brief.base, patterns=pats.as_json(),
+                   changes={"new": [c.model_dump(mode="json") for c in prop.new],
+                            "changed": [c.model_dump(mode="json") for c in prop.changed]})
+        p4: Phase4Output = await self._call(4, ctx, lambda out: self.sup._check4(out, self.prev, prop.common,
+                                                                                 brief.labels, pats.vocab))
+        self.outputs["phase4"] = {"template": template_id(4), "output": p4.model_dump(mode="json")}
+        return p4
+
+    # ---------------------------------------------------------------- phase 3, sorted and cut
+    def _sort_common(self, common: list[InstructionOut]) -> tuple[list[InstructionOut], list[InstructionOut], dict[str, str]]:
+        """(new, changed, replaced): a text under an existing id that resembles it is a change;
+        one that does not is an addition (and a deletion of the old one when a reason is given)."""
+        before = {i.id: i for i in self.prev.all_common()}
+        new, changed, replaced = [], [], {}
+        for c in common:
+            old = before.get(c.id) if c.id else None
+            if old is None:
+                new.append(c)
+            elif _similar(old.text, c.text) >= CHANGE_SIMILARITY or _norm(old.text) == _norm(c.text):
+                changed.append(c)
+            else:
+                new.append(c)
+                if c.reason.strip():
+                    replaced[old.id] = c.reason.strip()
+                self.notes.append(f"phase 3: the text proposed for {c.id} does not resemble it: counted as a new instruction")
+        return new, changed, replaced
+
+    def _cap_new(self, new: list[InstructionOut], pats: _Patterns) -> list[InstructionOut]:
+        cap = self.limits.max_new_common
+        if len(new) <= cap:
+            return new
+        order = sorted(range(len(new)), key=lambda i: (-pats.priority(new[i]), i))
+        keep = set(order[:cap])
+        self.notes.append(f"phase 3: {len(new)} new common instructions; kept {cap}"
+                          " addressing the most hotspots (max_new_common)")
+        return [c for i, c in enumerate(new) if i in keep]
+
+    def _model_specific_proposals(self, given: list[ModelSpecificOut], annotators: list[str]
+                                  ) -> dict[str, list[InstructionOut]]:
+        out: dict[str, list[InstructionOut]] = {}
+        for m in given:
+            if m.annotator not in annotators:
+                self.notes.append(f"phase 3: model-specific instructions for unknown annotator {m.annotator!r} ignored")
+                continue
+            out.setdefault(m.annotator, []).extend(m.instructions)
+        cap = self.limits.max_model_specific
+        for a, items in out.items():
+            if len(items) > cap:
+                self.notes.append(f"phase 3: {len(items)} model-specific instructions for {a}; kept {cap}"
+                                  " (max_model_specific)")
+                out[a] = items[:cap]
+        return out
+
+    # ---------------------------------------------------------------- Θ(t+1)
+    def finish(self, brief: _Brief, pats: _Patterns, prop: _Proposal, p4: Phase4Output) -> SupervisionResult:
+        """Θ(t+1) from the per-instruction diff, validated and held to the change-ratio bound."""
+        counts = ValidationCounts()
+        reasons = dict(prop.replaced)
+        reasons.update({rm.id: rm.reason.strip() for rm in p4.removed
+                        if rm.reason.strip() and not is_placeholder(rm.reason)})
+        asm = _Assembly.of(self.prev, p4.common, prop.new + prop.changed, self.iteration, self.notes)
+        common, added_ids = asm.build(pats.support, self.limits.max_new_common, reasons)
+        common = validate_instructions(common, brief.labels, self.limits.max_examples_per_instruction, counts)
+        model_specific, ms_additions = self._model_specific(prop.model_specific, brief, counts)
+        goal = self._next_goal(prop.goal)
+        log = self._changelog_line(added_ids, pats, asm, goal, prop)
+        new = self.prev.model_copy(update={"common": common, "model_specific": model_specific, "goal": goal,
+                                           "iteration": self.iteration, "changelog": list(self.prev.changelog) + [log]})
+        existing = {i.id for i in new.all_common()}
+        additions = [Addition("common", i) for i in added_ids if i in existing] + ms_additions
+        final, report = enforce_change_ratio(self.prev, new, additions, self.limits.max_change_ratio, asm.deletions)
+        self._note_enforcement(report)
+        self.notes += counts.problems[:50]
+        self.outputs["enforcement"] = {**report, "diff": asm.diff, "dropped_examples": counts.dropped_examples,
+                                       "dropped_mentions": counts.dropped_mentions,
+                                       "trimmed_examples": counts.trimmed_examples, "problems": counts.problems,
+                                       "notes": self.notes}
+        return SupervisionResult(guideline=final, outputs=self.outputs, dropped_examples=counts.dropped_examples,
+                                 dropped_mentions=counts.dropped_mentions, notes=self.notes, ok=True,
+                                 rejected=bool(report["rejected"]))
+
+    def _model_specific(self, proposed: dict[str, list[InstructionOut]], brief: _Brief, counts: ValidationCounts
+                        ) -> tuple[dict[str, list[Instruction]], list[Addition]]:
+        model_specific = dict(self.prev.model_specific)
+        additions: list[Addition] = []
+        limits = self.limits
+        for a, items in sorted(proposed.items()):
+            fresh = [Instruction(id=str(n + 1), text=c.text, examples=[e.to_worked() for e in c.examples],
+                                 provenance=Provenance(added_in=self.iteration, patterns=list(c.patterns), source="llm"))
+                     for n, c in enumerate(items)]
+            fresh = validate_instructions(fresh, brief.labels, limits.max_examples_per_instruction, counts, scope=a)
+            merged, ms_notes = merge_model_specific(a, self.prev.model_specific.get(a, []), fresh,
+                                                    limits.max_model_specific, brief.annotators)
+            self.notes += ms_notes
+            model_specific[a] = merged
+            additions += [Addition(a, merged[i].id) for i in range(min(len(fresh), len(merged)))]
+        return model_specific, additions
+
+    def _next_goal(self, g: GoalUpdate) -> str:
+        if self.limits.remove_goal:
+            return ""
+        if g.update_goal and g.goal.strip():
+            if not self.limits.freeze_goal:
+                return g.goal.strip()
+            self.notes.append("phase 3 proposed a goal update; ignored (freeze_goal)")
+        return self.prev.goal
+
+    def _changelog_line(self, added_ids: list[str], pats: _Patterns, asm: _Assembly, goal: str, prop: _Proposal) -> str:
+        diff = asm.diff
+        log = (f"iteration {self.iteration}: LLM supervisor: {len(added_ids)} new common instructions"
+               f" ({', '.join(added_ids) or '-'}) for patterns {', '.join(p.id for p in pats.kept) or '-'}")
+        if diff["changed"]:
+            log += "; changed " + ", ".join(x["id"] for x in diff["changed"])
+        if asm.deletions:
+            log += "; removed " + "; ".join(f"{d.instruction.id} ({' '.join(d.reason.split())})" for d in asm.deletions)
+        if diff["restored"]:
+            log += "; kept " + ", ".join(x["id"] for x in diff["restored"]) + " (removed without a reason)"
+        if goal != self.prev.goal:
+            log += f"; goal updated ({' '.join(prop.goal.reason.split()) or 'no reason given'})"
+        if prop.model_specific:
+            log += "; model-specific instructions for " + ", ".join(sorted(prop.model_specific))
+        return log
+
+    def _note_enforcement(self, report: dict) -> None:
+        if report["trimmed"]:
+            self.notes.append(f"change ratio {report['ratio_proposed']:.3f} > {self.limits.max_change_ratio}: trimmed "
+                              + ", ".join(report["trimmed"]))
+        if report["goal_reverted"]:
+            self.notes.append("goal update reverted to stay within the change-ratio bound")
+        if report["restored"]:
+            self.notes.append("deletions undone to stay within the change-ratio bound: " + ", ".join(report["restored"]))
+        if report["rejected"]:
+            self.notes.append("revision rejected by the change-ratio bound; previous guideline kept")
+
+
+# --------------------------------------------------------------------------- assembly of Θ(t+1)'s C
+
+_DIFF_KINDS = ("unchanged", "moved", "changed", "added", "deleted", "restored", "dropped")
+
+
+class _Assembly:
+    """Phase-4 nodes → Θ(t+1)'s C, by a per-instruction diff with Θ(t)'s C, matched by content.
+
+    Each earlier instruction is matched to at most one node: first a node with the same
+    text (*unchanged*, or *moved* under another id: provenance kept), then the most
+    similar node (word-sequence similarity ≥ :data:`CHANGE_SIMILARITY`: *changed*,
+    ``changed_in`` gets this iteration). Ids alone match nothing, so a new text under an
+    old id is an addition. Every other node is *added* (provenance from the phase-3
+    instruction it matches best, ``source="llm"``); additions beyond ``max_new_common``
+    are dropped, unrequested ones first (their children stay). An earlier instruction no
+    node matches is *deleted* only when the supervisor gave a reason (``reasons``: id →
+    reason, from phase 4's ``removed`` or a phase-3 replacement); otherwise it is put
+    back. :meth:`build` returns (instructions, added ids in priority order); ``diff`` and
+    ``deletions`` hold the rest.
+    """
+
+    def __init__(self, nodes: list[NodeOut], olds: list[tuple[Instruction, str | None]],
+                 requested: list[InstructionOut], iteration: int, notes: list[str]):
+        self.nodes = nodes
+        self.flat = [n for top in nodes for n in _walk_nodes(top)]
+        self.olds = olds  # Θ(t)'s instructions with their parent's id, depth first
+        self.iteration = iteration
+        self.notes = notes
+        self.match, self.used = _match_by_content(self.flat, olds)
+        self.req_of = _match_requests([n for n in self.flat if id(n) not in self.match], requested)
+        self.diff: dict[str, list] = {k: [] for k in _DIFF_KINDS}
+        self.deletions: list[Deletion] = []
+        self._new_nodes: list[tuple[tuple, str]] = []  # (priority key, id) of each added node
+
+    @classmethod
+    def of(cls, prev: Guideline, nodes: list[NodeOut], requested: list[InstructionOut], iteration: int,
+           notes: list[str]) -> _Assembly:
+        ids = [n.id for top in nodes for n in _walk_nodes(top)]
+        if len(set(ids)) != len(ids) or any(not ID_FORM.match(str(i).strip()) for i in ids):
+            notes.append("phase 4: duplicate or malformed instruction ids; the hierarchy was renumbered")
+            nodes = _renumber_nodes(nodes)
+        return cls(nodes, list(_walk_old(prev.common, None)), requested, iteration, notes)
+
+    def build(self, support: dict[str, int], max_new: int, reasons: dict[str, str]) -> tuple[list[Instruction], list[str]]:
+        items = [self._convert(n, (k,), support) for k, n in enumerate(self.nodes)]
+        items, added = self._cap_additions(items, max_new)
+        return self._settle_deletions(items, reasons), added
+
+    def _convert(self, n: NodeOut, pos: tuple, support: dict[str, int]) -> Instruction:
+        exs = [e.to_worked() for e in n.examples]
+        kind, old = self.match.get(id(n), ("added", None))
+        if old is not None and kind in ("unchanged", "moved"):
+            prov = old.provenance
+            exs = exs or list(old.examples)
+            self.diff[kind].append({"id": n.id, "was": old.id, "text": n.text} if kind == "moved"
+                                   else {"id": n.id, "text": n.text})
+        elif old is not None:
+            prov = old.provenance.model_copy(update={"changed_in": [*old.provenance.changed_in, self.iteration]})
+            self.diff["changed"].append({"id": n.id, "was": old.id, "text": n.text, "before": old.text})
+        else:
+            best = self.req_of.get(id(n))
+            prov = Provenance(added_in=self.iteration, patterns=list(best.patterns) if best else [], source="llm")
+            if best is not None and not exs:
+                exs = [e.to_worked() for e in best.examples]
+            pri = sum(support.get(p, 0) for p in prov.patterns) if best else -1
+            self._new_nodes.append(((0 if best else 1, -pri, pos), n.id))
+        return Instruction(id=n.id, text=n.text, examples=exs, provenance=prov,
+                           children=[self._convert(c, (*pos, k), support) for k, c in enumerate(n.children)])
+
+    def _cap_additions(self, items: list[Instruction], max_new: int) -> tuple[list[Instruction], list[str]]:
+        """Drop the additions beyond ``max_new`` (unrequested, then least support, first); their children stay."""
+        ranked = sorted(self._new_nodes)
+        keep = {i for _, i in ranked[:max_new]}
+        drop = [i for _, i in ranked[max_new:]]
+        if drop:
+            self.notes.append(f"phase 4: {len(ranked)} new instructions; dropped {', '.join(drop)} (max_new_common)")
+        for d in drop:
+            gone = next((i for t in items for i in t.walk() if i.id == d), None)
+            if gone is not None:
+                self.diff["dropped"].append({"id": d, "text": gone.text})
+            items = _drop_keep_children(items, d)
+        present = {i.id: i for t in items for i in t.walk()}
+        added = [i for _, i in ranked if i in keep and i in present]
+        self.diff["added"] = [{"id": i, "text": present[i].text} for i in added]
+        return items, added
+
+    def _settle_deletions(self, items: list[Instruction], reasons: dict[str, str]) -> list[Instruction]:
+        """An unmatched earlier instruction is deleted with a reason, else put back."""
+        where = {old.id: nid for nid, old in self._matched_pairs()}  # Θ(t) id -> id in Θ(t+1)
+        unreasoned = []
+        for k, (o, parent) in enumerate(self.olds):
+            if k in self.used:
+                continue
+            bare = o.model_copy(update={"children": []})
+            reason = reasons.get(o.id, "")
+            if reason:
+                self.deletions.append(Deletion("common", bare, where.get(parent or "", parent), reason))
+                self.diff["deleted"].append({"id": o.id, "text": o.text, "reason": reason})
+                continue
+            items, got = restore_instruction(items, bare, where.get(parent) if parent is not None else None)
+            where[o.id] = got
+            unreasoned.append(o.id)
+            self.diff["restored"].append({"id": got, "was": o.id, "text": o.text})
+        if unreasoned:
+            self.notes.append(f"phase 4 left out {', '.join(unreasoned)} without a reason: put back (a deletion needs "
+                              "the supervisor's reason)")
+        return items
+
+    def _matched_pairs(self) -> list[tuple[str, Instruction]]:
+        return [(n.id, self.match[id(n)][1]) for n in self.flat if id(n) in self.match]
+
+
+def _walk_old(xs: list[Instruction], parent: str | None):
+    for x in xs:
+        yield x, parent
+        yield from _walk_old(x.children, x.id)
+
+
+def _match_by_content(flat: list[NodeOut], olds: list[tuple[Instruction, str | None]]
+                      ) -> tuple[dict[int, tuple[str, Instruction]], set[int]]:
+    """id(node) -> (unchanged | moved | changed, the earlier instruction), and the indexes of
+    ``olds`` matched: same text first (the same id preferred), then the most similar."""
+    match: dict[int, tuple[str, Instruction]] = {}
+    used: set[int] = set()
+    for n in flat:
+        cands = [k for k, (o, _) in enumerate(olds) if k not in used and _norm(o.text) == _norm(n.text)]
+        cands.sort(key=lambda k: olds[k][0].id != n.id)
+        if cands:
+            used.add(cands[0])
+            o = olds[cands[0]][0]
+            match[id(n)] = ("unchanged" if o.id == n.id else "moved", o)
+    pairs = sorted(((_similar(o.text, n.text), o.id != n.id, j, k) for j, n in enumerate(flat) if id(n) not in match
+                    for k, (o, _) in enumerate(olds) if k not in used), key=lambda x: (-x[0], x[1], x[2], x[3]))
+    for score, _, j, k in pairs:
+        if score < CHANGE_SIMILARITY:
+            break
+        if id(flat[j]) in match or k in used:
+            continue
+        used.add(k)
+        match[id(flat[j])] = ("changed", olds[k][0])
+    return match, used
+
+
+def _match_requests(fresh: list[NodeOut], requested: list[InstructionOut]) -> dict[int, InstructionOut]:
+    """The added nodes matched one-to-one to phase 3's instructions, best text similarity first."""
+    pairs = sorted(((_similar(r.text, n.text), a, b) for a, n in enumerate(fresh) for b, r in enumerate(requested)),
+                   key=lambda x: (-x[0], x[1], x[2]))
+    req_of: dict[int, InstructionOut] = {}
+    taken: set[int] = set()
+    for score, a, b in pairs:
+        if score < CHANGE_SIMILARITY:
+            break
+        if id(fresh[a]) in req_of or b in taken:
+            continue
+        req_of[id(fresh[a])] = requested[b]
+        taken.add(b)
+    return req_of
+
+
+def _gold_brief(hot: list[dict], gold: dict, documents: dict[str, str]) -> dict:
+    out: dict[str, list[str]] = {}
+    for h in hot:
+        doc = str(h.get("document"))
+        txt = []
+        for s in gold.get(doc) or []:
+            d = s if isinstance(s, dict) else {"text": getattr(s, "text", ""), "label": getattr(s, "label", "")}
+            txt.append(f"{d.get('text')}/{d.get('label')}")
+        out[doc] = txt
+    return out
 
 
 NodeOut.model_rebuild()

@@ -5,7 +5,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from diziner.analysis.core import CATEGORIES, context
-from diziner.analysis.patterns import ERROR_TYPES
+from diziner.analysis.error_types import ERROR_TYPES
 
 if TYPE_CHECKING:
     from diziner.analysis.core import AnalysisResult
@@ -61,15 +61,24 @@ def _readings_line(h: dict) -> str:
 
 def render_markdown(result: AnalysisResult) -> str:
     """Build the report text."""
-    names = result.annotators
-    ag = result.agreement
     summ = result.summary
     lines: list[str] = ["# Disagreement analysis", ""]
     lines.append(
-        f"{summ['n_documents']} documents, {summ['n_tokens']} tokens, {len(names)} annotators, "
+        f"{summ['n_documents']} documents, {summ['n_tokens']} tokens, {len(result.annotators)} annotators, "
         f"labels: {', '.join(md(lab) for lab in result.labels) or '(none)'}."
     )
-    lines += ["", "## Agreement", ""]
+    lines += _agreement(result)
+    lines += _annotator_table(result)
+    lines += _pairwise_table(result)
+    lines += _hotspot_counts(result)
+    lines += _patterns(result)
+    lines += _profiles(result)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _agreement(result: AnalysisResult) -> list[str]:
+    ag = result.agreement
+    lines = ["", "## Agreement", ""]
     lines.append(
         f"Mean pairwise strict span F1 **{_num(result.mean_agreement)}** · mean Cohen κ "
         f"{_num(ag['cohen_kappa']['mean'])} · Fleiss κ {_num(ag['fleiss_kappa'])} · "
@@ -81,47 +90,62 @@ def render_markdown(result: AnalysisResult) -> str:
                   "(failed calls, not \"no entities\"): "
                   + "; ".join(f"{md(n)} {len(ids)} ({', '.join(md(i) for i in ids[:5])}{', …' if len(ids) > 5 else ''})"
                               for n, ids in missing.items()) + "."]
-    lines += ["", f"Weights: {result.weights_mode}. Elite set: {', '.join(md(n) for n in result.elite)}.", ""]
+    return lines
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _annotator_table(result: AnalysisResult) -> list[str]:
+    names = result.annotators
+    lines = ["", f"Weights: {result.weights_mode}. Elite set: {', '.join(md(n) for n in result.elite)}.", ""]
     lines.append("| annotator | weight | elite | spans | mean F1 | mean κ |")
     lines.append("|---|---:|:---:|---:|---:|---:|")
     elite = set(result.elite)
     f1 = result.pairwise_f1
-    kap = ag["cohen_kappa"]["pairwise"]
+    kap = result.agreement["cohen_kappa"]["pairwise"]
     for n in names:
         others = [m for m in names if m != n]
-        mf = sum(f1[n][m] for m in others) / len(others) if others else None
-        ks = [kap[n][m] for m in others if kap[n][m] is not None]
-        mk = sum(ks) / len(ks) if ks else None
+        mf = _mean([f1[n][m] for m in others])
+        mk = _mean([kap[n][m] for m in others if kap[n][m] is not None])
         lines.append(
             f"| {md(n)} | {result.weights[n]:.3f} | {'✓' if n in elite else ''} | "
             f"{result.profiles[n]['n_spans']} | {_num(mf)} | {_num(mk)} |"
         )
-    if len(names) > 1:
-        lines += ["", "Pairwise strict span F1:", ""]
-        lines.append("| | " + " | ".join(md(n) for n in names) + " |")
-        lines.append("|---|" + "---:|" * len(names))
-        for a in names:
-            lines.append(f"| {md(a)} | " + " | ".join(f"{f1[a][b]:.3f}" for b in names) + " |")
+    return lines
 
-    lines += ["", "## Hotspots", ""]
+
+def _pairwise_table(result: AnalysisResult) -> list[str]:
+    names, f1 = result.annotators, result.pairwise_f1
+    if len(names) <= 1:
+        return []
+    lines = ["", "Pairwise strict span F1:", ""]
+    lines.append("| | " + " | ".join(md(n) for n in names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    for a in names:
+        lines.append(f"| {md(a)} | " + " | ".join(f"{f1[a][b]:.3f}" for b in names) + " |")
+    return lines
+
+
+def _hotspot_counts(result: AnalysisResult) -> list[str]:
+    summ = result.summary
+    lines = ["", "## Hotspots", ""]
     if not summ["n_hotspots"]:
         lines.append("No hotspots: every token has U* = 0 (all annotators agree everywhere).")
-    else:
-        lines.append(
-            f"{summ['n_hotspots']} hotspots over {summ['n_hot_tokens']} hot tokens "
-            f"(H = max(U*, 2·D_type) ≥ {summ['hotspot_threshold']:.3f}, the {result.percentile:g}th percentile of H "
-            "over tokens with U* > 0; doubling D_type ranks a label split like a boundary split of the same shares)."
-        )
-        lines += ["", "| category | hotspots |", "|---|---:|"]
-        for c in CATEGORIES:
-            lines.append(f"| {CATEGORY_TEXT[c]} | {summ['by_category'][c]} |")
-        lines += ["", "| error type (vs the elite consensus) | readings | hotspots |", "|---|---:|---:|"]
-        for t in ERROR_TYPES:
-            lines.append(f"| {ERROR_TEXT[t]} | {summ['by_error_type'][t]} | {summ['hotspots_by_error_type'][t]} |")
-
-    lines += _patterns(result)
-    lines += _profiles(result)
-    return "\n".join(lines).rstrip() + "\n"
+        return lines
+    lines.append(
+        f"{summ['n_hotspots']} hotspots over {summ['n_hot_tokens']} hot tokens "
+        f"(H = max(U*, 2·D_type) ≥ {summ['hotspot_threshold']:.3f}, the {result.percentile:g}th percentile of H "
+        "over tokens with U* > 0; doubling D_type ranks a label split like a boundary split of the same shares)."
+    )
+    lines += ["", "| category | hotspots |", "|---|---:|"]
+    for c in CATEGORIES:
+        lines.append(f"| {CATEGORY_TEXT[c]} | {summ['by_category'][c]} |")
+    lines += ["", "| error type (vs the elite consensus) | readings | hotspots |", "|---|---:|---:|"]
+    for t in ERROR_TYPES:
+        lines.append(f"| {ERROR_TEXT[t]} | {summ['by_error_type'][t]} | {summ['hotspots_by_error_type'][t]} |")
+    return lines
 
 
 def _patterns(result: AnalysisResult) -> list[str]:
