@@ -194,6 +194,18 @@ def _align_tokens(text: str, tokens: list[str]) -> list[tuple[int, int]] | None:
     return out
 
 
+def _consensus_tag_spans(d: dict, text: str | None) -> list[dict]:
+    """Character spans of one analysis document's consensus BIO tags ([] when they cannot be placed)."""
+    tags, toks = d.get("consensus"), d.get("tokens")
+    if text is None or not tags or not toks or len(tags) != len(toks):
+        return []
+    offs = _align_tokens(text, [str(t) for t in toks])
+    if offs is None:
+        return []
+    return [{"start": offs[a][0], "end": offs[b - 1][1], "label": lab}
+            for a, b, lab in iter_bio_entities([str(t) for t in tags])]
+
+
 def reference_spans(analysis: dict, documents: dict[str, str], labels: Iterable[str],
                     gold: dict | None = None) -> dict[str, list[RefSpan]]:
     """Reference spans per document id: gold when given, else the analysis consensus."""
@@ -203,15 +215,10 @@ def reference_spans(analysis: dict, documents: dict[str, str], labels: Iterable[
         return {str(doc): _clean_spans(spans or [], documents.get(str(doc)), lmap) for doc, spans in gold.items()}
     raw: dict[str, list[Any]] = {}
     for d in analysis.get("documents") or []:
-        doc_id, text = str(d.get("id")), documents.get(str(d.get("id")))
-        tags, toks = d.get("consensus"), d.get("tokens")
-        if text is None or not tags or not toks or len(tags) != len(toks):
-            continue
-        offs = _align_tokens(text, [str(t) for t in toks])
-        if offs is None:
-            continue
-        for a, b, lab in iter_bio_entities([str(t) for t in tags]):
-            raw.setdefault(doc_id, []).append({"start": offs[a][0], "end": offs[b - 1][1], "label": lab})
+        doc_id = str(d.get("id"))
+        spans = _consensus_tag_spans(d, documents.get(doc_id))
+        if spans:
+            raw.setdefault(doc_id, []).extend(spans)
     for h in analysis.get("hotspots") or []:
         doc_id = str(h.get("document"))
         raw.setdefault(doc_id, []).extend(h.get("consensus") or h.get("elite_consensus") or [])
@@ -310,6 +317,18 @@ class _Pattern:
         return f"{self.kind} {self.label} ({len(self.hotspot_ids)} hotspots, {self.elite_hotspots} with elite agreement)"
 
 
+def _difference(r: RefSpan, reading: list[RefSpan]) -> tuple[str, str, RefSpan | None]:
+    """How one annotator's reading differs from reference span ``r``: (error type, pattern
+    label, the overlapping reading span or None)."""
+    over = [s for s in reading if s.overlaps(r.start, r.end)]
+    if not over:
+        return "missed", r.label, None
+    s = over[0]
+    if (s.start, s.end) != (r.start, r.end) and s.label == r.label:
+        return "boundary", r.label, s
+    return "type_confusion", f"{r.label}→{s.label}", s
+
+
 def _classify_window(h: dict, ref: list[RefSpan], readings: dict[str, list[RefSpan]], annotators: list[str]) -> list[_Finding]:
     """Findings of one hotspot: every way an annotator's reading differs from the reference."""
     k = max(1, len(annotators))
@@ -318,19 +337,8 @@ def _classify_window(h: dict, ref: list[RefSpan], readings: dict[str, list[RefSp
         agree = [a for a in annotators if r in readings.get(a, [])]
         groups: dict[tuple, list[str]] = {}
         for a in annotators:
-            if a in agree:
-                continue
-            over = [s for s in readings.get(a, []) if s.overlaps(r.start, r.end)]
-            if not over:
-                groups.setdefault(("missed", r.label, None), []).append(a)
-                continue
-            s = over[0]
-            if (s.start, s.end) == (r.start, r.end):
-                groups.setdefault(("type_confusion", f"{r.label}→{s.label}", s), []).append(a)
-            elif s.label == r.label:
-                groups.setdefault(("boundary", r.label, s), []).append(a)
-            else:
-                groups.setdefault(("type_confusion", f"{r.label}→{s.label}", s), []).append(a)
+            if a not in agree:
+                groups.setdefault(_difference(r, readings.get(a, [])), []).append(a)
         for (kind, lab, s), anns in groups.items():
             out.append(_Finding(h, kind, lab, r, s, anns, len(agree) / k))
     seen: set[RefSpan] = set()
@@ -342,6 +350,101 @@ def _classify_window(h: dict, ref: list[RefSpan], readings: dict[str, list[RefSp
             taggers = [b for b in annotators if any(x.overlaps(s.start, s.end) for x in readings.get(b, []))]
             out.append(_Finding(h, "spurious", s.label, None, s, taggers, 1 - len(taggers) / k))
     return out
+
+
+def _same_spans(annotators: list[str], annotations: dict[str, dict[str, list]], doc: str, text: str,
+                lmap: dict[str, str]) -> list[RefSpan] | None:
+    """The spans every annotator returned on ``doc`` (all answered, identical, all valid), or None."""
+    sets = set()
+    for a in annotators:
+        by_doc = annotations.get(a)
+        if by_doc is None or doc not in by_doc:
+            return None
+        raw = [_span_of(x) for x in by_doc[doc] or []]
+        if any(t is None for t in raw):
+            return None
+        sets.add(frozenset((t[0], t[1], t[2]) for t in raw if t is not None))
+    if len(sets) != 1:
+        return None
+    agreed = next(iter(sets))
+    spans = _clean_spans([{"start": s, "end": e, "label": lab} for s, e, lab in agreed], text, lmap)
+    return spans if agreed and len(spans) == len(agreed) else None
+
+
+def _undisputed_spans(d: dict, text: str, lmap: dict[str, str]) -> list[RefSpan] | None:
+    """From one document of the analysis: its consensus spans when no token is disputed
+    (``d_conf == u_star == 0`` everywhere, nothing hot), every span valid; else None."""
+    toks, tags = d.get("tokens"), d.get("consensus")
+    d_conf, u_star = d.get("d_conf"), d.get("u_star")
+    if not toks or not tags or d_conf is None or u_star is None or not (
+            len(toks) == len(tags) == len(d_conf) == len(u_star)):
+        return None
+    if any(float(x) != 0.0 for x in d_conf) or any(float(x) != 0.0 for x in u_star) or any(d.get("hot") or []):
+        return None
+    offs = _align_tokens(text, [str(t) for t in toks])
+    if offs is None:
+        return None
+    raw = [{"start": offs[a][0], "end": offs[b - 1][1], "label": lab}
+           for a, b, lab in iter_bio_entities([str(t) for t in tags])]
+    spans = _clean_spans(raw, text, lmap)
+    return spans if spans and len(spans) == len(raw) else None
+
+
+def _for_example(kind: str, f: _Finding | None) -> str:
+    """The ", e.g. ..." of a model-specific note ("" when the finding cannot give one)."""
+    if f is None:
+        return ""
+    if kind == "missed" and f.ref:
+        return f", e.g. {_q(f.ref.text)} ({f.ref.label})"
+    if kind == "type_confusion" and f.ref and f.reading:
+        return f", e.g. {_q(f.ref.text)} is {f.ref.label}, not {f.reading.label}"
+    if kind == "boundary" and f.ref and f.reading:
+        return f", e.g. tag {_q(f.ref.text)}, not {_q(f.reading.text)}"
+    if kind == "spurious" and f.reading:
+        return f", e.g. {_q(f.reading.text)} as {f.reading.label}"
+    return ""
+
+
+def _hotspot_window(h: dict, readings: dict[str, list[RefSpan]]) -> tuple[int, int]:
+    """Character range of a hotspot, widened to every reading that overlaps it."""
+    ws = int(h.get("window_char_start", h.get("char_start", 0)))
+    we = int(h.get("window_char_end", h.get("char_end", 0)))
+    for v in readings.values():
+        for sp in v:
+            ws, we = min(ws, sp.start), max(we, sp.end)
+    return ws, we
+
+
+@dataclass
+class _Round:
+    """What the steps of one revision read (set up by :meth:`ConsensusSupervisor._start`);
+    ``refs``, ``notes`` and ``implausible`` are filled as the steps go."""
+
+    prev: Guideline
+    analysis: dict
+    documents: dict[str, str]
+    iteration: int
+    limits: Limits
+    gold: dict | None
+    annotations: dict | None
+    labels: list[str]
+    lmap: dict[str, str]
+    annotators: list[str]
+    refs: dict[str, list[RefSpan]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    implausible: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def has_gold(self) -> bool:
+        return self.gold is not None
+
+    @property
+    def mode(self) -> str:
+        return "gold" if self.gold is not None else "consensus"
+
+    @property
+    def k(self) -> int:
+        return len(self.annotators)
 
 
 class ConsensusSupervisor:
@@ -371,157 +474,33 @@ class ConsensusSupervisor:
     def revise_sync(self, guideline: Guideline, analysis: dict, documents: dict[str, str], *,
                     iteration: int, limits: Limits, gold: dict | None = None,
                     annotations: dict[str, dict[str, list]] | None = None) -> SupervisionResult:
-        """The synchronous body of :meth:`revise`.
+        """The synchronous body of :meth:`revise`: the steps of the module docstring in order.
 
         ``annotations`` (annotator → document id → spans, only the documents the annotator
         answered) lets agreed worked examples be checked span by span; without it they are
         read from the analysis' per-token scores (see :meth:`_unanimous`).
         """
-        prev = apply_goal_switches(guideline, limits)
-        schema = prev.schema_
-        labels = schema.label_names
-        mode = "gold" if gold is not None else "consensus"
-        annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
-        refs = reference_spans(analysis, documents, labels, gold)
-        lmap = {lab: lab for lab in labels}
-        lmap.update({k.casefold(): v for k, v in list(lmap.items())})
-        notes: list[str] = []
-        implausible: list[dict[str, Any]] = []
-        if gold is None:
-            refs, implausible = self._plausible(refs, documents, MentionPrior(schema))
-            if implausible:
-                notes.append(f"{len(implausible)} consensus span(s) not taught: implausible as mentions by the "
-                             "schema (see 'implausible')")
-
-        # 1-2. findings and patterns
-        findings: list[_Finding] = []
-        for n, h in enumerate(analysis.get("hotspots") or []):
-            h = dict(h)
-            h.setdefault("_index", n)
-            doc = str(h.get("document"))
-            if gold is not None and doc not in refs:
-                continue  # gold mode: no reference for this document
-            text = documents.get(doc)
-            ws = int(h.get("window_char_start", h.get("char_start", 0)))
-            we = int(h.get("window_char_end", h.get("char_end", 0)))
-            readings = {str(a): _clean_spans(v or [], text, lmap) for a, v in (h.get("readings") or {}).items()}
-            for v in readings.values():
-                for s in v:
-                    ws, we = min(ws, s.start), max(we, s.end)
-            ref = [r for r in refs.get(doc, []) if r.overlaps(ws, we)]
-            if gold is not None:
-                h["elite_agree"] = True  # gold is the reference: every finding is trusted
-            # an annotator that did not answer this document has no reading here: it missed nothing
-            unanswered = {str(a) for a in (h.get("unanswered") or [])}
-            anns = [a for a in (annotators or sorted(readings)) if a not in unanswered]
-            findings += _classify_window(h, ref, readings, anns)
-        patterns: dict[tuple[str, str], _Pattern] = {}
-        for f in findings:
-            if f.kind == "spurious" and not self._negative_ok(f, len(annotators), gold is not None):
-                continue
-            if f.kind != "spurious" and gold is None and f.support <= self.min_positive_support:
-                continue  # a reading only half the pool (or less) holds is not taught as the rule
-            patterns.setdefault((f.kind, f.label), _Pattern(f.kind, f.label)).findings.append(f)
-        ranked = sorted(patterns.values(), key=lambda p: p.priority(), reverse=True)
-        n_found = len(ranked)
-        ranked = ranked[: limits.max_patterns]
-        for i, p in enumerate(ranked, start=1):
-            p.id = f"it{iteration}-P{i}"
-        if n_found > len(ranked):
-            notes.append(f"{n_found} patterns found; kept the {len(ranked)} with the highest priority (max_patterns)")
-
-        # 3-4. rules with worked examples
+        rd = self._start(guideline, analysis, documents, iteration, limits, gold, annotations)
+        findings = self._findings(rd)                                   # 1-2
+        ranked = self._patterns(rd, findings)                           # 3
         counts = ValidationCounts()
-        existing_texts = {" ".join(e.text.split()) for e in schema.demonstrations}
-        for ins in prev.all_common() + [i for a in prev.model_specific for i in prev.for_annotator(a)]:
-            existing_texts |= {" ".join(e.text.split()) for e in ins.examples}
-        new_rules: list[tuple[_Pattern, Instruction]] = []
-        for p in ranked:
-            ins = self._rule(p, refs, documents, iteration, limits, existing_texts, mode, len(annotators))
-            if ins is None:
-                notes.append(f"pattern {p.id} ({p.describe()}): no valid worked example, no rule written")
-                continue
-            new_rules.append((p, ins))
-        if self.agreed_examples and gold is None:
-            agreed = self._agreed_rule(analysis, documents, iteration, limits, existing_texts, annotations,
-                                       lmap, MentionPrior(schema), notes)
-            if agreed is not None:
-                new_rules.append((None, agreed))
-        if len(new_rules) > limits.max_new_common:
-            notes.append(f"{len(new_rules)} new rules; kept {limits.max_new_common} (max_new_common)")
-            new_rules = new_rules[: limits.max_new_common]
-
-        # 5. earlier instructions stay unless contradicted
-        claims = self._claims(findings, len(annotators), gold is not None)
-        common, contradicted = self._drop_contradicted(prev.common, claims, "common")
-        model_specific: dict[str, list[Instruction]] = {}
-        for ann, items in prev.model_specific.items():
-            kept, c2 = self._drop_contradicted(items, claims, ann)
-            contradicted += c2
-            if kept:
-                model_specific[ann] = kept
-        if contradicted:
-            notes.append(f"{len(contradicted)} earlier worked examples or instructions contradicted by the new reference were removed")
-
+        existing = self._existing_texts(rd.prev)
+        new_rules = self._new_rules(rd, ranked, existing)               # 4
+        common, model_specific, contradicted = self._keep_earlier(rd, findings)  # 5
         start = next_top_id(common)
-        added_common: list[Instruction] = []
-        for n, (p, ins) in enumerate(new_rules):
-            added_common.append(ins.model_copy(update={"id": str(start + n)}))
-        added_common = validate_instructions(added_common, labels, limits.max_examples_per_instruction, counts)
-        common = common + added_common
-
-        # 6. model-specific notes
-        new_specific = self._model_specific(analysis, findings, refs, documents, annotators, iteration, limits,
-                                            mode, existing_texts, gold is not None)
-        additions_ms: dict[str, list[Addition]] = {}
-        for ann in sorted(set(new_specific) | set(model_specific)):
-            fresh = validate_instructions(new_specific.get(ann, []), labels, limits.max_examples_per_instruction, counts,
-                                          scope=ann)
-            merged, ms_notes = merge_model_specific(ann, model_specific.get(ann, []), fresh, limits.max_model_specific,
-                                                    annotators)
-            notes += ms_notes
-            if merged:
-                model_specific[ann] = merged
-            else:
-                model_specific.pop(ann, None)
-            n_new = min(len(fresh), limits.max_model_specific)
-            additions_ms[ann] = [Addition(ann, merged[i].id) for i in range(n_new)]
-
-        # changelog
-        bits = []
-        if added_common:
-            bits.append("added common " + ", ".join(
-                f"{ins.id} ({ins.provenance.patterns[0] if ins.provenance.patterns else ''})" for ins in added_common))
-        if any(additions_ms.values()):
-            bits.append("model-specific notes for " + ", ".join(a for a, v in additions_ms.items() if v))
-        if contradicted:
-            bits.append("removed contradicted " + ", ".join(contradicted))
-        log = f"iteration {iteration}: {self.name} supervisor ({mode}): " + ("; ".join(bits) if bits else "no change")
-        new = prev.model_copy(update={
-            "common": common, "model_specific": model_specific, "iteration": iteration,
-            "changelog": list(prev.changelog) + [log]})
-
-        # 7. change-ratio bound: trim newest additions (model-specific last-in first out, then common)
-        additions = [Addition("common", i.id) for i in added_common]
-        ms_round: list[Addition] = []
-        queues = [list(v) for _, v in sorted(additions_ms.items())]
-        while any(queues):
-            for q in queues:
-                if q:
-                    ms_round.append(q.pop(0))
-        additions += ms_round
-        final, report = enforce_change_ratio(prev, new, additions, limits.max_change_ratio)
-        if report["trimmed"]:
-            notes.append(f"change ratio {report['ratio_proposed']:.3f} > {limits.max_change_ratio}: trimmed "
-                         + ", ".join(report["trimmed"]))
-            final = final.model_copy(update={"changelog": final.changelog[:-1] + [
-                final.changelog[-1] + f" (trimmed to the change-ratio bound: {', '.join(report['trimmed'])})"]})
-        if report["rejected"]:
-            notes.append("revision rejected by the change-ratio bound; previous guideline kept")
-        notes += counts.problems[:50]
+        added_common = validate_instructions(
+            [ins.model_copy(update={"id": str(start + n)}) for n, ins in enumerate(new_rules)],
+            rd.labels, limits.max_examples_per_instruction, counts)
+        new_specific = self._model_specific(rd, findings, existing)     # 6
+        model_specific, additions_ms = self._merge_specific(rd, model_specific, new_specific, counts)
+        new = rd.prev.model_copy(update={
+            "common": common + added_common, "model_specific": model_specific, "iteration": iteration,
+            "changelog": list(rd.prev.changelog) + [self._changelog(rd, added_common, additions_ms, contradicted)]})
+        final, report = self._enforce(rd, new, added_common, additions_ms)  # 7
+        rd.notes += counts.problems[:50]
         output = {
             "supervisor": self.name,
-            "mode": mode,
+            "mode": rd.mode,
             "iteration": iteration,
             "patterns": [self._pattern_json(p) for p in ranked],
             "new_common": [i.model_dump(mode="json") for i in added_common],
@@ -530,12 +509,164 @@ class ConsensusSupervisor:
             "validation": {"dropped_examples": counts.dropped_examples, "dropped_mentions": counts.dropped_mentions,
                            "trimmed_examples": counts.trimmed_examples, "problems": counts.problems},
             "enforcement": report,
-            "implausible": implausible,
-            "notes": notes,
+            "implausible": rd.implausible,
+            "notes": rd.notes,
         }
         return SupervisionResult(guideline=final, outputs={"consensus": output}, dropped_examples=counts.dropped_examples,
-                                 dropped_mentions=counts.dropped_mentions, notes=notes, ok=True,
+                                 dropped_mentions=counts.dropped_mentions, notes=rd.notes, ok=True,
                                  rejected=bool(report["rejected"]))
+
+    # ------------------------------------------------------------------ steps
+    def _start(self, guideline: Guideline, analysis: dict, documents: dict[str, str], iteration: int, limits: Limits,
+               gold: dict | None, annotations: dict | None) -> _Round:
+        """Step 1: the reference (gold, or the plausible part of the consensus)."""
+        prev = apply_goal_switches(guideline, limits)
+        labels = prev.schema_.label_names
+        lmap = {lab: lab for lab in labels}
+        lmap.update({k.casefold(): v for k, v in list(lmap.items())})
+        annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
+        rd = _Round(prev, analysis, documents, iteration, limits, gold, annotations, labels, lmap, annotators,
+                    refs=reference_spans(analysis, documents, labels, gold))
+        if gold is None:
+            rd.refs, rd.implausible = self._plausible(rd.refs, documents, MentionPrior(prev.schema_))
+            if rd.implausible:
+                rd.notes.append(f"{len(rd.implausible)} consensus span(s) not taught: implausible as mentions by the "
+                                "schema (see 'implausible')")
+        return rd
+
+    def _findings(self, rd: _Round) -> list[_Finding]:
+        """Step 2: every way an annotator's reading differs from the reference, hotspot by hotspot."""
+        findings: list[_Finding] = []
+        for n, h in enumerate(rd.analysis.get("hotspots") or []):
+            h = dict(h)
+            h.setdefault("_index", n)
+            doc = str(h.get("document"))
+            if rd.has_gold and doc not in rd.refs:
+                continue  # gold mode: no reference for this document
+            text = rd.documents.get(doc)
+            readings = {str(a): _clean_spans(v or [], text, rd.lmap) for a, v in (h.get("readings") or {}).items()}
+            ws, we = _hotspot_window(h, readings)
+            ref = [r for r in rd.refs.get(doc, []) if r.overlaps(ws, we)]
+            if rd.has_gold:
+                h["elite_agree"] = True  # gold is the reference: every finding is trusted
+            # an annotator that did not answer this document has no reading here: it missed nothing
+            unanswered = {str(a) for a in (h.get("unanswered") or [])}
+            anns = [a for a in (rd.annotators or sorted(readings)) if a not in unanswered]
+            findings += _classify_window(h, ref, readings, anns)
+        return findings
+
+    def _patterns(self, rd: _Round, findings: list[_Finding]) -> list[_Pattern]:
+        """Step 3: findings that may be taught, grouped by (error type, label), ranked and cut."""
+        patterns: dict[tuple[str, str], _Pattern] = {}
+        for f in findings:
+            if f.kind == "spurious" and not self._negative_ok(f, rd.k, rd.has_gold):
+                continue
+            if f.kind != "spurious" and not rd.has_gold and f.support <= self.min_positive_support:
+                continue  # a reading only half the pool (or less) holds is not taught as the rule
+            patterns.setdefault((f.kind, f.label), _Pattern(f.kind, f.label)).findings.append(f)
+        ranked = sorted(patterns.values(), key=lambda p: p.priority(), reverse=True)
+        kept = ranked[: rd.limits.max_patterns]
+        for i, p in enumerate(kept, start=1):
+            p.id = f"it{rd.iteration}-P{i}"
+        if len(ranked) > len(kept):
+            rd.notes.append(f"{len(ranked)} patterns found; kept the {len(kept)} with the highest priority (max_patterns)")
+        return kept
+
+    @staticmethod
+    def _existing_texts(prev: Guideline) -> set[str]:
+        """Texts already shown as examples (demonstrations and every instruction's): never reused."""
+        out = {" ".join(e.text.split()) for e in prev.schema_.demonstrations}
+        for ins in prev.all_common() + [i for a in prev.model_specific for i in prev.for_annotator(a)]:
+            out |= {" ".join(e.text.split()) for e in ins.examples}
+        return out
+
+    def _new_rules(self, rd: _Round, ranked: list[_Pattern], existing: set[str]) -> list[Instruction]:
+        """Step 4: one rule per pattern (when it has a valid example), then the agreed examples."""
+        rules: list[Instruction] = []
+        for p in ranked:
+            ins = self._rule(p, rd.refs, rd.documents, rd.iteration, rd.limits, existing, rd.mode, rd.k)
+            if ins is None:
+                rd.notes.append(f"pattern {p.id} ({p.describe()}): no valid worked example, no rule written")
+            else:
+                rules.append(ins)
+        if self.agreed_examples and not rd.has_gold:
+            agreed = self._agreed_rule(rd.analysis, rd.documents, rd.iteration, rd.limits, existing, rd.annotations,
+                                       rd.lmap, MentionPrior(rd.prev.schema_), rd.notes)
+            if agreed is not None:
+                rules.append(agreed)
+        if len(rules) > rd.limits.max_new_common:
+            rd.notes.append(f"{len(rules)} new rules; kept {rd.limits.max_new_common} (max_new_common)")
+            rules = rules[: rd.limits.max_new_common]
+        return rules
+
+    def _keep_earlier(self, rd: _Round, findings: list[_Finding]
+                      ) -> tuple[list[Instruction], dict[str, list[Instruction]], list[str]]:
+        """Step 5: earlier instructions stay unless the new reference contradicts them."""
+        claims = self._claims(findings, rd.k, rd.has_gold)
+        common, contradicted = self._drop_contradicted(rd.prev.common, claims, "common")
+        model_specific: dict[str, list[Instruction]] = {}
+        for ann, items in rd.prev.model_specific.items():
+            kept, c2 = self._drop_contradicted(items, claims, ann)
+            contradicted += c2
+            if kept:
+                model_specific[ann] = kept
+        if contradicted:
+            rd.notes.append(f"{len(contradicted)} earlier worked examples or instructions contradicted by the new "
+                            "reference were removed")
+        return common, model_specific, contradicted
+
+    def _merge_specific(self, rd: _Round, earlier: dict[str, list[Instruction]],
+                        new_specific: dict[str, list[Instruction]], counts: ValidationCounts
+                        ) -> tuple[dict[str, list[Instruction]], dict[str, list[Addition]]]:
+        """Step 6: each annotator's new notes (validated) merged with its kept ones, within the limit."""
+        merged_all = dict(earlier)
+        additions: dict[str, list[Addition]] = {}
+        for ann in sorted(set(new_specific) | set(earlier)):
+            fresh = validate_instructions(new_specific.get(ann, []), rd.labels, rd.limits.max_examples_per_instruction,
+                                          counts, scope=ann)
+            merged, ms_notes = merge_model_specific(ann, earlier.get(ann, []), fresh, rd.limits.max_model_specific,
+                                                    rd.annotators)
+            rd.notes += ms_notes
+            if merged:
+                merged_all[ann] = merged
+            else:
+                merged_all.pop(ann, None)
+            n_new = min(len(fresh), rd.limits.max_model_specific)
+            additions[ann] = [Addition(ann, merged[i].id) for i in range(n_new)]
+        return merged_all, additions
+
+    def _changelog(self, rd: _Round, added_common: list[Instruction], additions_ms: dict[str, list[Addition]],
+                   contradicted: list[str]) -> str:
+        bits = []
+        if added_common:
+            bits.append("added common " + ", ".join(
+                f"{ins.id} ({ins.provenance.patterns[0] if ins.provenance.patterns else ''})" for ins in added_common))
+        if any(additions_ms.values()):
+            bits.append("model-specific notes for " + ", ".join(a for a, v in additions_ms.items() if v))
+        if contradicted:
+            bits.append("removed contradicted " + ", ".join(contradicted))
+        return f"iteration {rd.iteration}: {self.name} supervisor ({rd.mode}): " + ("; ".join(bits) if bits else "no change")
+
+    @staticmethod
+    def _enforce(rd: _Round, new: Guideline, added_common: list[Instruction],
+                 additions_ms: dict[str, list[Addition]]) -> tuple[Guideline, dict]:
+        """Step 7: the change-ratio bound; newest additions are trimmed first (model-specific
+        round-robin over annotators, last in first out, then common)."""
+        additions = [Addition("common", i.id) for i in added_common]
+        queues = [list(v) for _, v in sorted(additions_ms.items())]
+        while any(queues):
+            for q in queues:
+                if q:
+                    additions.append(q.pop(0))
+        final, report = enforce_change_ratio(rd.prev, new, additions, rd.limits.max_change_ratio)
+        if report["trimmed"]:
+            rd.notes.append(f"change ratio {report['ratio_proposed']:.3f} > {rd.limits.max_change_ratio}: trimmed "
+                            + ", ".join(report["trimmed"]))
+            final = final.model_copy(update={"changelog": final.changelog[:-1] + [
+                final.changelog[-1] + f" (trimmed to the change-ratio bound: {', '.join(report['trimmed'])})"]})
+        if report["rejected"]:
+            rd.notes.append("revision rejected by the change-ratio bound; previous guideline kept")
+        return final, report
 
     # ------------------------------------------------------------------ helpers
     def _agreed_rule(self, analysis: dict, documents: dict[str, str], iteration: int, limits: Limits,
@@ -616,50 +747,27 @@ class ConsensusSupervisor:
         it the same BIO tag; the spans are then the consensus tags.
         """
         annotators = self._annotators(analysis, annotations)
-        out: dict[str, list[RefSpan]] = {}
         if not annotators:
-            return out, "(no annotators)"
+            return {}, "(no annotators)"
         if annotations is not None:
+            out = {}
             for doc, text in documents.items():
-                sets = []
-                for a in annotators:
-                    by_doc = annotations.get(a)
-                    if by_doc is None or doc not in by_doc:
-                        break
-                    raw = [t for t in (_span_of(x) for x in by_doc[doc] or [])]
-                    if any(t is None for t in raw):
-                        break
-                    sets.append(frozenset((t[0], t[1], t[2]) for t in raw if t is not None))
-                else:
-                    if len(set(sets)) != 1 or not sets[0]:
-                        continue
-                    spans = _clean_spans([{"start": s, "end": e, "label": lab} for s, e, lab in sets[0]], text, lmap)
-                    if len(spans) == len(sets[0]):
-                        out[doc] = spans
+                spans = _same_spans(annotators, annotations, doc, text, lmap)
+                if spans:
+                    out[doc] = spans
             return out, "span by span on every annotator's answers"
         weights = analysis.get("weights") or {}
         if any(float(weights.get(a, 0.0) or 0.0) < 1e-3 for a in annotators):
-            return out, "(an annotator without weight: the analysis cannot show unanimity)"
+            return {}, "(an annotator without weight: the analysis cannot show unanimity)"
         answered = self._answered(analysis, annotators)
+        out = {}
         for d in analysis.get("documents") or []:
             doc = str(d.get("id"))
             text = documents.get(doc)
             if text is None or (answered is not None and any(doc not in answered[a] for a in annotators)):
                 continue
-            toks, tags = d.get("tokens"), d.get("consensus")
-            d_conf, u_star = d.get("d_conf"), d.get("u_star")
-            if not toks or not tags or d_conf is None or u_star is None or not (
-                    len(toks) == len(tags) == len(d_conf) == len(u_star)):
-                continue
-            if any(float(x) != 0.0 for x in d_conf) or any(float(x) != 0.0 for x in u_star) or any(d.get("hot") or []):
-                continue
-            offs = _align_tokens(text, [str(t) for t in toks])
-            if offs is None:
-                continue
-            raw = [{"start": offs[a][0], "end": offs[b - 1][1], "label": lab}
-                   for a, b, lab in iter_bio_entities([str(t) for t in tags])]
-            spans = _clean_spans(raw, text, lmap)
-            if spans and len(spans) == len(raw):
+            spans = _undisputed_spans(d, text, lmap)
+            if spans:
                 out[doc] = spans
         return out, "token by token on the analysis scores"
 
@@ -841,73 +949,72 @@ class ConsensusSupervisor:
         return out, removed
 
     # ---- model-specific
-    def _model_specific(self, analysis: dict, findings: list[_Finding], refs: dict[str, list[RefSpan]],
-                        documents: dict[str, str], annotators: list[str], iteration: int, limits: Limits,
-                        mode: str, existing: set[str], gold: bool) -> dict[str, list[Instruction]]:
-        if limits.max_model_specific <= 0:
+    def _model_specific(self, rd: _Round, findings: list[_Finding], existing: set[str]) -> dict[str, list[Instruction]]:
+        """Per annotator, up to ``max_model_specific`` notes on its most frequent error types."""
+        if rd.limits.max_model_specific <= 0:
             return {}
-        profiles = analysis.get("profiles") or {}
-        k = len(annotators)
         out: dict[str, list[Instruction]] = {}
-        for ann in annotators:
-            evidence: dict[str, list[_Finding]] = {t: [] for t in ERROR_ORDER}
-            for f in findings:
-                # without gold, a lesson needs the reference held by more than half of the pool
-                # (as a common rule does): with two annotators it is one's word against the other's
-                if ann in f.annotators and (gold or f.support > self.min_positive_support):
-                    evidence[f.kind].append(f)
-            if gold or not profiles.get(ann):
-                tally = Counter({t: len(v) for t, v in evidence.items()})
-            else:
-                tally = Counter({t: int(profiles[ann].get(t, 0) or 0) for t in ERROR_ORDER})
-            allowed = [t for t in ERROR_ORDER if (t != "spurious" or gold or k >= self.min_annotators_for_negative)
-                       and (gold or evidence[t])]
-            kinds = sorted((t for t in allowed if tally[t] >= self.min_profile_errors),
-                           key=lambda t: (-tally[t], ERROR_ORDER.index(t)))
+        for ann in rd.annotators:
+            evidence, tally = self._errors_of(rd, ann, findings)
             items: list[Instruction] = []
-            for t in kinds:
-                if len(items) >= limits.max_model_specific:
+            for t in sorted(tally, key=lambda t: (-tally[t], ERROR_ORDER.index(t))):
+                if len(items) >= rd.limits.max_model_specific:
                     break
-                ins = self._specific_instruction(ann, t, tally[t], evidence[t], refs, documents, iteration, mode, k,
-                                                 existing, limits)
+                ins = self._specific_instruction(rd, ann, t, tally[t], evidence[t], existing)
                 if ins is not None:
                     items.append(ins)
             if items:
                 out[ann] = items
         return out
 
-    def _specific_instruction(self, ann: str, kind: str, n: int, evidence: list[_Finding],
-                              refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int, mode: str,
-                              k: int, existing: set[str], limits: Limits) -> Instruction | None:
+    def _errors_of(self, rd: _Round, ann: str, findings: list[_Finding]
+                   ) -> tuple[dict[str, list[_Finding]], dict[str, int]]:
+        """An annotator's evidence per error type, and the error types it may be taught with
+        their counts (from ``profiles``, or the evidence in gold mode / without profiles)."""
+        evidence: dict[str, list[_Finding]] = {t: [] for t in ERROR_ORDER}
+        for f in findings:
+            # without gold, a lesson needs the reference held by more than half of the pool
+            # (as a common rule does): with two annotators it is one's word against the other's
+            if ann in f.annotators and (rd.has_gold or f.support > self.min_positive_support):
+                evidence[f.kind].append(f)
+        profile = (rd.analysis.get("profiles") or {}).get(ann)
+        if rd.has_gold or not profile:
+            counts = {t: len(v) for t, v in evidence.items()}
+        else:
+            counts = {t: int(profile.get(t, 0) or 0) for t in ERROR_ORDER}
+        return evidence, {t: counts[t] for t in ERROR_ORDER
+                          if self._may_teach(rd, t, evidence[t]) and counts[t] >= self.min_profile_errors}
+
+    def _may_teach(self, rd: _Round, kind: str, evidence: list[_Finding]) -> bool:
+        """Gold teaches every error type; without it a note needs evidence, and a ``spurious``
+        note at least ``min_annotators_for_negative`` annotators."""
+        if rd.has_gold:
+            return True
+        return bool(evidence) and (kind != "spurious" or rd.k >= self.min_annotators_for_negative)
+
+    def _specific_instruction(self, rd: _Round, ann: str, kind: str, n: int, evidence: list[_Finding],
+                              existing: set[str]) -> Instruction | None:
         ev = sorted(evidence, key=lambda f: (bool(f.hotspot.get("elite_agree")), f.support), reverse=True)
         examples: list[WorkedExample] = []
         first: _Finding | None = None
         for f in ev:
-            if len(examples) >= min(1, limits.max_examples_per_instruction):
+            if len(examples) >= min(1, rd.limits.max_examples_per_instruction):
                 break
             doc = str(f.hotspot.get("document"))
             anchor = f.ref or f.reading
             assert anchor is not None
-            ex = self._example(doc, documents.get(doc), (anchor.start, anchor.end), refs,
-                               self._rationale(f, mode, k), f.hotspot)
+            ex = self._example(doc, rd.documents.get(doc), (anchor.start, anchor.end), rd.refs,
+                               self._rationale(f, rd.mode, rd.k), f.hotspot)
             if ex is None or ex.text in existing or (kind != "spurious" and not ex.mentions):
                 continue
             existing.add(ex.text)
             examples.append(ex)
             first = f
+        mode, iteration = rd.mode, rd.iteration
         ref = "the reference annotation" if mode == "gold" else "the consensus"
         if first is None and ev:
             first = ev[0]
-        eg = ""
-        if first is not None:
-            if kind == "missed" and first.ref:
-                eg = f", e.g. {_q(first.ref.text)} ({first.ref.label})"
-            elif kind == "type_confusion" and first.ref and first.reading:
-                eg = f", e.g. {_q(first.ref.text)} is {first.ref.label}, not {first.reading.label}"
-            elif kind == "boundary" and first.ref and first.reading:
-                eg = f", e.g. tag {_q(first.ref.text)}, not {_q(first.reading.text)}"
-            elif kind == "spurious" and first.reading:
-                eg = f", e.g. {_q(first.reading.text)} as {first.reading.label}"
+        eg = _for_example(kind, first)
         text = {
             "missed": f"You often leave entities untagged that {ref} tags ({n} in the last round){eg}. "
                       "Tag every name of the listed types, also when you are unsure.",
