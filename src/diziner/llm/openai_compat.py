@@ -224,7 +224,12 @@ class OpenAICompatClient:
         except (openai.APIResponseValidationError, ValueError) as e:
             raise TransientError(f"malformed response from {where}: {self._redact(type(e).__name__)}",
                                  "bad_response") from None
-        latency = time.perf_counter() - t0
+        return self.answer(api, data, req, time.perf_counter() - t0)
+
+    def answer(self, api: str, data: Any, req: LLMRequest, latency: float) -> LLMResponse:
+        """The :class:`LLMResponse` of a parsed response body; raises as :meth:`complete` does for a
+        body without an answer (also used for answers fetched elsewhere, e.g. by a Ray Data stage)."""
+        where = self.cfg.base_url or "the OpenAI API"
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") if api == "chat" else choice.get("text")
