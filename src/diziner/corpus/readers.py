@@ -340,31 +340,41 @@ _JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata"
 
 def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any],
                 text_field: str = "text") -> Iterator[tuple[Document, list[Span]]]:
+    def records() -> Iterator[tuple[int, Document, list[Span]]]:
+        count = 0
+        for n, line in _iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(path, n, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            except (ValueError, RecursionError) as e:
+                raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
+            if not isinstance(rec, dict):
+                raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
+            if "sentence" in rec and text_field not in rec:
+                doc, spans = _genia_record(path, n, rec, count)
+            elif "fields" in rec and text_field not in rec:
+                doc, spans = _argilla_record(path, n, rec, count)
+            else:
+                doc, spans = _jsonl_record(path, n, rec, count, text_field)
+            count += 1
+            yield n, doc, spans
+
+    yield from _unique_ids(path, records(), out)
+
+
+def _unique_ids(path: Path, records: Iterator[tuple[int, Document, list[Span]]],
+                out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    """(document, spans) of ``(line, document, spans)`` records; a repeated id or no record at all is an InputError."""
     seen: set[str] = set()
-    count = 0
-    for n, line in _iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(path, n, f"invalid JSON ({e.msg} at column {e.colno})") from None
-        except (ValueError, RecursionError) as e:
-            raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
-        if not isinstance(rec, dict):
-            raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
-        if "sentence" in rec and text_field not in rec:
-            doc, spans = _genia_record(path, n, rec, count)
-        elif "fields" in rec and text_field not in rec:
-            doc, spans = _argilla_record(path, n, rec, count)
-        else:
-            doc, spans = _jsonl_record(path, n, rec, count, text_field)
+    for n, doc, spans in records:
         if doc.id in seen:
             raise InputError(path, n, f"duplicate document id {doc.id!r}")
         seen.add(doc.id)
-        count += 1
         yield doc, spans
-    if count == 0:
+    if not seen:
         raise InputError(path, None, "no documents found")
     out["groups"] = None
 
@@ -623,20 +633,16 @@ def _iter_parquet(path: Path, out: dict[str, Any], text_field: str = "text") -> 
     if text_field not in pf.schema_arrow.names:
         raise InputError(path, None, f'no "{text_field}" column (its columns: {", ".join(pf.schema_arrow.names[:8])}; '
                                      "see --text-field)")
-    seen: set[str] = set()
-    count = 0
-    for batch in pf.iter_batches(batch_size=4096):
-        for rec in batch.to_pylist():
-            n = count + 1
-            doc, spans = _jsonl_record(path, n, {k: v for k, v in rec.items() if v is not None}, count, text_field)
-            if doc.id in seen:
-                raise InputError(path, n, f"duplicate document id {doc.id!r}")
-            seen.add(doc.id)
-            count += 1
-            yield doc, spans
-    if count == 0:
-        raise InputError(path, None, "no documents found")
-    out["groups"] = None
+    def records() -> Iterator[tuple[int, Document, list[Span]]]:
+        count = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for rec in batch.to_pylist():
+                doc, spans = _jsonl_record(path, count + 1, {k: v for k, v in rec.items() if v is not None}, count,
+                                           text_field)
+                count += 1
+                yield count, doc, spans
+
+    yield from _unique_ids(path, records(), out)
 
 
 # --------------------------------------------------------------------------- public API
