@@ -294,6 +294,15 @@ def test_vllm_engine_annotators_become_vllm_processor_configs(tmp_path, guidelin
     assert "prompt" in engine_request(specs[1], first_request(specs[1], doc))
     assert engine_request(specs[0], first_request(specs[0], Document("e", "  "))) ["no_call"] is True
 
+    # the engine's answer goes through the local engine's parsing and grounding
+    from diziner.scale.stages import FinishEngine
+
+    answer = json.dumps({"mentions": [{"text": "Oslo", "label": guideline.schema_.label_names[0]}]})
+    got = json.loads(FinishEngine(specs[0])({"seq": 0, "id": "x", "text": doc.text, "generated_text": answer})["ann_0"])
+    assert got["status"] == "ok" and [(s["start"], s["end"]) for s in got["spans"]] == [(18, 22)] and got["calls"] == 1
+    bad = json.loads(FinishEngine(specs[0])({"seq": 0, "id": "x", "text": doc.text, "generated_text": "no json"})["ann_0"])
+    assert bad["status"] == "failed" and "one call per document" in bad["reason"]  # a re-ask has no endpoint
+
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
@@ -365,3 +374,22 @@ def test_aggregator_state_round_trips_and_refuses_to_predict_unfitted(guideline)
         Aggregator(labels).predict([], {})
     state = {"usable": ["a", "b"], "weights": {"a": 0.6, "b": 0.4}, "threshold": 0.5}
     assert Aggregator(labels).load_state(state).state() == state
+
+
+def test_unusable_first_answers_are_asked_again_with_the_local_retry_policy(ray_runtime, server, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.testing.server import Faults, TestServer
+
+    docs = make_docs(200, seed=23)
+    opts = StreamOptions(batch_size=100)
+    annotate_stream(guideline, iter(docs), make_pool(server), tmp_path / "local" / "out.jsonl", quiet=True,
+                    options=opts, no_cache=True, cache_path=tmp_path / "c.sqlite")
+    faults = Faults(sequence=["truncated", "malformed", "500", "503", "close"] * 8)
+    with TestServer(title_word_responder, faults=faults, keep_requests=False) as flaky:
+        pool = make_pool(flaky, **{a: {"max_retries": 3} for a in ANNOTATORS})
+        for a in pool.annotators:
+            a.timeout_s = 5
+        annotate_ray(guideline, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True, options=opts,
+                     ray_options=RayOptions())
+        assert flaky.counts["requests"] >= 3 * 200 + 40  # the 40 faulty answers were asked again
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")

@@ -33,6 +33,7 @@ from diziner.errors import LLMCallError
 from diziner.guideline import Guideline
 from diziner.llm.base import LLMRequest, LLMResponse
 from diziner.llm.pool import AnnotatorConfig, VLLM_ENGINE
+from diziner.llm.retry import TransientError
 
 SKIP = "diziner_no_call"  # the payload of a document that needs no call (empty text): answered by the session
 
@@ -90,7 +91,12 @@ def managed_client(spec: AnnotatorSpec) -> Any:
         from diziner.llm.ledger import Ledger
         from diziner.llm.retry import Limiter
 
-        adapter = make_adapter(spec.cfg, spec.api_key)
+        if spec.engine:  # no endpoint: the adapter only shapes request bodies and reads answers
+            from diziner.llm.openai_compat import OpenAICompatClient
+
+            adapter = OpenAICompatClient(spec.cfg)
+        else:
+            adapter = make_adapter(spec.cfg, spec.api_key)
         client = ManagedClient(adapter, spec.cfg, cache=None, ledger=Ledger(None, keep_records=False),
                                limiter=Limiter(spec.global_concurrency), name=spec.cfg.id)
         _CLIENTS[key] = client
@@ -206,7 +212,7 @@ class ReplayClient:
             if openai_body(self.spec, req)[1] == body:
                 try:
                     return self._answer(req)
-                except LLMCallError:
+                except (LLMCallError, TransientError):
                     pass  # not a usable answer: asked again through the managed client below
         if self.live is None:
             raise LLMCallError("the vllm-engine path makes one call per document; this document needs another "
