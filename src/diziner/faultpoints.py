@@ -12,7 +12,11 @@ lookup, so the loop and the supervisor call it at their named points:
 ``supervise_phase1..4``       inside the LLM supervisor, after phase N answered validly
 ``final_write``               between final/guideline.yaml and final/guideline.md
 ``final_annotations``         after final/annotations.jsonl, before final/done.json
+``ray_postprocess``           on a Ray worker, after an annotator's result of a document
 ============================  ==========================================================
+
+``$DIZINER_TEST_KILL_ONCE`` (a path) makes the kill happen once across processes: the process
+that creates the file is killed; when the file exists, nobody is.
 
 Shipped code imports this module, never :mod:`diziner.testing` (an import-linter contract).
 """
@@ -22,8 +26,10 @@ import os
 import signal
 
 KILL_ENV = "DIZINER_TEST_KILL_AT"
+# with several processes (Ray workers): only the first to create this file is killed, and none once it exists
+KILL_ONCE_ENV = "DIZINER_TEST_KILL_ONCE"
 KILL_POINTS = ("annotate_doc", "analysis", "supervise_phase1", "supervise_phase2", "supervise_phase3",
-               "supervise_phase4", "supervisor", "final_write", "final_annotations")
+               "supervise_phase4", "supervisor", "final_write", "final_annotations", "ray_postprocess")
 _hits: dict[str, int] = {}
 
 
@@ -37,4 +43,10 @@ def maybe_kill(point: str) -> None:
         return
     _hits[point] = _hits.get(point, 0) + 1
     if _hits[point] >= (int(nth) if nth.isdigit() else 1):
+        once = os.environ.get(KILL_ONCE_ENV)
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

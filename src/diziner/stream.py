@@ -352,9 +352,9 @@ async def annotate_stream_async(
     known) sizes the progress bar; ``source`` names the input in error messages.
     Returns a summary (the keys of :func:`diziner.loop.annotate_corpus` plus streaming figures).
     """
-    from diziner.analysis import aggregate, analyze
+    from diziner.aggregator import Aggregator
     from diziner.annotate.runner import annotate_documents
-    from diziner.loop import Progress, _usable, annotations_by_doc, delivered_rows
+    from diziner.loop import Progress
 
     opts = options or StreamOptions()
     from diziner.aggregation import Aggregation
@@ -450,6 +450,7 @@ async def annotate_stream_async(
                                                 on_result=on_result)
 
             batches = batched(fresh(), opts.batch_size)
+            aggregator = Aggregator(labels, aggregation=opts.agg(), weights=opts.weights, percentile=opts.percentile)
             # the weight window: annotated first, analysed once, then written like any batch
             window: list[tuple[list[Document], dict]] = []
             if state is None:
@@ -466,24 +467,15 @@ async def annotate_stream_async(
                 win_docs = [d for b, _ in window for d in b]
                 if win_docs:
                     runs_all = {a: _merge_runs([r[a] for _, r in window]) for a in ids}
-                    usable = _usable(runs_all, progress, 1, f"the weight window ({len(win_docs)} documents)")
-                    weights = {a: 1.0 / len(usable) for a in usable}
-                    threshold = None
-                    if len(usable) >= 2:
-                        annotations = {a: annotations_by_doc(runs_all[a]) for a in usable}
-                        res = analyze(win_docs, annotations, labels=guideline.schema_.label_names,
-                                      weights=opts.weights, percentile=opts.percentile)
-                        weights = res.weights
-                        threshold = res.arrays.threshold
-                    state = {**expect, "usable": usable, "weights": weights, "threshold": threshold,
-                             "window_documents": len(win_docs)}
+                    fitted = aggregator.fit(win_docs, runs_all, progress=progress,
+                                            where=f"the weight window ({len(win_docs)} documents)")
+                    state = {**expect, **fitted.state(), "window_documents": len(win_docs)}
                     del runs_all
                 else:
                     raise InputError(where, None, "no documents found")
                 atomic.write_json(paths.state, state)
-            usable = list(state["usable"])
-            weights = {a: float(w) for a, w in state["weights"].items()}
-            threshold = state["threshold"]
+            aggregator.load_state(state)
+            usable, weights, threshold = aggregator.usable_, aggregator.weights_, aggregator.threshold_
 
             writer = _Writer(paths)
 
@@ -494,12 +486,7 @@ async def annotate_stream_async(
                     for d in batch:
                         r = runs[a].results[d.id]
                         counters.add_result(a, r.ok, r.reason)
-                cons: dict[str, list[dict]] = {}
-                if usable:
-                    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-                    hot = batch_hotspots(batch, annotations, weights, labels, threshold, opts.percentile)
-                    cons = aggregate(batch, annotations, weights, hotspots=hot, labels=labels, **opts.agg().kwargs())
-                rows, lost = delivered_rows(batch, runs, cons, usable)
+                rows, lost = aggregator.predict(batch, runs)
                 cons_lines = [json.dumps(r, ensure_ascii=False) for r in rows]
                 lost_lines = [json.dumps(r, ensure_ascii=False) for r in lost]
                 counters.spans += sum(len(r["spans"]) for r in rows)

@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
         schema: Optional[Path] = typer.Option(None, "--schema", help="Instead of --guideline: a schema YAML, annotated with its "
                                               "iteration-0 guideline (no pilot)."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators."),
-        texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL or CoNLL)."),
+        texts: Path = typer.Option(..., "--texts", help="Documents to annotate (text, JSONL, CoNLL, CSV or Parquet)."),
         out: Path = typer.Option(..., "--out", help="Output JSONL (consensus spans with support); per-annotator files beside it."),
         fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts (default: detect)."),
         text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
@@ -186,6 +186,14 @@ def register(app: typer.Typer) -> None:
         weights: str = typer.Option(analysis.weights, help="Annotator weights: f1 | hybrid."),
         percentile: float = typer.Option(analysis.percentile, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and a token estimate; call nothing."),
+        engine: str = typer.Option("local", "--engine", help="local (one process) | ray (Ray Data: a cluster, vLLM "
+                                   "engine replicas; pip install 'diziner[ray]'; docs/scale.md)."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: the cluster (default: "
+                                                  "RAY_ADDRESS, else a local runtime)."),
+        shard_size: int = typer.Option(10_000, "--shard-size", min=1, help="--engine ray: documents per shard (the unit "
+                                       "of output and of resume)."),
+        output_format: str = typer.Option("jsonl", "--output-format", help="--engine ray: jsonl (the local engine's "
+                                          "files) | parquet (OUT becomes a folder of shards)."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
@@ -232,8 +240,21 @@ def register(app: typer.Typer) -> None:
             raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
-        summary = annotate_file(g, texts, pl, out, fmt=fmt, text_field=text_field, count=not (quiet or as_json), options=sopts,
-                                cache_path=cache, no_cache=no_cache, budget_usd=budget, quiet=quiet or as_json)
+        if engine == "ray":
+            from diziner.scale import RayOptions, annotate_file_ray
+
+            ropts = RayOptions(address=ray_address, shard_size=shard_size, output_format=output_format)
+            ropts.check()
+            if cache is not None or budget is not None:
+                raise DizinerError("--cache and --budget are for --engine local (the Ray engine calls without a cache)")
+            summary = annotate_file_ray(g, texts, pl, out, fmt=fmt, text_field=text_field, options=sopts,
+                                        ray_options=ropts, quiet=quiet or as_json)
+        elif engine != "local":
+            raise DizinerError(f"unknown engine {engine!r} (use local or ray)")
+        else:
+            summary = annotate_file(g, texts, pl, out, fmt=fmt, text_field=text_field, count=not (quiet or as_json),
+                                    options=sopts, cache_path=cache, no_cache=no_cache, budget_usd=budget,
+                                    quiet=quiet or as_json)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         elif not quiet:

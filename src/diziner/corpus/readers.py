@@ -32,7 +32,7 @@ from diziner.corpus.bio import TagProblem, bio_to_spans, detect_scheme, normaliz
 from diziner.corpus.model import AnnotatedCorpus, Document, Span
 from diziner.errors import DizinerError, InputError
 
-FORMATS = ("conll", "jsonl", "text", "genia", "csv")
+FORMATS = ("conll", "jsonl", "text", "genia", "csv", "parquet")
 FORMAT_ALIASES = {"json": "genia", "nested": "genia", "txt": "text", "bio": "conll", "tsv": "conll"}
 DOCSTART = "-DOCSTART-"
 
@@ -85,6 +85,8 @@ def detect_format(path: str | Path) -> str:
     else text.
     """
     p = Path(path)
+    if p.suffix.lower() == ".parquet":
+        return "parquet"
     data = _read_bytes(p)
     head = data[:65536].decode("utf-8", errors="replace").lstrip("\ufeff")
     stripped = head.lstrip()
@@ -352,31 +354,41 @@ _JSONL_KNOWN = {"id", "text", "spans", "entities", "label", "tokens", "metadata"
 
 def _iter_jsonl(path: Path, problems: list[str], out: dict[str, Any],
                 text_field: str = "text") -> Iterator[tuple[Document, list[Span]]]:
+    def records() -> Iterator[tuple[int, Document, list[Span]]]:
+        count = 0
+        for n, line in _iter_lines(path):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(path, n, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            except (ValueError, RecursionError) as e:
+                raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
+            if not isinstance(rec, dict):
+                raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
+            if "sentence" in rec and text_field not in rec:
+                doc, spans = _genia_record(path, n, rec, count)
+            elif "fields" in rec and text_field not in rec:
+                doc, spans = _argilla_record(path, n, rec, count)
+            else:
+                doc, spans = _jsonl_record(path, n, rec, count, text_field)
+            count += 1
+            yield n, doc, spans
+
+    yield from _unique_ids(path, records(), out)
+
+
+def _unique_ids(path: Path, records: Iterator[tuple[int, Document, list[Span]]],
+                out: dict[str, Any]) -> Iterator[tuple[Document, list[Span]]]:
+    """(document, spans) of ``(line, document, spans)`` records; a repeated id or no record at all is an InputError."""
     seen: set[str] = set()
-    count = 0
-    for n, line in _iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(path, n, f"invalid JSON ({e.msg} at column {e.colno})") from None
-        except (ValueError, RecursionError) as e:
-            raise InputError(path, n, f"invalid JSON ({_short(e)})") from None
-        if not isinstance(rec, dict):
-            raise InputError(path, n, f"expected a JSON object, got {type(rec).__name__}")
-        if "sentence" in rec and text_field not in rec:
-            doc, spans = _genia_record(path, n, rec, count)
-        elif "fields" in rec and text_field not in rec:
-            doc, spans = _argilla_record(path, n, rec, count)
-        else:
-            doc, spans = _jsonl_record(path, n, rec, count, text_field)
+    for n, doc, spans in records:
         if doc.id in seen:
             raise InputError(path, n, f"duplicate document id {doc.id!r}")
         seen.add(doc.id)
-        count += 1
         yield doc, spans
-    if count == 0:
+    if not seen:
         raise InputError(path, None, "no documents found")
     out["groups"] = None
 
@@ -638,6 +650,34 @@ def _iter_text(path: Path, problems: list[str], out: dict[str, Any]) -> Iterator
     out["groups"] = None
 
 
+def _iter_parquet(path: Path, out: dict[str, Any], text_field: str = "text") -> Iterator[tuple[Document, list[Span]]]:
+    """Rows of a Parquet file read like JSONL records (``text``, optional ``id`` and ``spans``), a row
+    group at a time; the "line" of an error is the row number (1-based)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(path, None, "reading Parquet needs pyarrow (pip install 'diziner[ray]' or pyarrow)") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise InputError(path, None, "no such file") from None
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for a file that is not Parquet
+        raise InputError(path, None, f"not a readable Parquet file ({_short(e)})") from None
+    if text_field not in pf.schema_arrow.names:
+        raise InputError(path, None, f'no "{text_field}" column (its columns: {", ".join(pf.schema_arrow.names[:8])}; '
+                                     "see --text-field)")
+    def records() -> Iterator[tuple[int, Document, list[Span]]]:
+        count = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for rec in batch.to_pylist():
+                doc, spans = _jsonl_record(path, count + 1, {k: v for k, v in rec.items() if v is not None}, count,
+                                           text_field)
+                count += 1
+                yield count, doc, spans
+
+    yield from _unique_ids(path, records(), out)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -673,6 +713,8 @@ def iter_documents(
         yield from _iter_genia(p, probs, out)
     elif fmt == "csv":
         yield from _iter_csv(p, probs, out, text_field)
+    elif fmt == "parquet":
+        yield from _iter_parquet(p, out, text_field)
     else:
         yield from _iter_text(p, probs, out)
 

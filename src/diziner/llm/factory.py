@@ -32,7 +32,15 @@ _BACKENDS: dict[str, str | Callable[..., Any]] = {
     "openai": "diziner.llm.openai_compat:OpenAICompatClient",
     "anthropic": "diziner.llm.anthropic_backend:AnthropicClient",
     "local": "diziner.llm.local:LocalLlamaClient",
+    "vllm-engine": lambda cfg, api_key: _engine_only(cfg),
 }
+
+
+def _engine_only(cfg: BackendConfig) -> Any:
+    """A vllm-engine annotator has no endpoint to call: its replicas live inside a Ray pipeline."""
+    who = getattr(cfg, "id", cfg.model)
+    raise ConfigError(f"annotator {who!r} (backend vllm-engine) is served inside a Ray Data pipeline; "
+                      "annotate with --engine ray (docs/scale.md)")
 _ENTRY_POINTS_LOADED = False
 
 

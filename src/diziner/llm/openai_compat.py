@@ -198,13 +198,7 @@ class OpenAICompatClient:
         client = self._client()
         t0 = time.perf_counter()
         data = await self._post(client, api, body)
-        latency = time.perf_counter() - t0
-        text, finish = self._answer(data, api, req)
-        usage = data.get("usage") if isinstance(data, dict) else None
-        usage = usage if isinstance(usage, dict) else {}
-        return LLMResponse(text=text, tokens_in=_count(usage.get("prompt_tokens")),
-                           tokens_out=_count(usage.get("completion_tokens")), latency_s=latency,
-                           model=self.model, backend=self.backend, finish_reason=finish)
+        return self.answer(api, data, req, time.perf_counter() - t0)
 
     @property
     def _where(self) -> str:
@@ -239,6 +233,16 @@ class OpenAICompatClient:
         except (openai.APIResponseValidationError, ValueError) as e:
             raise TransientError(f"malformed response from {where}: {self._redact(type(e).__name__)}",
                                  "bad_response") from None
+
+    def answer(self, api: str, data: Any, req: LLMRequest, latency: float) -> LLMResponse:
+        """The :class:`LLMResponse` of a parsed response body; raises as :meth:`complete` does for a
+        body without an answer (also used for answers fetched elsewhere, e.g. by a Ray Data stage)."""
+        text, finish = self._answer(data, api, req)
+        usage = data.get("usage") if isinstance(data, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        return LLMResponse(text=text, tokens_in=_count(usage.get("prompt_tokens")),
+                           tokens_out=_count(usage.get("completion_tokens")), latency_s=latency,
+                           model=self.model, backend=self.backend, finish_reason=finish)
 
     def _answer(self, data: Any, api: str, req: LLMRequest) -> tuple[str, Any]:
         """(text, finish_reason) of the first choice, checked (JSON when structured output was asked)."""

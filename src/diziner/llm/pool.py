@@ -95,11 +95,20 @@ class BackendConfig(BaseModel):
             self.api_key_env = "OPENAI_API_KEY"  # the hosted OpenAI API
 
 
+VLLM_ENGINE = "vllm-engine"  # served inside a Ray Data pipeline (diziner annotate --engine ray, docs/scale.md)
+_ENGINE_FIELDS = ("engine_kwargs", "replicas", "gpus", "accelerator_type")
+
+
 class AnnotatorConfig(BackendConfig):
     """One annotator of the pool."""
 
     id: str
     prompt_style: Literal["chat", "fewshot"] = "chat"
+    # backend vllm-engine only: vLLM engine replicas inside the Ray pipeline
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)  # vLLM engine arguments (max_model_len, ...)
+    replicas: int = Field(default=1, ge=1)
+    gpus: int = Field(default=1, ge=1)  # GPUs each replica (tensor_parallel_size x pipeline_parallel_size)
+    accelerator_type: str | None = None  # e.g. H100: schedule the replicas on such GPUs
 
     @field_validator("id")
     @classmethod
@@ -111,6 +120,25 @@ class AnnotatorConfig(BackendConfig):
     @model_validator(mode="after")
     def _checks(self) -> "AnnotatorConfig":
         self._backend_checks()
+        if self.backend == VLLM_ENGINE:
+            if self.base_url or self.api_key_env:
+                raise ValueError("a vllm-engine annotator is served inside the Ray pipeline; it takes no base_url "
+                                 "or api_key_env")
+            tp = self.engine_kwargs.get("tensor_parallel_size", 1)
+            pp = self.engine_kwargs.get("pipeline_parallel_size", 1)
+            if not (isinstance(tp, int) and isinstance(pp, int) and tp >= 1 and pp >= 1):
+                raise ValueError("engine_kwargs tensor_parallel_size and pipeline_parallel_size must be integers >= 1")
+            if "gpus" in self.model_fields_set and ("tensor_parallel_size" in self.engine_kwargs
+                                                    or "pipeline_parallel_size" in self.engine_kwargs):
+                if tp * pp != self.gpus:
+                    raise ValueError(f"gpus ({self.gpus}) must equal tensor_parallel_size x pipeline_parallel_size "
+                                     f"({tp} x {pp}) of engine_kwargs")
+            elif "gpus" not in self.model_fields_set:
+                self.gpus = tp * pp
+        else:
+            given = [f for f in _ENGINE_FIELDS if f in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for backend {VLLM_ENGINE!r}")
         if self.endpoint is None:
             self.endpoint = "completion" if self.prompt_style == "fewshot" else "chat"
         return self
@@ -282,4 +310,4 @@ def pool_from_dict(data: dict[str, Any], source: str = "<pool>") -> Pool:
 
 
 __all__ = ["Price", "BackendConfig", "AnnotatorConfig", "SupervisorConfig", "Pool", "load_pool", "pool_from_dict",
-           "LOCAL_MODELS", "STRUCTURED_MODES"]
+           "LOCAL_MODELS", "STRUCTURED_MODES", "VLLM_ENGINE"]

@@ -1,0 +1,104 @@
+"""Fit once, aggregate per batch: the delivered annotation of a corpus too large to analyse at once.
+
+    agg = Aggregator(labels, aggregation="consensus").fit(window_docs, window_runs)
+    rows, lost = agg.predict(batch_docs, batch_runs)
+
+``fit`` analyses a weight sample (:func:`diziner.analysis.analyze`) and keeps, as
+attributes, the annotators that answered at least once (``usable_``), their weights
+(``weights_``: mean pairwise strict span F1, ``f1`` or ``hybrid``) and the hotspot
+threshold (``threshold_``: the ``percentile`` of the hot score over the sample's
+disputed tokens; None when the sample had no disputed token, then each batch uses its
+own percentile). ``predict`` aggregates one batch with those fixed quantities and
+returns the delivered rows (:func:`diziner.loop.delivered_rows`): a document some voter
+answered gets its spans with support, a document nobody answered a failed row.
+
+Both annotation engines use it: the local stream (:mod:`diziner.stream`) and the Ray
+engine (:mod:`diziner.scale`), which pickles a fitted aggregator to its workers.
+``state()`` / ``load_state()`` round-trip the fitted attributes through the JSON state
+file of a resumable run.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from diziner.corpus.model import Document
+
+__all__ = ["Aggregator"]
+
+
+class Aggregator:
+    """Annotator weights and hotspot threshold fitted on a sample, then applied batch after batch."""
+
+    def __init__(self, labels: list[str], *, aggregation: Any = None, weights: str = "f1", percentile: float = 80.0):
+        from diziner.aggregation import Aggregation
+
+        self.labels = list(labels)
+        self.aggregation = Aggregation.parse(aggregation)
+        self.weights_mode = weights
+        self.percentile = percentile
+        self.usable_: list[str] | None = None
+        self.weights_: dict[str, float] = {}
+        self.threshold_: float | None = None
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, documents: list[Document], runs: dict[str, Any], *, progress: Any = None,
+            where: str = "the weight sample") -> "Aggregator":
+        """Fit on ``documents`` annotated by ``runs`` (annotator id -> :class:`~diziner.annotate.runner.AnnotatorRun`).
+
+        An annotator that failed on every document is dropped with a warning (through
+        ``progress``); with one usable annotator the weight is 1 and there is no threshold.
+        """
+        from diziner.analysis import analyze
+        from diziner.loop import Progress, _usable, annotations_by_doc
+
+        usable = _usable(runs, progress if progress is not None else Progress(quiet=True), 1, where)
+        weights = {a: 1.0 / len(usable) for a in usable}
+        threshold = None
+        if len(usable) >= 2:
+            annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+            res = analyze(documents, annotations, labels=self.labels, weights=self.weights_mode,
+                          percentile=self.percentile)
+            weights = res.weights
+            threshold = res.arrays.threshold
+        self.usable_, self.weights_, self.threshold_ = usable, dict(weights), threshold
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def consensus(self, documents: list[Document], runs: dict[str, Any]) -> dict[str, list[dict]]:
+        """Document id -> delivered spans (with support and hotspot flag) of the documents some usable annotator answered."""
+        from diziner.analysis import aggregate
+        from diziner.loop import annotations_by_doc
+        from diziner.stream import batch_hotspots
+
+        usable = self._fitted()
+        if not usable:
+            return {}
+        annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+        hot = batch_hotspots(documents, annotations, self.weights_, self.labels, self.threshold_, self.percentile)
+        return aggregate(documents, annotations, self.weights_, hotspots=hot, labels=self.labels,
+                         **self.aggregation.kwargs())
+
+    def predict(self, documents: list[Document], runs: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+        """(annotation rows, failed rows) of a batch, in input order (see :func:`diziner.loop.delivered_rows`)."""
+        from diziner.loop import delivered_rows
+
+        return delivered_rows(documents, runs, self.consensus(documents, runs), self._fitted())
+
+    # ------------------------------------------------------------------ state
+    def _fitted(self) -> list[str]:
+        if self.usable_ is None:
+            from diziner.errors import DizinerError
+
+            raise DizinerError("this Aggregator is not fitted; call fit() on a weight sample first")
+        return self.usable_
+
+    def state(self) -> dict[str, Any]:
+        """The fitted attributes, JSON-ready (keys of the stream's state file)."""
+        return {"usable": list(self._fitted()), "weights": dict(self.weights_), "threshold": self.threshold_}
+
+    def load_state(self, state: dict[str, Any]) -> "Aggregator":
+        """Take fitted attributes from :meth:`state` (e.g. read back from a state file)."""
+        self.usable_ = list(state["usable"])
+        self.weights_ = {a: float(w) for a, w in state["weights"].items()}
+        self.threshold_ = state["threshold"]
+        return self

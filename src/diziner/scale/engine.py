@@ -1,0 +1,391 @@
+"""The driver of ``diziner annotate --engine ray``: shards in, shards out, resumable.
+
+The driver reads the corpus as a stream with the local engine's readers (so ids, texts and
+chunking are the same) and hands it to Ray in shards: shard 0 is the weight window (the
+first whole batches holding ``weight_sample`` documents, as in :mod:`diziner.stream`),
+every later shard ``shard_size`` documents. A shard becomes a Ray Dataset that runs each
+annotator's processor (:mod:`diziner.scale.processors`) and then the aggregation per batch
+on the workers; the driver streams the shard's rows back in input order and writes them.
+
+The weight window is annotated first; its rows come back to the driver, which fits the
+:class:`~diziner.aggregator.Aggregator` once (weights, hotspot threshold, usable
+annotators), keeps the fit in the state file, and ships the fitted aggregator to the
+workers with every later shard.
+
+Files, beside ``out`` while running: ``<out>.ray/`` holds ``state.json`` and the finished
+shards, ``part-NNNNN.jsonl`` (consensus), ``part-NNNNN.<annotator>.jsonl``,
+``part-NNNNN.failed.jsonl`` and the shard's counts ``stats-NNNNN.json`` (or ``.parquet`` for
+``output_format="parquet"``). Every shard file is written to a temporary name and renamed;
+the consensus part is written last and marks the shard finished. A re-run with the same
+arguments skips the finished shards' documents (a worker that dies mid-shard only costs
+Ray's retry of its task; the driver dying costs the unfinished shard). At the end
+``jsonl`` output is concatenated into the local engine's files (``out``,
+``<stem>.<annotator>.jsonl``, ``<stem>.failed.jsonl``) and the work folder removed;
+``parquet`` output becomes the folder ``out`` with the shard files.
+
+The driver holds one shard of documents, the set of ids seen (to refuse duplicates) and
+the weight window's results once; nothing grows with the corpus otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from diziner import atomic
+from diziner.corpus.model import Document
+from diziner.errors import DizinerError, InputError
+from diziner.guideline import Guideline
+
+STATE_VERSION = 1
+FORMATS = ("jsonl", "parquet")
+
+
+@dataclass
+class RayOptions:
+    """Knobs of the Ray engine (the annotation's own knobs are :class:`diziner.stream.StreamOptions`)."""
+
+    address: str | None = None  # a running cluster ("auto", "ray://host:10001"); None: RAY_ADDRESS or a local runtime
+    shard_size: int = 10_000  # documents per Ray Dataset (and per output shard)
+    output_format: str = "jsonl"  # jsonl: the local engine's files | parquet: a folder of shards
+    http_concurrency: int = 1  # HTTP stage actors per openai annotator
+    http_num_cpus: float = 0.25  # CPUs each HTTP actor reserves (it waits on the network)
+    num_cpus: int | None = None  # CPUs of a local runtime started here
+
+    def check(self) -> None:
+        if self.shard_size < 1:
+            raise DizinerError(f"shard size must be at least 1 (got {self.shard_size})")
+        if self.output_format not in FORMATS:
+            raise DizinerError(f"unknown output format {self.output_format!r} (use jsonl or parquet)")
+        if self.http_concurrency < 1:
+            raise DizinerError(f"HTTP concurrency must be at least 1 (got {self.http_concurrency})")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise DizinerError("--engine ray needs Ray Data", hint="pip install 'diziner[ray]'") from None
+    return ray
+
+
+def init_ray(ropts: RayOptions) -> Any:
+    """Connect to the cluster (or start a local runtime bound to 127.0.0.1) unless Ray is up already."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        if ropts.address is None and not os.environ.get("RAY_ADDRESS"):
+            ray.init(num_cpus=ropts.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=ropts.address, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+# ----------------------------------------------------------------------------- shard files
+
+
+class Shards:
+    """The work folder: state and finished shards."""
+
+    def __init__(self, out: Path, ids: list[str], fmt: str):
+        self.out = out
+        self.ids = ids
+        self.fmt = fmt
+        self.dir = out.with_name(out.name + ".ray")
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    def path(self, k: int, kind: str) -> Path:
+        """``kind``: "" (consensus), an annotator id, "failed", or "stats" (the shard's counts)."""
+        if kind == "stats":
+            return self.dir / f"stats-{k:05d}.json"
+        return self.dir / (f"part-{k:05d}.{self.fmt}" if not kind else f"part-{k:05d}.{kind}.{self.fmt}")
+
+    def done(self, k: int) -> bool:
+        return self.path(k, "").exists()
+
+    def finished(self) -> list[int]:
+        out = []
+        k = 0
+        while self.done(k):
+            out.append(k)
+            k += 1
+        return out
+
+    def write(self, k: int, cons: list[dict], lost: list[dict], ann: dict[str, list[dict]], stats: dict) -> None:
+        """All files of shard ``k``; the consensus part last (it marks the shard finished)."""
+        for kind, rows in [*ann.items(), ("failed", lost)]:
+            self._rows(self.path(k, kind), rows)
+        atomic.write_json(self.path(k, "stats"), stats)
+        self._rows(self.path(k, ""), cons)
+
+    def _rows(self, path: Path, rows: list[dict]) -> None:
+        if self.fmt == "jsonl":
+            atomic.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        os.replace(tmp, path)
+
+    def stats(self, k: int) -> dict:
+        return atomic.read_json(self.path(k, "stats"))
+
+    def finalize(self, n: int, finals: list[tuple[str, Path]]) -> None:
+        """jsonl: concatenate each kind into its final file (``.partial`` then rename); parquet: ``out`` = the folder."""
+        if self.fmt == "parquet":
+            self.state.unlink(missing_ok=True)
+            os.replace(self.dir, self.out)
+            return
+        for kind, final in finals:
+            part = final.with_name(final.name + ".partial")
+            with open(part, "wb") as dst:
+                for k in range(n):
+                    with open(self.path(k, kind), "rb") as src:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(part, final)
+        for p in self.dir.iterdir():
+            p.unlink()
+        self.dir.rmdir()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _rows_of(docs: list[Document], start: int) -> list[dict[str, Any]]:
+    return [{"seq": start + i, "id": d.id, "text": d.text} for i, d in enumerate(docs)]
+
+
+def _annotated(ray: Any, rows: list[dict], processors: list[Any], batch_size: int) -> Any:
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+    for proc in processors:
+        ds = proc(ds)
+    return ds
+
+
+def _lines(batch: dict[str, Any], ids: list[str]) -> Iterator[tuple[str, str, dict[str, str]]]:
+    from diziner.scale.stages import _plain
+
+    cons, lost = _plain(batch["cons"]), _plain(batch["lost"])
+    ann = {a: _plain(batch[f"line_{i}"]) for i, a in enumerate(ids)}
+    for j in range(len(cons)):
+        yield cons[j], lost[j], {a: ann[a][j] for a in ids}
+
+
+def _collect(ids: list[str], batches: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict], dict[str, list[dict]], dict]:
+    """The rows of a shard (aggregated batches, input order) and its counts."""
+    from diziner.scale.stages import _plain
+
+    cons: list[dict] = []
+    lost: list[dict] = []
+    ann: dict[str, list[dict]] = {a: [] for a in ids}
+    stats = {"documents": 0, "spans": 0, "failed_documents": 0, "flagged_documents": 0,
+             "ok": {a: 0 for a in ids}, "failed": {a: 0 for a in ids}, "reasons": {a: [] for a in ids}}
+    for batch in batches:
+        oks = {a: _plain(batch[f"ok_{i}"]) for i, a in enumerate(ids)}
+        why = {a: _plain(batch[f"reason_{i}"]) for i, a in enumerate(ids)}
+        for j, (c, g, lines) in enumerate(_lines(batch, ids)):
+            stats["documents"] += 1
+            if c:
+                row = json.loads(c)
+                cons.append(row)
+                stats["spans"] += len(row["spans"])
+                stats["flagged_documents"] += int("failed" in row)
+            if g:
+                lost.append(json.loads(g))
+                stats["failed_documents"] += 1
+            for a in ids:
+                ann[a].append(json.loads(lines[a]))
+                if oks[a][j]:
+                    stats["ok"][a] += 1
+                else:
+                    reason = str(why[a][j])
+                    stats["failed"][a] += 1
+                    if len(stats["reasons"][a]) < 50 and reason not in stats["reasons"][a]:
+                        stats["reasons"][a].append(reason)
+    return cons, lost, ann, stats
+
+
+def _window_size(opts: Any) -> int:
+    """Documents of the weight window: whole batches until ``weight_sample`` is reached (as the local engine)."""
+    return -(-opts.window() // opts.batch_size) * opts.batch_size
+
+
+def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any, out: str | Path, *,
+                 options: Any = None, ray_options: RayOptions | None = None, quiet: bool = False,
+                 source: str | Path | None = None) -> dict[str, Any]:
+    """Annotate ``documents`` on Ray Data and write ``out`` and its siblings (see the module docstring).
+
+    Returns the summary of :func:`diziner.stream.annotate_stream_async` (``usage`` is None: calls
+    are made on the workers) plus a ``ray`` section.
+    """
+    from diziner.aggregation import Aggregation
+    from diziner.aggregator import Aggregator
+    from diziner.loop import Progress
+    from diziner.scale import processors as P
+    from diziner.scale.stages import AnnotatorSpec, Aggregate, aggregate_rows
+    from diziner.stream import StreamOptions, StreamPaths, guideline_sha
+
+    opts = options or StreamOptions()
+    opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
+                                                                  getattr(pool, "aggregation", None)))
+    opts.check()
+    ropts = ray_options or RayOptions()
+    ropts.check()
+    out = Path(out)
+    ids = [a.id for a in pool.annotators]
+    paths = StreamPaths.of(out, ids)
+    labels = list(guideline.schema_.label_names)
+    pool.check_env()
+    specs = [AnnotatorSpec(i, a, ids, guideline, reask=opts.reask, max_mentions=opts.max_mentions,
+                           global_concurrency=pool.global_concurrency,
+                           api_key=os.environ.get(a.api_key_env) if a.api_key_env else None)
+             for i, a in enumerate(pool.annotators)]
+    P.check_backends(specs)
+    window = _window_size(opts)
+    expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": guideline_sha(guideline), "annotators": ids,
+              "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
+              "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
+              "output_format": ropts.output_format}
+    shards = Shards(out, ids, ropts.output_format)
+    state = _load_state(shards, expect)
+    where = str(source) if source is not None else None
+    aggregator = Aggregator(labels, aggregation=opts.agg(), weights=opts.weights, percentile=opts.percentile)
+    if state is not None:
+        aggregator.load_state(state)
+
+    ray = init_ray(ropts)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    if quiet:
+        ctx.enable_progress_bars = False
+    procs = [P.build(s, batch_size=opts.batch_size, http_concurrency=ropts.http_concurrency,
+                     http_num_cpus=ropts.http_num_cpus) for s in specs]
+
+    seen: set[str] = set()
+
+    def unique() -> Iterator[Document]:
+        for d in documents:
+            if d.id in seen:
+                raise InputError(where, None, f"duplicate document id {d.id!r}; ids must be unique")
+            seen.add(d.id)
+            yield d
+
+    stream = unique()
+    finished = shards.finished()
+    k = 0
+    start = 0
+    with Progress(quiet) as progress:
+        while True:
+            size = window if k == 0 else ropts.shard_size
+            docs = list(islice(stream, size))
+            if not docs:
+                break
+            if k in finished:
+                progress.print(f"shard {k}: {len(docs)} documents finished earlier")
+            elif k == 0:
+                _write_window(shards, ray, docs, procs, opts, aggregator, ids, expect, progress, aggregate_rows)
+            else:
+                ds = _annotated(ray, _rows_of(docs, start), procs, opts.batch_size)
+                ds = ds.map_batches(Aggregate(aggregator, ids), batch_size=opts.batch_size, batch_format="default")
+                shards.write(k, *_collect(ids, ds.iter_batches(batch_size=opts.batch_size, batch_format="default")))
+                progress.print(f"shard {k}: {len(docs)} documents written")
+            start += len(docs)
+            k += 1
+            del docs
+    if start == 0:
+        raise InputError(where, None, "no documents found")
+    totals = _totals([shards.stats(j) for j in range(k)], ids)
+    finals = [*((a, p) for a, p in paths.annotators.items()), ("failed", paths.failed), ("", out)]
+    shards.finalize(k, finals)
+    if totals["failed_documents"] and not quiet:
+        import sys
+
+        print(f"warning: {totals['failed_documents']} document(s) nobody answered are listed in the failed "
+              f"file{'s' if ropts.output_format == 'parquet' else ''}, not with the annotations", file=sys.stderr)
+    return {**totals, "annotators": ids, "weights": aggregator.weights_, "usage": None,
+            "streaming": {"batch_size": opts.batch_size, "weight_window_documents": min(window, start),
+                          "hotspot_threshold": aggregator.threshold_, "usable_annotators": aggregator.usable_},
+            "ray": {"shards": k, "resumed_shards": len([j for j in finished if j < k]), "shard_size": ropts.shard_size,
+                    "output_format": ropts.output_format}}
+
+
+def _write_window(shards: Shards, ray: Any, docs: list[Document], procs: list[Any], opts: Any, aggregator: Any,
+                  ids: list[str], expect: dict, progress: Any, aggregate_rows: Any) -> None:
+    """Shard 0: annotate the weight window, fit the aggregator on it, then aggregate it batch by batch here."""
+    from diziner.annotate.runner import AnnotatorRun, DocResult
+    from diziner.scale.stages import _plain
+
+    ds = _annotated(ray, _rows_of(docs, 0), procs, opts.batch_size)
+    cols: dict[str, list[Any]] = {"seq": [], "id": [], "text": [], **{f"ann_{i}": [] for i in range(len(ids))}}
+    for batch in ds.iter_batches(batch_size=opts.batch_size, batch_format="default"):
+        for c in cols:
+            cols[c].extend(_plain(batch[c]))
+    runs = {}
+    for i, a in enumerate(ids):
+        run = AnnotatorRun(a)
+        run.results = {d.id: DocResult.from_json(raw) for d, raw in zip(docs, cols[f"ann_{i}"])}
+        runs[a] = run
+    aggregator.fit(docs, runs, progress=progress, where=f"the weight window ({len(docs)} documents)")
+    atomic.write_json(shards.state, {**expect, **aggregator.state(), "window_documents": len(docs)})
+    n = len(docs)
+    batches = ({c: v[s:s + opts.batch_size] for c, v in cols.items()} for s in range(0, n, opts.batch_size))
+    shards.write(0, *_collect(ids, (aggregate_rows(aggregator, ids, b) for b in batches)))
+    progress.print(f"weight window: {n} documents written; weights "
+                   + ", ".join(f"{a} {w:.3f}" for a, w in aggregator.weights_.items()))
+
+
+def _load_state(shards: Shards, expect: dict) -> dict | None:
+    """The saved state of an interrupted run with the same arguments, or None (a fresh work folder)."""
+    if not shards.state.exists():
+        if shards.dir.exists():
+            for p in [*shards.dir.glob("part-*"), *shards.dir.glob("stats-*")]:
+                p.unlink()  # shards of a run interrupted before its weight window was fitted
+        shards.dir.mkdir(parents=True, exist_ok=True)
+        return None
+    try:
+        state = atomic.read_json(shards.state)
+    except (OSError, ValueError) as e:
+        raise DizinerError(f"{shards.state}: unreadable ({e}); cannot resume", hint=f"remove {shards.dir} to start over") from None
+    diff = [k for k, v in expect.items() if state.get(k) != v]
+    if diff:
+        raise DizinerError(f"{shards.state}: a partial run with a different {', '.join(diff)} is in the way; "
+                           "refusing to mix runs",
+                           hint=f"re-run with the same arguments to resume, or remove {shards.dir} to start over")
+    return state
+
+
+def _totals(stats: list[dict], ids: list[str]) -> dict[str, Any]:
+    tot: dict[str, Any] = {"documents": 0, "spans": 0, "failed_documents": 0, "flagged_documents": 0,
+                           "failed": {a: 0 for a in ids}}
+    reasons: dict[str, list[str]] = {a: [] for a in ids}
+    for s in stats:
+        for key in ("documents", "spans", "failed_documents", "flagged_documents"):
+            tot[key] += s[key]
+        for a in ids:
+            tot["failed"][a] += s["failed"][a]
+            reasons[a].extend(r for r in s["reasons"][a] if r not in reasons[a])
+    tot["failure_reasons"] = {a: sorted(r)[:5] for a, r in reasons.items() if tot["failed"][a]}
+    return tot
+
+
+def annotate_file_ray(guideline: Guideline, texts: str | Path, pool: Any, out: str | Path, *, fmt: str | None = None,
+                      text_field: str = "text", **kwargs: Any) -> dict[str, Any]:
+    """Annotate the documents of ``texts`` (text, JSONL, CoNLL, GENIA, CSV, Parquet) on Ray Data."""
+    from diziner.corpus.readers import iter_documents
+
+    docs = (d for d, _ in iter_documents(texts, fmt, text_field=text_field))
+    return annotate_ray(guideline, docs, pool, out, source=texts, **kwargs)

@@ -1,0 +1,395 @@
+"""`diziner annotate --engine ray`: the local engine's output on a local Ray runtime (2 CPUs) and the
+scripted OpenAI-compatible server; resumable; a killed worker loses and duplicates nothing."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diziner.corpus.model import Document
+from diziner.errors import ConfigError, DizinerError, InputError
+from diziner.guideline import Guideline
+from diziner.schema import load_schema
+from diziner.stream import StreamOptions, annotate_stream
+from diziner.testing.faults import title_word_responder
+
+WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
+         "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
+ANNOTATORS = ("a", "b", "c")
+
+
+def make_docs(n: int, seed: int = 3) -> list[Document]:
+    rng = random.Random(seed)
+    return [Document(f"d{i:05d}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + ".")
+            for i in range(n)]
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def outputs(folder: Path, ids=ANNOTATORS) -> dict[str, list[dict]]:
+    return {name: lines(folder / name) for name in ["out.jsonl", "out.failed.jsonl", *(f"out.{a}.jsonl" for a in ids)]}
+
+
+@pytest.fixture(scope="module")
+def kill_marker(tmp_path_factory) -> Path:
+    """Exists = disarmed; a test removes it to have one Ray worker killed at its 150th result."""
+    marker = tmp_path_factory.mktemp("kill") / "killed"
+    marker.touch()
+    return marker
+
+
+@pytest.fixture(scope="module")
+def ray_runtime(kill_marker):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data.llm")
+    env = {"DIZINER_TEST_KILL_AT": "ray_postprocess:150", "DIZINER_TEST_KILL_ONCE": str(kill_marker)}
+    os.environ.update(env)  # the workers inherit the environment of the runtime started here
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield ray
+    finally:
+        ray.shutdown()
+        for k in env:
+            os.environ.pop(k, None)
+
+
+@pytest.fixture(scope="module")
+def server():
+    from diziner.testing.server import TestServer
+
+    with TestServer(title_word_responder, keep_requests=False) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def guideline(examples_dir: Path) -> Guideline:
+    return Guideline.initial(load_schema(examples_dir / "schema.yaml"))
+
+
+def make_pool(srv, ids=ANNOTATORS, **extra):
+    from diziner.llm.pool import AnnotatorConfig, Pool
+
+    return Pool(annotators=[AnnotatorConfig(id=a, backend="openai", model=f"m-{a}", base_url=srv.base_url,
+                                            max_concurrency=32, timeout_s=10, **extra.get(a, {})) for a in ids])
+
+
+def run_both(guideline, docs, pool, tmp_path: Path, *, opts: StreamOptions, ray_kwargs: dict | None = None):
+    from diziner.scale import RayOptions, annotate_ray
+
+    local = annotate_stream(guideline, iter(docs), pool, tmp_path / "local" / "out.jsonl", quiet=True, options=opts,
+                            no_cache=True, cache_path=tmp_path / "cache.sqlite")
+    got = annotate_ray(guideline, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True, options=opts,
+                       ray_options=RayOptions(**(ray_kwargs or {})))
+    return local, got
+
+
+# ----------------------------------------------------------------------------- same output as the local engine
+
+
+def test_ray_engine_equals_the_local_engine_on_10000_documents(ray_runtime, server, guideline, tmp_path: Path):
+    docs = make_docs(10_000)
+    pool = make_pool(server)
+    before = server.counts["requests"]
+    local, got = run_both(guideline, docs, pool, tmp_path, opts=StreamOptions(batch_size=256),
+                          ray_kwargs={"shard_size": 4000})
+    assert server.counts["requests"] - before == 2 * 3 * 10_000  # each engine: every (annotator, document) once
+    ref, res = outputs(tmp_path / "local"), outputs(tmp_path / "ray")
+    for name in ref:
+        assert res[name] == ref[name], name
+    assert len(res["out.jsonl"]) == 10_000 and any(s["hotspot"] for r in res["out.jsonl"] for s in r["spans"])
+    assert got["weights"] == pytest.approx(local["weights"])
+    assert got["streaming"]["hotspot_threshold"] == pytest.approx(local["streaming"]["hotspot_threshold"])
+    for key in ("documents", "spans", "failed", "failed_documents", "flagged_documents"):
+        assert got[key] == local[key], key
+    assert got["ray"]["shards"] == 4  # the 512-document weight window, then 4000 + 4000 + 1488
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(ref) + []  # no work folder left
+
+
+def test_failed_calls_are_recorded_per_annotator_as_the_local_engine_does(ray_runtime, server, guideline, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    from diziner.llm.pool import AnnotatorConfig, Pool
+
+    pool = make_pool(server, ("a", "b"))
+    pool = Pool(annotators=[*pool.annotators, AnnotatorConfig(id="c", backend="openai", model="m-c", base_url=dead,
+                                                              max_retries=0, timeout_s=5)])
+    docs = make_docs(300, seed=7)
+    local, got = run_both(guideline, docs, pool, tmp_path, opts=StreamOptions(batch_size=100))
+    ref, res = outputs(tmp_path / "local"), outputs(tmp_path / "ray")
+    assert res == ref
+    assert all(r["status"] == "failed" and "connection refused" in r["reason"] for r in res["out.c.jsonl"])
+    assert got["failed"] == local["failed"] == {"a": 0, "b": 0, "c": 300}
+    assert got["streaming"]["usable_annotators"] == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------- faults and resume
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_runtime, server, guideline, tmp_path, kill_marker):
+    docs = make_docs(1500, seed=9)
+    pool = make_pool(server)
+    kill_marker.unlink()  # arm: the first worker to reach its 150th result is SIGKILLed
+    try:
+        local, got = run_both(guideline, docs, pool, tmp_path, opts=StreamOptions(batch_size=100),
+                              ray_kwargs={"shard_size": 500})
+    finally:
+        killed = kill_marker.exists()
+        kill_marker.touch()
+    assert killed, "no worker was killed"
+    ref, res = outputs(tmp_path / "local"), outputs(tmp_path / "ray")
+    assert [r["id"] for r in res["out.jsonl"]] == [d.id for d in docs]
+    for name in ref:
+        assert res[name] == ref[name], name
+
+
+class Boom(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_finished_shards(ray_runtime, server, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+
+    docs = make_docs(1300, seed=13)
+    pool = make_pool(server)
+    opts = StreamOptions(batch_size=100)
+    ropts = RayOptions(shard_size=400)
+
+    def failing(n):
+        for i, d in enumerate(docs):
+            if i == n:
+                raise Boom("driver interrupted")
+            yield d
+
+    out = tmp_path / "ray" / "out.jsonl"
+    with pytest.raises(Boom):  # the window (200) and shards 1-2 are written, shard 3 is not
+        annotate_ray(guideline, failing(1100), pool, out, quiet=True, options=opts, ray_options=ropts)
+    assert not out.exists() and len(list((tmp_path / "ray" / "out.jsonl.ray").glob("part-*[0-9].jsonl"))) == 3
+    with pytest.raises(DizinerError, match="different shard_size"):  # a changed run is refused, not mixed
+        annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=RayOptions(shard_size=300))
+    before = server.counts["requests"]
+    got = annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts)
+    assert server.counts["requests"] - before == 3 * (1300 - 1000)  # only the unfinished documents
+    assert got["ray"]["resumed_shards"] == 3 and got["documents"] == 1300
+    annotate_stream(guideline, iter(docs), pool, tmp_path / "local" / "out.jsonl", quiet=True, options=opts,
+                    no_cache=True, cache_path=tmp_path / "c.sqlite")
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+
+
+def test_the_driver_holds_at_most_one_shard_of_documents(ray_runtime, server, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+
+    docs = make_docs(1200, seed=17)
+    work = tmp_path / "out.jsonl.ray"
+    lead = []
+
+    def watched():
+        for i, d in enumerate(docs):
+            written = sum(json.loads(p.read_text())["documents"] for p in work.glob("stats-*.json"))
+            lead.append(i - written)
+            yield d
+
+    annotate_ray(guideline, watched(), make_pool(server), tmp_path / "out.jsonl", quiet=True,
+                 options=StreamOptions(batch_size=100), ray_options=RayOptions(shard_size=300))
+    assert max(lead) <= 300  # documents read but not yet written: at most one shard (or the 200-document window)
+    assert len(lines(tmp_path / "out.jsonl")) == 1200
+
+
+def test_cli_reads_parquet_and_writes_parquet_shards(ray_runtime, server, guideline, tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from diziner.cli import main
+
+    docs = make_docs(450, seed=21)
+    texts = tmp_path / "texts.parquet"
+    pq.write_table(pa.Table.from_pylist([{"id": d.id, "body": d.text} for d in docs]), texts)
+    gpath = tmp_path / "guideline.yaml"
+    gpath.write_text(guideline.to_yaml())
+    pool = tmp_path / "pool.yaml"
+    pool.write_text("annotators:\n" + "".join(
+        f"  - {{id: {a}, backend: openai, model: m-{a}, base_url: '{server.base_url}', max_concurrency: 16}}\n"
+        for a in ANNOTATORS))
+    out = tmp_path / "res"
+    common = ["annotate", "--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--text-field", "body",
+              "--batch-size", "100", "--json"]
+    assert main([*common, "--out", str(out), "--engine", "ray", "--output-format", "parquet", "--shard-size", "200"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["documents"] == 450 and summary["ray"]["shards"] == 3
+    assert main([*common, "--out", str(tmp_path / "local.jsonl"), "--no-cache", "--cache", str(tmp_path / "c.sqlite")]) == 0
+    capsys.readouterr()
+    parts = sorted(out.glob("part-*[0-9].parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    rows = [r for p in parts for r in pq.read_table(p).to_pylist()]
+    ref = lines(tmp_path / "local.jsonl")
+    assert [r["id"] for r in rows] == [r["id"] for r in ref]
+    assert [[(s["start"], s["end"], s["label"], s["support"]["weight"]) for s in r["spans"]] for r in rows] == \
+           [[(s["start"], s["end"], s["label"], s["support"]["weight"]) for s in r["spans"]] for r in ref]
+    assert sorted(p.name for p in out.glob("part-00000.*")) == [
+        "part-00000.a.parquet", "part-00000.b.parquet", "part-00000.c.parquet", "part-00000.failed.parquet",
+        "part-00000.parquet"]
+
+
+# ----------------------------------------------------------------------------- pool file: vllm-engine
+
+
+VLLM_POOL = """\
+annotators:
+  - id: qwen
+    backend: vllm-engine
+    model: Qwen/Qwen2.5-7B-Instruct
+    engine_kwargs: {max_model_len: 8192, gpu_memory_utilization: 0.9}
+    replicas: 4
+    gpus: 2
+    params: {temperature: 0.0, max_tokens: 512}
+  - id: llama
+    backend: vllm-engine
+    model: meta-llama/Llama-3.1-8B-Instruct
+    prompt_style: fewshot
+  - id: hosted
+    backend: openai
+    model: gpt-4o-mini
+    base_url: http://127.0.0.1:8000/v1
+"""
+
+
+def test_vllm_engine_annotators_become_vllm_processor_configs(tmp_path, guideline):
+    pytest.importorskip("ray.data.llm")
+    from diziner.llm.pool import load_pool
+    from diziner.scale import processors as P
+    from diziner.scale.stages import AnnotatorSpec, engine_request, first_request
+
+    path = tmp_path / "pool.yaml"
+    path.write_text(VLLM_POOL)
+    pool = load_pool(path)
+    specs = [AnnotatorSpec(i, a, pool.ids, guideline) for i, a in enumerate(pool.annotators)]
+    qwen = P.vllm_config(specs[0], batch_size=64)
+    assert qwen.model_source == "Qwen/Qwen2.5-7B-Instruct" and qwen.concurrency == 4 and qwen.batch_size == 64
+    assert {k: v for k, v in qwen.engine_kwargs.items() if k != "task_type"} == {
+        "max_model_len": 8192, "gpu_memory_utilization": 0.9, "tensor_parallel_size": 2}
+    assert qwen.chat_template_stage is True
+    llama = P.vllm_config(specs[1], batch_size=64)
+    assert llama.engine_kwargs["tensor_parallel_size"] == 1 and llama.concurrency == 1
+    assert llama.chat_template_stage is False  # a few-shot prompt goes to the completion path, untemplated
+    http = P.http_config(specs[2], batch_size=32)
+    assert http.url == "http://127.0.0.1:8000/v1/chat/completions" and http.max_retries == 0
+
+    doc = Document("x", "Nadia met Acme in Oslo.")
+    row = engine_request(specs[0], first_request(specs[0], doc))
+    assert row["messages"][-1]["content"].endswith("Nadia met Acme in Oslo.") or "Nadia met Acme" in json.dumps(row)
+    # the pool's params are defaults under the request's own (as ManagedClient.effective)
+    assert row["sampling_params"]["temperature"] == 0.0 and row["sampling_params"]["max_tokens"] > 0
+    assert row["sampling_params"]["structured_outputs"]["json"]["type"] == "object"
+    assert "prompt" in engine_request(specs[1], first_request(specs[1], doc))
+    assert engine_request(specs[0], first_request(specs[0], Document("e", "  "))) ["no_call"] is True
+
+    # the engine's answer goes through the local engine's parsing and grounding
+    from diziner.scale.stages import FinishEngine
+
+    answer = json.dumps({"mentions": [{"text": "Oslo", "label": guideline.schema_.label_names[0]}]})
+    got = json.loads(FinishEngine(specs[0])({"seq": 0, "id": "x", "text": doc.text, "generated_text": answer})["ann_0"])
+    assert got["status"] == "ok" and [(s["start"], s["end"]) for s in got["spans"]] == [(18, 22)] and got["calls"] == 1
+    bad = json.loads(FinishEngine(specs[0])({"seq": 0, "id": "x", "text": doc.text, "generated_text": "no json"})["ann_0"])
+    assert bad["status"] == "failed" and "one call per document" in bad["reason"]  # a re-ask has no endpoint
+
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ConfigError, match="needs vLLM"):
+            P.build(specs[0], batch_size=64)
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ("    base_url: http://127.0.0.1:8000/v1\n", "takes no base_url"),
+    ("    engine_kwargs: {tensor_parallel_size: 2}\n    gpus: 4\n", r"gpus \(4\) must equal"),
+    ("    engine_kwargs: {tensor_parallel_size: two}\n", "must be integers"),
+])
+def test_bad_vllm_engine_entries_are_one_line_errors(tmp_path, extra, problem):
+    from diziner.llm.pool import load_pool
+
+    path = tmp_path / "pool.yaml"
+    path.write_text("annotators:\n  - id: q\n    backend: vllm-engine\n    model: m\n" + extra)
+    with pytest.raises(InputError, match=problem) as e:
+        load_pool(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_engine_fields_are_refused_on_other_backends_and_the_local_engine_names_the_ray_engine(tmp_path):
+    from diziner.llm.factory import make_adapter
+    from diziner.llm.pool import load_pool
+
+    path = tmp_path / "pool.yaml"
+    path.write_text("annotators:\n  - {id: h, backend: openai, model: m, base_url: 'http://127.0.0.1:1/v1', replicas: 2}\n")
+    with pytest.raises(InputError, match="only for backend 'vllm-engine'"):
+        load_pool(path)
+    path.write_text("annotators:\n  - {id: q, backend: vllm-engine, model: m}\n")
+    with pytest.raises(ConfigError, match="--engine ray"):
+        make_adapter(load_pool(path).annotators[0])
+
+
+# ----------------------------------------------------------------------------- light and optional
+
+
+def test_import_diziner_and_the_cli_do_not_import_ray():
+    code = "import sys, diziner, diziner.cli, diziner.scale, diziner.aggregator; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_parquet_reader_reads_rows_like_jsonl_records(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from diziner.corpus.readers import detect_format, iter_documents
+
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "Ada in Paris.", "id": None}, {"text": "Bob.", "id": "b7"}]), path)
+    docs = [d for d, _ in iter_documents(path)]
+    assert detect_format(path) == "parquet"
+    assert [(d.id, d.text) for d in docs] == [("docs:0", "Ada in Paris."), ("b7", "Bob.")]
+    with pytest.raises(InputError, match='no "body" column'):
+        list(iter_documents(path, text_field="body"))
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        list(iter_documents(bad))
+
+
+def test_aggregator_state_round_trips_and_refuses_to_predict_unfitted(guideline):
+    from diziner.aggregator import Aggregator
+
+    labels = guideline.schema_.label_names
+    with pytest.raises(DizinerError, match="not fitted"):
+        Aggregator(labels).predict([], {})
+    state = {"usable": ["a", "b"], "weights": {"a": 0.6, "b": 0.4}, "threshold": 0.5}
+    assert Aggregator(labels).load_state(state).state() == state
+
+
+def test_unusable_first_answers_are_asked_again_with_the_local_retry_policy(ray_runtime, server, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.testing.server import Faults, TestServer
+
+    docs = make_docs(200, seed=23)
+    opts = StreamOptions(batch_size=100)
+    annotate_stream(guideline, iter(docs), make_pool(server), tmp_path / "local" / "out.jsonl", quiet=True,
+                    options=opts, no_cache=True, cache_path=tmp_path / "c.sqlite")
+    faults = Faults(sequence=["truncated", "malformed", "500", "503", "close"] * 8)
+    with TestServer(title_word_responder, faults=faults, keep_requests=False) as flaky:
+        pool = make_pool(flaky, **{a: {"max_retries": 3} for a in ANNOTATORS})
+        for a in pool.annotators:
+            a.timeout_s = 5
+        annotate_ray(guideline, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True, options=opts,
+                     ray_options=RayOptions())
+        assert flaky.counts["requests"] >= 3 * 200 + 40  # the 40 faulty answers were asked again
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
