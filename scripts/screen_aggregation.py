@@ -27,17 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def _read(path: Path) -> dict[str, list[Any]]:
-    from diziner.annotate.runner import DocResult
-
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            r = DocResult.from_json(line, path=str(path), line=i)
-            if r.ok:
-                out[r.doc_id] = list(r.spans)
-    return out
+from diziner.annotate.runner import read_answered_spans
 
 
 RULES: dict[str, dict[str, Any]] = {
@@ -72,7 +62,7 @@ def screen(out: Path, name: str, subsets: list[list[str]]) -> dict[str, Any]:
                               "naive": res.get("naive", {}), "guidelines": {}}
     for t in sorted({0, res["selected_iteration"]}):
         folder = out / name / "test" / f"guideline-{t}"
-        ann_all = {p.stem: _read(p) for p in sorted(folder.glob("*.jsonl"))}
+        ann_all = {p.stem: read_answered_spans(p) for p in sorted(folder.glob("*.jsonl"))}
         rows = {}
         for sub in subsets or [list(ann_all)]:
             ann = {a: ann_all[a] for a in sub}

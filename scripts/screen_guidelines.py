@@ -29,17 +29,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
-def _spans_by_doc(path: Path) -> dict[str, list]:
-    from diziner.annotate.runner import DocResult
-
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            r = DocResult.from_json(line, path=str(path), line=i)
-            if r.ok:
-                out[r.doc_id] = list(r.spans)
-    return out
+from diziner.annotate.runner import read_answered_spans
 
 
 def _f1(gold: dict[str, list], pred: dict[str, list], doc_ids: list[str]) -> float:
@@ -88,9 +78,9 @@ def screen(dataset: str, pool_path: str, run: Path | None, guidelines: dict[str,
             o = out / dataset / f"{sname}-{gname}.jsonl"
             o.parent.mkdir(parents=True, exist_ok=True)
             annotate_corpus(g, docs, pool, o, quiet=True, aggregation="union")
-            ann = {a.id: _spans_by_doc(o.with_name(f"{o.stem}.{a.id}.jsonl")) for a in pool.annotators}
+            ann = {a.id: read_answered_spans(o.with_name(f"{o.stem}.{a.id}.jsonl")) for a in pool.annotators}
             res = analyze(docs, ann, labels=g.schema_.label_names)
-            union = _spans_by_doc(o)
+            union = read_answered_spans(o)
             row = {"documents": sname, "n": len(docs), "guideline": gname, "agreement": res.mean_agreement,
                    "over_labels": res.label_macro_f1, "agreement_by_label": res.agreement_by_label,
                    "spans": {a: dict(Counter(s.label for v in by.values() for s in v)) for a, by in ann.items()},

@@ -21,3 +21,40 @@ def shared_benchmarks() -> Path:
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:
     return EXAMPLES
+
+
+# ---- shared by the streamed and the Ray engine tests: the scripted server's title-word answers
+
+CORPUS_WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
+                "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
+
+
+def make_corpus(n: int, seed: int = 3, width: int = 4):
+    """``n`` short documents of ``CORPUS_WORDS`` (ids ``d0000``...), the same for the same seed."""
+    import random
+
+    from diziner.corpus.model import Document
+
+    rng = random.Random(seed)
+    return [Document(f"d{i:0{width}d}", " ".join(rng.choice(CORPUS_WORDS) for _ in range(rng.randint(3, 12))) + ".")
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The scripted OpenAI-compatible server answering with the capitalised words of a text
+    (a module that needs another server defines its own ``server``)."""
+    from diziner.testing.faults import title_word_responder
+    from diziner.testing.server import TestServer
+
+    with TestServer(title_word_responder, keep_requests=False) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def guideline(examples_dir: Path):
+    """The iteration-0 guideline of examples/schema.yaml."""
+    from diziner.guideline import Guideline
+    from diziner.schema import load_schema
+
+    return Guideline.initial(load_schema(examples_dir / "schema.yaml"))

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_corpus
 
 from diziner.corpus.model import Document
 from diziner.errors import ConfigError, DizinerError, InputError
-from diziner.guideline import Guideline
-from diziner.schema import load_schema
 from diziner.stream import StreamOptions, annotate_stream
 from diziner.testing.faults import title_word_responder
 
-WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
-         "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
 ANNOTATORS = ("a", "b", "c")
 
 
 def make_docs(n: int, seed: int = 3) -> list[Document]:
-    rng = random.Random(seed)
-    return [Document(f"d{i:05d}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + ".")
-            for i in range(n)]
+    return make_corpus(n, seed, width=5)
 
 
 def lines(path: Path) -> list[dict]:
@@ -60,19 +54,6 @@ def ray_runtime(kill_marker):
         ray.shutdown()
         for k in env:
             os.environ.pop(k, None)
-
-
-@pytest.fixture(scope="module")
-def server():
-    from diziner.testing.server import TestServer
-
-    with TestServer(title_word_responder, keep_requests=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def guideline(examples_dir: Path) -> Guideline:
-    return Guideline.initial(load_schema(examples_dir / "schema.yaml"))
 
 
 def make_pool(srv, ids=ANNOTATORS, **extra):

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
+from conftest import make_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
-from diziner.guideline import Guideline
-from diziner.schema import load_schema
-from diziner.testing.faults import title_word_responder
 from diziner.stream import (
     StreamOptions,
     StreamPaths,
@@ -25,27 +22,10 @@ from diziner.stream import (
 
 pytest.importorskip("openai")
 
-WORDS = ["Acme", "Borealis", "Nadia", "Oslo", "Zephyr", "Quill", "Mira", "Tokyo", "Vantage", "Ilse",
-         "said", "the", "new", "plans", "in", "with", "a", "deal", "for", "today", "and", "its"]
 
 
 def make_docs(n: int, seed: int = 3) -> list[Document]:
-    rng = random.Random(seed)
-    return [Document(f"d{i:04d}", " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + ".")
-            for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def server():
-    from diziner.testing.server import TestServer
-
-    with TestServer(title_word_responder, keep_requests=False) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def guideline(examples_dir: Path) -> Guideline:
-    return Guideline.initial(load_schema(examples_dir / "schema.yaml"))
+    return make_corpus(n, seed, width=4)
 
 
 def make_pool(srv):

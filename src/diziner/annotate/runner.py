@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 from diziner.annotate.chunk import chunk_text, merge_chunk_spans
@@ -24,7 +25,7 @@ from diziner.errors import InputError, LLMCallError
 from diziner.guideline import Guideline
 from diziner.llm.base import LLMClient
 
-__all__ = ["DocResult", "AnnotatorRun", "annotate_document", "annotate_documents", "annotate_documents_sync",
+__all__ = ["DocResult", "AnnotatorRun", "read_answered_spans", "annotate_document", "annotate_documents", "annotate_documents_sync",
            "GROUNDING_KEYS"]
 
 GROUNDING_KEYS = ("exact", "fuzzy", "ungrounded", "duplicate")
@@ -152,6 +153,20 @@ class _LineReader:
         if not isinstance(v, int) or isinstance(v, bool):
             raise self.bad(f'"{key}" must be an integer')
         return v
+
+
+def read_answered_spans(path: str | Path) -> dict[str, list[Span]]:
+    """Document id → spans of every document an annotator file (``DocResult`` lines, as
+    ``annotate``/``bench`` write them) answered; failed documents are left out. A bad line
+    is the project's one-line input error naming the file and line."""
+    out: dict[str, list[Span]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if line.strip():
+                r = DocResult.from_json(line, path=str(path), line=i)
+                if r.ok:
+                    out[r.doc_id] = list(r.spans)
+    return out
 
 
 @dataclass

@@ -224,19 +224,27 @@ def _window_size(opts: Any) -> int:
     return -(-opts.window() // opts.batch_size) * opts.batch_size
 
 
-def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any, out: str | Path, *,
-                 options: Any = None, ray_options: RayOptions | None = None, quiet: bool = False,
-                 source: str | Path | None = None) -> dict[str, Any]:
-    """Annotate ``documents`` on Ray Data and write ``out`` and its siblings (see the module docstring).
+@dataclass
+class _RayRun:
+    """What the shards of one Ray run share (set up once by :func:`_prepare`)."""
 
-    Returns the summary of :func:`diziner.stream.annotate_stream_async` (``usage`` is None: calls
-    are made on the workers) plus a ``ray`` section.
-    """
+    opts: Any
+    ropts: RayOptions
+    ids: list[str]
+    specs: list[Any]
+    expect: dict[str, Any]
+    paths: Any  # diziner.stream.StreamPaths: the final files
+    shards: Shards
+    aggregator: Any
+    finished: set[int]
+
+
+def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_options: RayOptions | None) -> _RayRun:
+    """Check the options and the pool, build each annotator's spec, load a resumable state."""
     from diziner.aggregation import Aggregation
     from diziner.aggregator import Aggregator
-    from diziner.loop import Progress
     from diziner.scale import processors as P
-    from diziner.scale.stages import AnnotatorSpec, Aggregate, aggregate_rows
+    from diziner.scale.stages import AnnotatorSpec
     from diziner.stream import StreamOptions, StreamPaths, guideline_sha
 
     opts = options or StreamOptions()
@@ -245,82 +253,103 @@ def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any,
     opts.check()
     ropts = ray_options or RayOptions()
     ropts.check()
-    out = Path(out)
     ids = [a.id for a in pool.annotators]
-    paths = StreamPaths.of(out, ids)
-    labels = list(guideline.schema_.label_names)
+    paths = StreamPaths.of(out, ids)  # checks the annotator ids
     pool.check_env()
     specs = [AnnotatorSpec(i, a, ids, guideline, reask=opts.reask, max_mentions=opts.max_mentions,
                            global_concurrency=pool.global_concurrency,
                            api_key=os.environ.get(a.api_key_env) if a.api_key_env else None)
              for i, a in enumerate(pool.annotators)]
     P.check_backends(specs)
-    window = _window_size(opts)
     expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": guideline_sha(guideline), "annotators": ids,
               "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
               "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
               "output_format": ropts.output_format}
     shards = Shards(out, ids, ropts.output_format)
     state = _load_state(shards, expect)
-    where = str(source) if source is not None else None
-    aggregator = Aggregator(labels, aggregation=opts.agg(), weights=opts.weights, percentile=opts.percentile)
+    aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(), weights=opts.weights,
+                            percentile=opts.percentile)
     if state is not None:
         aggregator.load_state(state)
+    return _RayRun(opts, ropts, ids, specs, expect, paths, shards, aggregator, shards.finished())
 
+
+def _unique(documents: Iterable[Document], where: str | None) -> Iterator[Document]:
+    seen: set[str] = set()
+    for d in documents:
+        if d.id in seen:
+            raise InputError(where, None, f"duplicate document id {d.id!r}; ids must be unique")
+        seen.add(d.id)
+        yield d
+
+
+def _run_shards(run: _RayRun, ray: Any, documents: Iterator[Document], procs: list[Any], quiet: bool) -> tuple[int, int]:
+    """Shard 0 (the weight window), then shards of ``shard_size``; finished ones are skipped.
+    Returns (shards, documents)."""
+    from diziner.loop import Progress
+    from diziner.scale.stages import Aggregate, aggregate_rows
+
+    opts, window = run.opts, _window_size(run.opts)
+    k = start = 0
+    with Progress(quiet) as progress:
+        while True:
+            docs = list(islice(documents, window if k == 0 else run.ropts.shard_size))
+            if not docs:
+                return k, start
+            if k in run.finished:
+                progress.print(f"shard {k}: {len(docs)} documents finished earlier")
+            elif k == 0:
+                _write_window(run.shards, ray, docs, procs, opts, run.aggregator, run.ids, run.expect, progress,
+                              aggregate_rows)
+            else:
+                ds = _annotated(ray, _rows_of(docs, start), procs, opts.batch_size)
+                ds = ds.map_batches(Aggregate(run.aggregator, run.ids), batch_size=opts.batch_size,
+                                    batch_format="default")
+                run.shards.write(k, *_collect(run.ids, ds.iter_batches(batch_size=opts.batch_size,
+                                                                        batch_format="default")))
+                progress.print(f"shard {k}: {len(docs)} documents written")
+            start += len(docs)
+            k += 1
+
+
+def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any, out: str | Path, *,
+                 options: Any = None, ray_options: RayOptions | None = None, quiet: bool = False,
+                 source: str | Path | None = None) -> dict[str, Any]:
+    """Annotate ``documents`` on Ray Data and write ``out`` and its siblings (see the module docstring).
+
+    Returns the summary of :func:`diziner.stream.annotate_stream_async` (``usage`` is None: calls
+    are made on the workers) plus a ``ray`` section.
+    """
+    from diziner.scale import processors as P
+
+    out = Path(out)
+    run = _prepare(guideline, pool, out, options, ray_options)
+    opts, ropts = run.opts, run.ropts
+    where = str(source) if source is not None else None
     ray = init_ray(ropts)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     if quiet:
         ctx.enable_progress_bars = False
     procs = [P.build(s, batch_size=opts.batch_size, http_concurrency=ropts.http_concurrency,
-                     http_num_cpus=ropts.http_num_cpus) for s in specs]
-
-    seen: set[str] = set()
-
-    def unique() -> Iterator[Document]:
-        for d in documents:
-            if d.id in seen:
-                raise InputError(where, None, f"duplicate document id {d.id!r}; ids must be unique")
-            seen.add(d.id)
-            yield d
-
-    stream = unique()
-    finished = shards.finished()
-    k = 0
-    start = 0
-    with Progress(quiet) as progress:
-        while True:
-            size = window if k == 0 else ropts.shard_size
-            docs = list(islice(stream, size))
-            if not docs:
-                break
-            if k in finished:
-                progress.print(f"shard {k}: {len(docs)} documents finished earlier")
-            elif k == 0:
-                _write_window(shards, ray, docs, procs, opts, aggregator, ids, expect, progress, aggregate_rows)
-            else:
-                ds = _annotated(ray, _rows_of(docs, start), procs, opts.batch_size)
-                ds = ds.map_batches(Aggregate(aggregator, ids), batch_size=opts.batch_size, batch_format="default")
-                shards.write(k, *_collect(ids, ds.iter_batches(batch_size=opts.batch_size, batch_format="default")))
-                progress.print(f"shard {k}: {len(docs)} documents written")
-            start += len(docs)
-            k += 1
-            del docs
+                     http_num_cpus=ropts.http_num_cpus) for s in run.specs]
+    k, start = _run_shards(run, ray, _unique(documents, where), procs, quiet)
     if start == 0:
         raise InputError(where, None, "no documents found")
-    totals = _totals([shards.stats(j) for j in range(k)], ids)
-    finals = [*((a, p) for a, p in paths.annotators.items()), ("failed", paths.failed), ("", out)]
-    shards.finalize(k, finals)
+    totals = _totals([run.shards.stats(j) for j in range(k)], run.ids)
+    paths = run.paths
+    run.shards.finalize(k, [*((a, p) for a, p in paths.annotators.items()), ("failed", paths.failed), ("", out)])
     if totals["failed_documents"] and not quiet:
         import sys
 
         print(f"warning: {totals['failed_documents']} document(s) nobody answered are listed in the failed "
               f"file{'s' if ropts.output_format == 'parquet' else ''}, not with the annotations", file=sys.stderr)
-    return {**totals, "annotators": ids, "weights": aggregator.weights_, "usage": None,
-            "streaming": {"batch_size": opts.batch_size, "weight_window_documents": min(window, start),
-                          "hotspot_threshold": aggregator.threshold_, "usable_annotators": aggregator.usable_},
-            "ray": {"shards": k, "resumed_shards": len([j for j in finished if j < k]), "shard_size": ropts.shard_size,
-                    "output_format": ropts.output_format}}
+    agg = run.aggregator
+    return {**totals, "annotators": run.ids, "weights": agg.weights_, "usage": None,
+            "streaming": {"batch_size": opts.batch_size, "weight_window_documents": min(_window_size(opts), start),
+                          "hotspot_threshold": agg.threshold_, "usable_annotators": agg.usable_},
+            "ray": {"shards": k, "resumed_shards": len([j for j in run.finished if j < k]),
+                    "shard_size": ropts.shard_size, "output_format": ropts.output_format}}
 
 
 def _write_window(shards: Shards, ray: Any, docs: list[Document], procs: list[Any], opts: Any, aggregator: Any,
