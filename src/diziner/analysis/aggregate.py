@@ -21,10 +21,11 @@ a document nobody answered is absent. Weights are renormalised per document over
 annotators who answered it, so a document some annotators failed on gets the vote of
 those who answered.
 
-Every output span carries ``support = {annotators, weight, token_support}`` —
-annotators whose own span matches it exactly, the sum of their (renormalised) weights,
-and the mean over its tokens of ``p`` of the span's tag (B on the first token, I after)
-— and ``hotspot``: whether it overlaps a hotspot.
+Every output span (:class:`~diziner.analysis.records.AggregatedSpan`) carries ``support
+= {annotators, weight, token_support}`` — annotators whose own span matches it exactly,
+the sum of their (renormalised) weights, and the mean over its tokens of ``p`` of the
+span's tag (B on the first token, I after) — and ``hotspot``: whether it overlaps a
+hotspot. :func:`aggregate_spans` returns the records, :func:`aggregate` their JSON.
 """
 from __future__ import annotations
 
@@ -34,20 +35,21 @@ from diziner.analysis import scores as S
 from diziner.analysis.consensus import select_spans
 from diziner.analysis.core import answered_matrix, collect_labels
 from diziner.aggregation import DEFAULT_AGGREGATION, Aggregation  # noqa: F401  (re-exported)
+from diziner.analysis.records import AggregatedSpan, HotRun, Hotspot, Support, hot_runs_of
 from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
 
 
-def _hot_mask_from_dicts(index: TokenIndex, hotspots: list[dict]) -> np.ndarray:
+def _hot_mask(index: TokenIndex, hotspots: list[HotRun | Hotspot]) -> np.ndarray:
     delta = np.zeros(index.n_tokens + 1, dtype=np.int64)
     for h in hotspots:
-        d = index.position.get(str(h.get("document")))
+        d = index.position.get(h.document)
         if d is None:
             continue
         base = int(index.offsets[d])
-        s = base + int(h["token_start"])
-        e = min(base + int(h["token_end"]), int(index.offsets[d + 1]))
+        s = base + h.token_start
+        e = min(base + h.token_end, int(index.offsets[d + 1]))
         if e > s:
             delta[s] += 1
             delta[e] -= 1
@@ -59,11 +61,28 @@ def aggregate(
     annotations: dict[str, dict[str, list[Span]]],
     weights: dict[str, float],
     min_support: float | None = None,
-    hotspots: list[dict] | None = None,
+    hotspots: list[dict] | list[HotRun] | list[Hotspot] | None = None,
     labels: list[str] | None = None,
     percentile: float = 80.0,
     reliability: str | None = None,
 ) -> dict[str, list[dict]]:
+    """:func:`aggregate_spans` as JSON: document id → span dicts (``{start, end, label,
+    text, support, hotspot}``, sorted by start)."""
+    out = aggregate_spans(documents, annotations, weights, min_support=min_support, hotspots=hotspots, labels=labels,
+                          percentile=percentile, reliability=reliability)
+    return {d: [sp.to_json() for sp in spans] for d, spans in out.items()}
+
+
+def aggregate_spans(
+    documents: list[Document],
+    annotations: dict[str, dict[str, list[Span]]],
+    weights: dict[str, float],
+    min_support: float | None = None,
+    hotspots: list[dict] | list[HotRun] | list[Hotspot] | None = None,
+    labels: list[str] | None = None,
+    percentile: float = 80.0,
+    reliability: str | None = None,
+) -> dict[str, list[AggregatedSpan]]:
     """Aggregate annotations; returns document id → spans (sorted by start).
 
     ``annotations[a]`` holds the documents annotator ``a`` answered (see
@@ -71,9 +90,9 @@ def aggregate(
     ``weights`` (annotator → weight) are normalised to sum 1 (uniform if all are 0), then
     renormalised per document over the annotators who answered it. ``labels`` fixes
     the label order of the tie rule (pass the schema's, as to ``analyze``).
-    ``hotspots`` is a list of hotspot dicts (``document``, ``token_start``,
-    ``token_end``) such as :attr:`AnalysisResult.hotspots`; when None, hotspots are
-    computed on these documents with ``percentile``.
+    ``hotspots`` is a list of hotspot records or dicts (``document``, ``token_start``,
+    ``token_end``) such as :attr:`AnalysisResult.hotspot_records`; when None, hotspots
+    are computed on these documents with ``percentile``.
     """
     if not annotations:
         raise InputError(None, None, "no annotators given")
@@ -105,11 +124,11 @@ def aggregate(
         np.add.at(delta, he, -1)
         in_hot = np.cumsum(delta[:-1]) > 0
     else:
-        in_hot = _hot_mask_from_dicts(index, hotspots)
+        in_hot = _hot_mask(index, hot_runs_of(hotspots))
     span_hot = S.range_sums(in_hot.astype(np.float64), starts, ends) > 0
 
     answered_any = doc_answered.any(axis=0).tolist()
-    out: dict[str, list[dict]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
+    out: dict[str, list[AggregatedSpan]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
     rows = choice.proposers.T.tolist()
     doc_of = index.doc_of_token[starts].tolist()
     c0s = index.char_start[starts].tolist()
@@ -121,19 +140,8 @@ def aggregate(
     ):
         doc = documents[d]
         who = [k for k, m in enumerate(row) if m]
-        out[doc.id].append(
-            {
-                "start": c0,
-                "end": c1,
-                "label": labels[lab],
-                "text": doc.text[c0:c1],
-                "support": {
-                    "annotators": [names[k] for k in who],
-                    "weight": round(sup_i, 6),
-                    "token_support": round(ts_i, 4),
-                    **({} if post_i is None else {"posterior": round(post_i, 4)}),
-                },
-                "hotspot": hot_i,
-            }
-        )
+        support = Support(annotators=[names[k] for k in who], weight=round(sup_i, 6), token_support=round(ts_i, 4),
+                          posterior=None if post_i is None else round(post_i, 4))
+        out[doc.id].append(AggregatedSpan(start=c0, end=c1, label=labels[lab], text=doc.text[c0:c1], support=support,
+                                          hotspot=hot_i))
     return out
