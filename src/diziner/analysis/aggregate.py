@@ -56,6 +56,29 @@ def _hot_mask(index: TokenIndex, hotspots: list[HotRun | Hotspot]) -> np.ndarray
     return np.cumsum(delta[:-1]) > 0
 
 
+def _check(annotations: dict, weights: dict[str, float], min_support: float | None) -> list[str]:
+    """The annotator names, after checking that each has a weight and ``min_support`` is within [0, 1]."""
+    if not annotations:
+        raise InputError(None, None, "no annotators given")
+    names = list(annotations)
+    missing = [n for n in names if n not in weights]
+    if missing:
+        raise InputError(None, None, f"no weight given for annotator(s) {', '.join(missing)}")
+    if min_support is not None and not 0.0 <= min_support <= 1.0:
+        raise InputError(None, None, f"min_support must be within [0, 1], got {min_support}")
+    return names
+
+
+def _own_hot_mask(index: TokenIndex, Z: np.ndarray, W: np.ndarray, percentile: float) -> np.ndarray:
+    """Tokens in the hotspots of these documents alone (their own ``percentile``)."""
+    hot, _ = S.hot_tokens(S.hot_score(S.token_scores(Z, W)), percentile)
+    hs, he = S.hotspot_runs(hot, index.doc_start)
+    delta = np.zeros(index.n_tokens + 1, dtype=np.int64)
+    np.add.at(delta, hs, 1)
+    np.add.at(delta, he, -1)
+    return np.cumsum(delta[:-1]) > 0
+
+
 def aggregate(
     documents: list[Document],
     annotations: dict[str, dict[str, list[Span]]],
@@ -94,19 +117,11 @@ def aggregate_spans(
     ``token_end``) such as :attr:`AnalysisResult.hotspot_records`; when None, hotspots
     are computed on these documents with ``percentile``.
     """
-    if not annotations:
-        raise InputError(None, None, "no annotators given")
-    names = list(annotations)
-    missing = [n for n in names if n not in weights]
-    if missing:
-        raise InputError(None, None, f"no weight given for annotator(s) {', '.join(missing)}")
-    if min_support is not None and not 0.0 <= min_support <= 1.0:
-        raise InputError(None, None, f"min_support must be within [0, 1], got {min_support}")
+    names = _check(annotations, weights, min_support)
     w = S.normalise(np.array([float(weights[n]) for n in names]))
     labels = list(labels) if labels is not None else collect_labels(annotations)
     label_ids = {lab: i for i, lab in enumerate(labels)}
     index = TokenIndex.build(documents)
-    n = index.n_tokens
     Z = np.vstack([project(index, annotations[nm], label_ids, annotator=nm)[0] for nm in names])
     doc_answered = answered_matrix(documents, annotations, names)
     A = doc_answered[:, index.doc_of_token]
@@ -115,16 +130,7 @@ def aggregate_spans(
 
     choice = select_spans(Z, W, index.doc_start, n_lab, min_support=min_support, reliability=reliability, answered=A)
     starts, ends, labs = choice.starts, choice.ends, choice.labels
-    if hotspots is None:
-        ts = S.token_scores(Z, W)
-        hot, _ = S.hot_tokens(S.hot_score(ts), percentile)
-        hs, he = S.hotspot_runs(hot, index.doc_start)
-        delta = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(delta, hs, 1)
-        np.add.at(delta, he, -1)
-        in_hot = np.cumsum(delta[:-1]) > 0
-    else:
-        in_hot = _hot_mask(index, hot_runs_of(hotspots))
+    in_hot = _own_hot_mask(index, Z, W, percentile) if hotspots is None else _hot_mask(index, hot_runs_of(hotspots))
     span_hot = S.range_sums(in_hot.astype(np.float64), starts, ends) > 0
 
     answered_any = doc_answered.any(axis=0).tolist()

@@ -181,6 +181,6 @@ def hot_runs_of(hotspots: Iterable[Any]) -> list[HotRun | Hotspot]:
 
 
 def profiles_of(analysis: Mapping[str, Any] | None) -> dict[str, ErrorProfile]:
-    """Error profiles by annotator from an analysis' JSON object."""
+    """Error profiles by annotator from an analysis' JSON object (an empty one is no profile)."""
     raw = (analysis or {}).get("profiles") or {}
-    return {str(a): _parse(ErrorProfile, p or {}, f"profiles.{a}") for a, p in raw.items()}
+    return {str(a): _parse(ErrorProfile, p, f"profiles.{a}") for a, p in raw.items() if p}
