@@ -45,7 +45,7 @@ def _hot_mask(index: TokenIndex, hotspots: list[HotRun | Hotspot]) -> np.ndarray
     delta = np.zeros(index.n_tokens + 1, dtype=np.int64)
     for h in hotspots:
         d = index.position.get(h.document)
-        if d is None:
+        if d is None or h.token_start is None or h.token_end is None:
             continue
         base = int(index.offsets[d])
         s = base + h.token_start

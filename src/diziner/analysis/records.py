@@ -62,16 +62,16 @@ class Hotspot(_Record):
 
     id: int | str | None = None  # index in the analysis' list
     document: str = ""
-    token_start: int = 0
-    token_end: int = 0
-    char_start: int = 0
-    char_end: int = 0
+    token_start: int | None = None  # None (here and below): not recorded
+    token_end: int | None = None
+    char_start: int | None = None
+    char_end: int | None = None
     window_char_start: int | None = None  # default: char_start
     window_char_end: int | None = None  # default: char_end
     text: str = ""
     context: str = ""
     category: str = ""
-    elite_agree: bool | None = None  # None: not recorded
+    elite_agree: bool | None = None
     bias: float | None = None
     mean_u_star: float | None = None
     errors: list[HotspotError] = []
@@ -90,7 +90,7 @@ class Hotspot(_Record):
 
     @property
     def window(self) -> tuple[int, int]:
-        """The reading window in characters."""
+        """The reading window in characters (0 where not recorded)."""
         return int(self.window_char_start or 0), int(self.window_char_end or 0)
 
     @property
