@@ -122,14 +122,13 @@ def _prf(sc: dict[str, Any], macro: bool = False) -> dict[str, Any]:
 def _combined_outputs(documents, ann, weights, res, labels, delivered_by, lost) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     """The delivered aggregation, the token consensus (always reported) and the union, as
     spans by document, leaving out the ``lost`` documents (no annotator answered them)."""
-    from diziner.analysis import aggregate
-    from diziner.loop import _spans_from_dicts
+    from diziner.analysis import aggregate_spans
 
-    hot = res.to_json()["hotspots"] if res else None
-    made = {"consensus": aggregate(documents, ann, weights, hotspots=hot, labels=labels),
-            "union": aggregate(documents, ann, weights, min_support=0.0, labels=labels),
-            "delivered": aggregate(documents, ann, weights, hotspots=hot, labels=labels, **delivered_by.kwargs())}
-    return {k: {d: _spans_from_dicts(d, rows) for d, rows in by_doc.items() if d not in lost}
+    hot = res.hotspot_records if res else None
+    made = {"consensus": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels),
+            "union": aggregate_spans(documents, ann, weights, min_support=0.0, labels=labels),
+            "delivered": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels, **delivered_by.kwargs())}
+    return {k: {d: [sp.to_span(d) for sp in spans] for d, spans in by_doc.items() if d not in lost}
             for k, by_doc in made.items()}
 
 

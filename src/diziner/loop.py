@@ -29,7 +29,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diziner import atomic
 from diziner.corpus.model import Document, Span
@@ -38,6 +38,9 @@ from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
 from diziner.options import DEFAULTS
 from diziner.faultpoints import maybe_kill
+
+if TYPE_CHECKING:
+    from diziner.analysis.records import AggregatedSpan
 
 log = logging.getLogger("diziner.loop")
 
@@ -235,17 +238,19 @@ def _score(gold: dict[str, list[Span]], outputs: dict[str, dict[str, list[Span]]
     return {name: float(sc["micro"]["f1"]) for name, sc in score_outputs(gold, outputs, documents).items()}
 
 
-def _consensus_spans(documents, annotations, weights, aggregation, hotspots=None, labels=None) -> dict[str, list[dict]]:
+def _consensus_spans(documents, annotations, weights, aggregation, hotspots=None, labels=None
+                     ) -> dict[str, list[AggregatedSpan]]:
     """The delivered aggregation (an :class:`~diziner.analysis.aggregate.Aggregation` or its text)."""
-    from diziner.analysis import aggregate
+    from diziner.analysis import aggregate_spans
     from diziner.aggregation import Aggregation
 
     agg = Aggregation.parse(aggregation)
-    return aggregate(documents, annotations, weights, hotspots=hotspots, labels=labels, **agg.kwargs())
+    return aggregate_spans(documents, annotations, weights, hotspots=hotspots, labels=labels, **agg.kwargs())
 
 
-def _spans_from_dicts(doc_id: str, rows: list[dict]) -> list[Span]:
-    return [Span(doc_id, int(r["start"]), int(r["end"]), str(r["label"]), str(r.get("text", ""))) for r in rows]
+def _as_json(consensus: dict[str, list[AggregatedSpan]]) -> dict[str, list[dict]]:
+    """The aggregation as the span dicts of the delivered rows."""
+    return {d: [sp.to_json() for sp in spans] for d, spans in consensus.items()}
 
 
 def _failure_kind(reason: str | None) -> str:
@@ -649,7 +654,7 @@ def _score_step(lp: _Loop, sample: list[Document], annotations: dict, analysis: 
     cons = _consensus_spans(sample, annotations, rec.weights, lp.opts.aggregation(), analysis["hotspots"],
                             lp.schema.label_names)
     rec.f1 = _score(lp.gold, {**{a: annotations[a] for a in rec.annotators},
-                              "consensus": {d: _spans_from_dicts(d, rows) for d, rows in cons.items()}}, sample)
+                              "consensus": {d: [sp.to_span(d) for sp in v] for d, v in cons.items()}}, sample)
 
 
 def _drop_step(lp: _Loop, t: int, rec: IterationRecord) -> None:
@@ -876,9 +881,9 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         analysis = result.to_json()
         atomic.write_json(fdir / "analysis.json", analysis)
         atomic.write_text(fdir / "report.md", result.to_markdown())
-        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
+        weights, hotspots = dict(analysis["weights"]), result.hotspot_records
     cons = _consensus_spans(documents, annotations, weights, opts.aggregation(), hotspots, schema.label_names)
-    rows, lost = delivered_rows(documents, runs, cons, usable)
+    rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
     atomic.write_jsonl(fdir / "failed.jsonl", lost)
     atomic.write_jsonl(fdir / "annotations.jsonl", rows)
     maybe_kill("final_annotations")
@@ -888,9 +893,8 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
                        f"(listed in {fdir / 'failed.jsonl'}), {len(flagged)} answered by only some annotators (flagged)")
     f1: dict[str, float] = {}
     if gold is not None:
-        answered = {r["id"]: r["spans"] for r in rows}
-        f1 = _score(gold, {**{a: annotations[a] for a in usable},
-                           "consensus": {d: _spans_from_dicts(d, v) for d, v in answered.items()}}, documents)
+        answered = {r["id"]: [sp.to_span(r["id"]) for sp in cons.get(r["id"], [])] for r in rows}
+        f1 = _score(gold, {**{a: annotations[a] for a in usable}, "consensus": answered}, documents)
     done = {"annotators": usable, "weights": weights, "f1": f1, "failed_documents": [r["id"] for r in lost],
             "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)
@@ -958,10 +962,10 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         weights = {a: 1.0 / len(usable) for a in usable}
         hotspots = None
         if len(usable) >= 2:
-            analysis = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights).to_json()
-            weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
+            result = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights)
+            weights, hotspots = dict(result.weights), result.hotspot_records
         cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, guideline.schema_.label_names)
-        rows, lost = delivered_rows(documents, runs, cons, usable)
+        rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
         atomic.write_jsonl(out, rows)
         failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}

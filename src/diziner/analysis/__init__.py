@@ -2,7 +2,9 @@
 (p, D_conf, D_type, U_bnd, U*), hotspots with categories and error types, error
 profiles, agreement figures and aggregation. Pure numpy; see ``docs/analysis.md``.
 """
-from diziner.analysis.aggregate import aggregate
-from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays, hotspot_dicts
+from diziner.analysis.aggregate import aggregate, aggregate_spans
+from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays, hot_runs, hotspot_dicts
+from diziner.analysis.records import AggregatedSpan, ErrorProfile, HotRun, Hotspot
 
-__all__ = ["AnalysisResult", "ArrayAnalysis", "aggregate", "analyze", "analyze_arrays", "hotspot_dicts"]
+__all__ = ["AggregatedSpan", "AnalysisResult", "ArrayAnalysis", "ErrorProfile", "HotRun", "Hotspot", "aggregate",
+           "aggregate_spans", "analyze", "analyze_arrays", "hot_runs", "hotspot_dicts"]

@@ -21,10 +21,11 @@ a document nobody answered is absent. Weights are renormalised per document over
 annotators who answered it, so a document some annotators failed on gets the vote of
 those who answered.
 
-Every output span carries ``support = {annotators, weight, token_support}`` —
-annotators whose own span matches it exactly, the sum of their (renormalised) weights,
-and the mean over its tokens of ``p`` of the span's tag (B on the first token, I after)
-— and ``hotspot``: whether it overlaps a hotspot.
+Every output span (:class:`~diziner.analysis.records.AggregatedSpan`) carries ``support
+= {annotators, weight, token_support}`` — annotators whose own span matches it exactly,
+the sum of their (renormalised) weights, and the mean over its tokens of ``p`` of the
+span's tag (B on the first token, I after) — and ``hotspot``: whether it overlaps a
+hotspot. :func:`aggregate_spans` returns the records, :func:`aggregate` their JSON.
 """
 from __future__ import annotations
 
@@ -34,47 +35,29 @@ from diziner.analysis import scores as S
 from diziner.analysis.consensus import select_spans
 from diziner.analysis.core import answered_matrix, collect_labels
 from diziner.aggregation import DEFAULT_AGGREGATION, Aggregation  # noqa: F401  (re-exported)
+from diziner.analysis.records import AggregatedSpan, HotRun, Hotspot, Support, hot_runs_of
 from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
 
 
-def _hot_mask_from_dicts(index: TokenIndex, hotspots: list[dict]) -> np.ndarray:
+def _hot_mask(index: TokenIndex, hotspots: list[HotRun | Hotspot]) -> np.ndarray:
     delta = np.zeros(index.n_tokens + 1, dtype=np.int64)
     for h in hotspots:
-        d = index.position.get(str(h.get("document")))
-        if d is None:
+        d = index.position.get(h.document)
+        if d is None or h.token_start is None or h.token_end is None:
             continue
         base = int(index.offsets[d])
-        s = base + int(h["token_start"])
-        e = min(base + int(h["token_end"]), int(index.offsets[d + 1]))
+        s = base + h.token_start
+        e = min(base + h.token_end, int(index.offsets[d + 1]))
         if e > s:
             delta[s] += 1
             delta[e] -= 1
     return np.cumsum(delta[:-1]) > 0
 
 
-def aggregate(
-    documents: list[Document],
-    annotations: dict[str, dict[str, list[Span]]],
-    weights: dict[str, float],
-    min_support: float | None = None,
-    hotspots: list[dict] | None = None,
-    labels: list[str] | None = None,
-    percentile: float = 80.0,
-    reliability: str | None = None,
-) -> dict[str, list[dict]]:
-    """Aggregate annotations; returns document id → spans (sorted by start).
-
-    ``annotations[a]`` holds the documents annotator ``a`` answered (see
-    :func:`diziner.analysis.analyze`); only documents someone answered are in the result.
-    ``weights`` (annotator → weight) are normalised to sum 1 (uniform if all are 0), then
-    renormalised per document over the annotators who answered it. ``labels`` fixes
-    the label order of the tie rule (pass the schema's, as to ``analyze``).
-    ``hotspots`` is a list of hotspot dicts (``document``, ``token_start``,
-    ``token_end``) such as :attr:`AnalysisResult.hotspots`; when None, hotspots are
-    computed on these documents with ``percentile``.
-    """
+def _check(annotations: dict, weights: dict[str, float], min_support: float | None) -> list[str]:
+    """The annotator names, after checking that each has a weight and ``min_support`` is within [0, 1]."""
     if not annotations:
         raise InputError(None, None, "no annotators given")
     names = list(annotations)
@@ -83,11 +66,62 @@ def aggregate(
         raise InputError(None, None, f"no weight given for annotator(s) {', '.join(missing)}")
     if min_support is not None and not 0.0 <= min_support <= 1.0:
         raise InputError(None, None, f"min_support must be within [0, 1], got {min_support}")
+    return names
+
+
+def _own_hot_mask(index: TokenIndex, Z: np.ndarray, W: np.ndarray, percentile: float) -> np.ndarray:
+    """Tokens in the hotspots of these documents alone (their own ``percentile``)."""
+    hot, _ = S.hot_tokens(S.hot_score(S.token_scores(Z, W)), percentile)
+    hs, he = S.hotspot_runs(hot, index.doc_start)
+    delta = np.zeros(index.n_tokens + 1, dtype=np.int64)
+    np.add.at(delta, hs, 1)
+    np.add.at(delta, he, -1)
+    return np.cumsum(delta[:-1]) > 0
+
+
+def aggregate(
+    documents: list[Document],
+    annotations: dict[str, dict[str, list[Span]]],
+    weights: dict[str, float],
+    min_support: float | None = None,
+    hotspots: list[dict] | list[HotRun] | list[Hotspot] | None = None,
+    labels: list[str] | None = None,
+    percentile: float = 80.0,
+    reliability: str | None = None,
+) -> dict[str, list[dict]]:
+    """:func:`aggregate_spans` as JSON: document id → span dicts (``{start, end, label,
+    text, support, hotspot}``, sorted by start)."""
+    out = aggregate_spans(documents, annotations, weights, min_support=min_support, hotspots=hotspots, labels=labels,
+                          percentile=percentile, reliability=reliability)
+    return {d: [sp.to_json() for sp in spans] for d, spans in out.items()}
+
+
+def aggregate_spans(
+    documents: list[Document],
+    annotations: dict[str, dict[str, list[Span]]],
+    weights: dict[str, float],
+    min_support: float | None = None,
+    hotspots: list[dict] | list[HotRun] | list[Hotspot] | None = None,
+    labels: list[str] | None = None,
+    percentile: float = 80.0,
+    reliability: str | None = None,
+) -> dict[str, list[AggregatedSpan]]:
+    """Aggregate annotations; returns document id → spans (sorted by start).
+
+    ``annotations[a]`` holds the documents annotator ``a`` answered (see
+    :func:`diziner.analysis.analyze`); only documents someone answered are in the result.
+    ``weights`` (annotator → weight) are normalised to sum 1 (uniform if all are 0), then
+    renormalised per document over the annotators who answered it. ``labels`` fixes
+    the label order of the tie rule (pass the schema's, as to ``analyze``).
+    ``hotspots`` is a list of hotspot records or dicts (``document``, ``token_start``,
+    ``token_end``) such as :attr:`AnalysisResult.hotspot_records`; when None, hotspots
+    are computed on these documents with ``percentile``.
+    """
+    names = _check(annotations, weights, min_support)
     w = S.normalise(np.array([float(weights[n]) for n in names]))
     labels = list(labels) if labels is not None else collect_labels(annotations)
     label_ids = {lab: i for i, lab in enumerate(labels)}
     index = TokenIndex.build(documents)
-    n = index.n_tokens
     Z = np.vstack([project(index, annotations[nm], label_ids, annotator=nm)[0] for nm in names])
     doc_answered = answered_matrix(documents, annotations, names)
     A = doc_answered[:, index.doc_of_token]
@@ -96,20 +130,11 @@ def aggregate(
 
     choice = select_spans(Z, W, index.doc_start, n_lab, min_support=min_support, reliability=reliability, answered=A)
     starts, ends, labs = choice.starts, choice.ends, choice.labels
-    if hotspots is None:
-        ts = S.token_scores(Z, W)
-        hot, _ = S.hot_tokens(S.hot_score(ts), percentile)
-        hs, he = S.hotspot_runs(hot, index.doc_start)
-        delta = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(delta, hs, 1)
-        np.add.at(delta, he, -1)
-        in_hot = np.cumsum(delta[:-1]) > 0
-    else:
-        in_hot = _hot_mask_from_dicts(index, hotspots)
+    in_hot = _own_hot_mask(index, Z, W, percentile) if hotspots is None else _hot_mask(index, hot_runs_of(hotspots))
     span_hot = S.range_sums(in_hot.astype(np.float64), starts, ends) > 0
 
     answered_any = doc_answered.any(axis=0).tolist()
-    out: dict[str, list[dict]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
+    out: dict[str, list[AggregatedSpan]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
     rows = choice.proposers.T.tolist()
     doc_of = index.doc_of_token[starts].tolist()
     c0s = index.char_start[starts].tolist()
@@ -121,19 +146,8 @@ def aggregate(
     ):
         doc = documents[d]
         who = [k for k, m in enumerate(row) if m]
-        out[doc.id].append(
-            {
-                "start": c0,
-                "end": c1,
-                "label": labels[lab],
-                "text": doc.text[c0:c1],
-                "support": {
-                    "annotators": [names[k] for k in who],
-                    "weight": round(sup_i, 6),
-                    "token_support": round(ts_i, 4),
-                    **({} if post_i is None else {"posterior": round(post_i, 4)}),
-                },
-                "hotspot": hot_i,
-            }
-        )
+        support = Support(annotators=[names[k] for k in who], weight=round(sup_i, 6), token_support=round(ts_i, 4),
+                          posterior=None if post_i is None else round(post_i, 4))
+        out[doc.id].append(AggregatedSpan(start=c0, end=c1, label=labels[lab], text=doc.text[c0:c1], support=support,
+                                          hotspot=hot_i))
     return out

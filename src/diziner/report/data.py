@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diziner.analysis.records import Hotspot, hotspots_of
 from diziner.errors import InputError
 
 __all__ = [
@@ -81,9 +82,19 @@ class IterationData:
     def key(self) -> str:
         return "a" if self.t is None else str(self.t)
 
+    _hotspot_records: list[Hotspot] | None = field(default=None, repr=False)
+
     @property
     def hotspots(self) -> list[dict[str, Any]]:
+        """The hotspots as analysis.json holds them."""
         return list((self.analysis or {}).get("hotspots") or [])
+
+    @property
+    def hotspot_records(self) -> list[Hotspot]:
+        """The hotspots as typed records (parsed once)."""
+        if self._hotspot_records is None:
+            self._hotspot_records = hotspots_of(self.analysis)
+        return self._hotspot_records
 
 
 @dataclass
@@ -129,6 +140,10 @@ def _check_analysis(data: Any, path: Path) -> dict[str, Any]:
                 _expect(h[k], list, path, f"hotspots[{i}].{k}")
     for i, d in enumerate(data.get("documents") or []):
         _expect(d, dict, path, f"documents[{i}]")
+    try:
+        hotspots_of(data)
+    except InputError as e:
+        raise InputError(path, None, e.problem) from None
     return data
 
 
@@ -234,8 +249,8 @@ def metrics_rows(data: ReportData) -> list[dict[str, Any]]:
         row.setdefault("weights", a.get("weights") or {})
         row.setdefault("elite", a.get("elite") or [])
         if "hotspots_by_category" not in row and it.analysis is not None:
-            row["hotspots_by_category"] = hotspot_categories(it.hotspots)
-            row.setdefault("hotspots", len(it.hotspots))
+            row["hotspots_by_category"] = hotspot_categories(it.hotspot_records)
+            row.setdefault("hotspots", len(it.hotspot_records))
         out.append(row)
     return out
 
@@ -253,10 +268,10 @@ def per_annotator_agreement(analysis: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def hotspot_categories(hotspots: list[dict[str, Any]]) -> dict[str, int]:
+def hotspot_categories(hotspots: list[Hotspot]) -> dict[str, int]:
     out: dict[str, int] = {}
     for h in hotspots:
-        c = str(h.get("category") or "uncategorised")
+        c = h.category or "uncategorised"
         out[c] = out.get(c, 0) + 1
     return out
 
@@ -386,13 +401,13 @@ def resolve_pattern(pattern: str, it: IterationData) -> list[int]:
     ``hotspots``/``evidence``/``examples`` list hotspot indices, or name a hotspot
     category ("boundary", "type", ...), which links every hotspot of that category.
     """
-    hs = it.hotspots
+    hs = it.hotspot_records
     n = len(hs)
     p = str(pattern).strip()
     m = _HS_REF.match(p)
     if m and int(m.group(1)) < n:
         return [int(m.group(1))]
-    direct = [i for i, h in enumerate(hs) if h.get("id") is not None and str(h.get("id")) == p]
+    direct = [i for i, h in enumerate(hs) if h.id is not None and str(h.id) == p]
     if direct:
         return direct
     for rec in _pattern_records(list(it.supervisor.values())):
@@ -401,7 +416,7 @@ def resolve_pattern(pattern: str, it: IterationData) -> list[int]:
             if refs:
                 return sorted(refs)
     low = p.lower()
-    by_cat = [i for i, h in enumerate(hs) if str(h.get("category") or "").lower() == low]
+    by_cat = [i for i, h in enumerate(hs) if h.category.lower() == low]
     return by_cat
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from markupsafe import Markup
 
 from diziner import atomic
+from diziner.analysis.records import Hotspot, SpanRecord
 from diziner.errors import InputError
 from diziner.report import charts
 from diziner.report.data import (
@@ -108,7 +109,7 @@ def _hotspots_chart(rows: list[dict[str, Any]], last: IterationData | None) -> d
             name = str(r.get("iteration")) if r.get("iteration") is not None else "analysis"
             groups.append((name, {str(k): int(v) for k, v in cats.items() if isinstance(v, int)}))
     if not groups and last is not None:
-        groups = [(last.label, hotspot_categories(last.hotspots))]
+        groups = [(last.label, hotspot_categories(last.hotspot_records))]
     if not groups:
         return None
     return {"id": "chart-hotspots", "caption": "Number of hotspots by category.",
@@ -165,28 +166,23 @@ def _rule_backlinks(rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]
 
 def _hotspot_cards(data: ReportData, rule_links: dict[tuple[str, str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     back = _rule_backlinks(rule_links)
-    return [_hotspot_card(it, i, h, back) for it in data.iterations for i, h in enumerate(it.hotspots)
-            if isinstance(h, dict)]
+    return [_hotspot_card(it, i, h, back) for it in data.iterations for i, h in enumerate(it.hotspot_records)]
 
 
-def _hotspot_card(it: IterationData, i: int, h: dict[str, Any], back: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    doc = str(h.get("document", ""))
-    cs, ce = h.get("char_start"), h.get("char_end")
-    hot = (cs, ce) if isinstance(cs, int) and isinstance(ce, int) else None
+def _hotspot_card(it: IterationData, i: int, h: Hotspot, back: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    doc = h.document
+    hot = (h.char_start, h.char_end) if h.char_start is not None and h.char_end is not None else None
     text = _doc_text(it, doc)
-    u_star = _num(h.get("mean_u_star"))
     card: dict[str, Any] = {
-        "anchor": hotspot_anchor(it.key, i), "index": h.get("id", i), "iter_key": it.key,
-        "iter_label": it.label, "category": str(h.get("category") or "uncategorised"), "document": doc,
-        "tokens": (f"{h.get('token_start')}–{h.get('token_end')}" if h.get("token_start") is not None else ""),
-        "mean_u_star": fmt_num(u_star) if u_star is not None else None,
-        "elite_agree": h.get("elite_agree") if isinstance(h.get("elite_agree"), bool) else None,
+        "anchor": hotspot_anchor(it.key, i), "index": h.id if h.id is not None else i, "iter_key": it.key,
+        "iter_label": it.label, "category": h.category or "uncategorised", "document": doc,
+        "tokens": f"{h.token_start}–{h.token_end}" if h.token_start is not None else "",
+        "mean_u_star": fmt_num(h.mean_u_star) if h.mean_u_star is not None else None,
+        "elite_agree": h.elite_agree,
         "has_text": text is not None and hot is not None,
         "rules": back.get(hotspot_anchor(it.key, i), []),
-        "errors": [{"type": str(e.get("type", "")), "reading": str(e.get("reading", "")),
-                    "consensus": str(e.get("consensus", "") or ""),
-                    "annotators": ", ".join(map(str, e.get("annotators") or []))}
-                   for e in h.get("errors") or [] if isinstance(e, dict)],
+        "errors": [{"type": e.type, "reading": e.reading, "consensus": e.consensus,
+                    "annotators": ", ".join(e.annotators)} for e in h.errors],
     }
     if text is not None and hot is not None:
         card.update(_in_document(h, text, hot))
@@ -195,13 +191,18 @@ def _hotspot_card(it: IterationData, i: int, h: dict[str, Any], back: dict[str, 
     return card
 
 
-def _in_document(h: dict[str, Any], text: str, hot: tuple[int, int]) -> dict[str, Any]:
+def _json(spans: list[SpanRecord] | None) -> list[dict[str, Any]] | None:
+    """Spans as the JSON the fragments draw (None stays None: no consensus recorded)."""
+    return None if spans is None else [s.to_json() for s in spans]
+
+
+def _in_document(h: Hotspot, text: str, hot: tuple[int, int]) -> dict[str, Any]:
     """Context, readings and consensus of a hotspot drawn on its document's text."""
-    readings = h.get("readings") or {}
-    consensus = h.get("consensus")
-    all_sp = [s for v in readings.values() for s in v if isinstance(s, dict)] + list(consensus or [])
-    lo = min([hot[0]] + [s["start"] for s in all_sp if isinstance(s.get("start"), int)])
-    hi = max([hot[1]] + [s["end"] for s in all_sp if isinstance(s.get("end"), int)])
+    readings = {a: _json(v) or [] for a, v in h.readings.items()}
+    consensus = _json(h.consensus)
+    all_sp = [s for v in h.readings.values() for s in v] + list(h.consensus or [])
+    lo = min([hot[0]] + [s.start for s in all_sp])
+    hi = max([hot[1]] + [s.end for s in all_sp])
     lo, hi = max(0, lo), min(len(text), hi)
     clo, chi = window(text, lo, hi, 100)
     rlo, rhi = window(text, lo, hi, 25)
@@ -210,12 +211,12 @@ def _in_document(h: dict[str, Any], text: str, hot: tuple[int, int]) -> dict[str
             "consensus": highlight(text, list(consensus), rlo, rhi, hot=hot) if consensus is not None else None}
 
 
-def _in_context(h: dict[str, Any]) -> dict[str, Any]:
+def _in_context(h: Hotspot) -> dict[str, Any]:
     """The same without the document: the hotspot's own context, readings as chips."""
-    readings = h.get("readings") or {}
-    consensus = h.get("consensus")
-    ctx = str(h.get("context") or h.get("text") or "")
-    htext = str(h.get("text") or "")
+    readings = {a: _json(v) or [] for a, v in h.readings.items()}
+    consensus = _json(h.consensus)
+    ctx = h.context or h.text
+    htext = h.text
     k = ctx.find(htext) if htext else -1
     return {"context": highlight(ctx, [], hot=(k, k + len(htext))) if k >= 0 else highlight(ctx, []),
             "readings": [(str(a), span_chips(list(v))) for a, v in readings.items()],
@@ -426,7 +427,7 @@ def render_report(data: ReportData) -> str:
         "kind": data.kind,
         "default_iteration": (str(sel) if sel is not None and any(it.t == sel and it.analysis for it in data.iterations)
                               else (last.key if last is not None else None)),
-        "iterations": [{"key": it.key, "label": it.label, "categories": hotspot_categories(it.hotspots)}
+        "iterations": [{"key": it.key, "label": it.label, "categories": hotspot_categories(it.hotspot_records)}
                        for it in data.iterations if it.analysis is not None],
         "hotspots": len(hotspots),
     }

@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from diziner.analysis.records import ErrorProfile, Hotspot, hotspots_of, profiles_of
 from diziner.corpus.bio import iter_bio_entities
 from diziner.guideline import Guideline, Instruction, Provenance
 from diziner.schema import ExampleMention, WorkedExample
@@ -207,8 +208,9 @@ def _consensus_tag_spans(d: dict, text: str | None) -> list[dict]:
 
 
 def reference_spans(analysis: dict, documents: dict[str, str], labels: Iterable[str],
-                    gold: dict | None = None) -> dict[str, list[RefSpan]]:
-    """Reference spans per document id: gold when given, else the analysis consensus."""
+                    gold: dict | None = None, hotspots: list[Hotspot] | None = None) -> dict[str, list[RefSpan]]:
+    """Reference spans per document id: gold when given, else the analysis consensus
+    (``hotspots``: the analysis' hotspots when already parsed)."""
     lmap = {lab: lab for lab in labels}
     lmap.update({k.casefold(): v for k, v in list(lmap.items())})
     if gold is not None:
@@ -219,9 +221,8 @@ def reference_spans(analysis: dict, documents: dict[str, str], labels: Iterable[
         spans = _consensus_tag_spans(d, documents.get(doc_id))
         if spans:
             raw.setdefault(doc_id, []).extend(spans)
-    for h in analysis.get("hotspots") or []:
-        doc_id = str(h.get("document"))
-        raw.setdefault(doc_id, []).extend(h.get("consensus") or h.get("elite_consensus") or [])
+    for h in hotspots_of(analysis) if hotspots is None else hotspots:
+        raw.setdefault(h.document, []).extend(h.reference)
     return {doc: _clean_spans(spans, documents.get(doc), lmap) for doc, spans in raw.items()}
 
 
@@ -277,7 +278,7 @@ def _qlist(items: list[str]) -> str:
 
 @dataclass
 class _Finding:
-    hotspot: dict
+    hotspot: Hotspot
     kind: str
     label: str  # pattern label: "PER", or "ORG→PER" for type confusion
     ref: RefSpan | None  # the reference span (None for spurious)
@@ -297,14 +298,14 @@ class _Pattern:
     def hotspot_ids(self) -> list:
         seen: list = []
         for f in self.findings:
-            hid = f.hotspot.get("id", f.hotspot.get("_index"))
+            hid = f.hotspot.id
             if hid not in seen:
                 seen.append(hid)
         return seen
 
     @property
     def elite_hotspots(self) -> int:
-        return len({id(f.hotspot) for f in self.findings if f.hotspot.get("elite_agree")})
+        return len({id(f.hotspot) for f in self.findings if f.hotspot.elite_agree})
 
     @property
     def support(self) -> float:
@@ -329,7 +330,7 @@ def _difference(r: RefSpan, reading: list[RefSpan]) -> tuple[str, str, RefSpan |
     return "type_confusion", f"{r.label}→{s.label}", s
 
 
-def _classify_window(h: dict, ref: list[RefSpan], readings: dict[str, list[RefSpan]], annotators: list[str]) -> list[_Finding]:
+def _classify_window(h: Hotspot, ref: list[RefSpan], readings: dict[str, list[RefSpan]], annotators: list[str]) -> list[_Finding]:
     """Findings of one hotspot: every way an annotator's reading differs from the reference."""
     k = max(1, len(annotators))
     out: list[_Finding] = []
@@ -405,10 +406,9 @@ def _for_example(kind: str, f: _Finding | None) -> str:
     return ""
 
 
-def _hotspot_window(h: dict, readings: dict[str, list[RefSpan]]) -> tuple[int, int]:
+def _hotspot_window(h: Hotspot, readings: dict[str, list[RefSpan]]) -> tuple[int, int]:
     """Character range of a hotspot, widened to every reading that overlaps it."""
-    ws = int(h.get("window_char_start", h.get("char_start", 0)))
-    we = int(h.get("window_char_end", h.get("char_end", 0)))
+    ws, we = h.window
     for v in readings.values():
         for sp in v:
             ws, we = min(ws, sp.start), max(we, sp.end)
@@ -417,11 +417,14 @@ def _hotspot_window(h: dict, readings: dict[str, list[RefSpan]]) -> tuple[int, i
 
 @dataclass
 class _Round:
-    """What the steps of one revision read (set up by :meth:`ConsensusSupervisor._start`);
-    ``refs``, ``notes`` and ``implausible`` are filled as the steps go."""
+    """What the steps of one revision read (set up by :meth:`ConsensusSupervisor._start`;
+    the analysis' hotspots and error profiles parsed once); ``refs``, ``notes`` and
+    ``implausible`` are filled as the steps go."""
 
     prev: Guideline
     analysis: dict
+    hotspots: list[Hotspot]
+    profiles: dict[str, ErrorProfile]
     documents: dict[str, str]
     iteration: int
     limits: Limits
@@ -525,8 +528,10 @@ class ConsensusSupervisor:
         lmap = {lab: lab for lab in labels}
         lmap.update({k.casefold(): v for k, v in list(lmap.items())})
         annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
-        rd = _Round(prev, analysis, documents, iteration, limits, gold, annotations, labels, lmap, annotators,
-                    refs=reference_spans(analysis, documents, labels, gold))
+        hotspots = [h if h.id is not None else h.model_copy(update={"id": n})
+                    for n, h in enumerate(hotspots_of(analysis))]  # a hotspot without id: its index
+        rd = _Round(prev, analysis, hotspots, profiles_of(analysis), documents, iteration, limits, gold, annotations,
+                    labels, lmap, annotators, refs=reference_spans(analysis, documents, labels, gold, hotspots))
         if gold is None:
             rd.refs, rd.implausible = self._plausible(rd.refs, documents, MentionPrior(prev.schema_))
             if rd.implausible:
@@ -537,20 +542,18 @@ class ConsensusSupervisor:
     def _findings(self, rd: _Round) -> list[_Finding]:
         """Step 2: every way an annotator's reading differs from the reference, hotspot by hotspot."""
         findings: list[_Finding] = []
-        for n, h in enumerate(rd.analysis.get("hotspots") or []):
-            h = dict(h)
-            h.setdefault("_index", n)
-            doc = str(h.get("document"))
+        for h in rd.hotspots:
+            doc = h.document
             if rd.has_gold and doc not in rd.refs:
                 continue  # gold mode: no reference for this document
             text = rd.documents.get(doc)
-            readings = {str(a): _clean_spans(v or [], text, rd.lmap) for a, v in (h.get("readings") or {}).items()}
+            readings = {a: _clean_spans(v, text, rd.lmap) for a, v in h.readings.items()}
             ws, we = _hotspot_window(h, readings)
             ref = [r for r in rd.refs.get(doc, []) if r.overlaps(ws, we)]
             if rd.has_gold:
-                h["elite_agree"] = True  # gold is the reference: every finding is trusted
+                h = h.model_copy(update={"elite_agree": True})  # gold is the reference: every finding is trusted
             # an annotator that did not answer this document has no reading here: it missed nothing
-            unanswered = {str(a) for a in (h.get("unanswered") or [])}
+            unanswered = set(h.unanswered)
             anns = [a for a in (rd.annotators or sorted(readings)) if a not in unanswered]
             findings += _classify_window(h, ref, readings, anns)
         return findings
@@ -590,8 +593,7 @@ class ConsensusSupervisor:
             else:
                 rules.append(ins)
         if self.agreed_examples and not rd.has_gold:
-            agreed = self._agreed_rule(rd.analysis, rd.documents, rd.iteration, rd.limits, existing, rd.annotations,
-                                       rd.lmap, MentionPrior(rd.prev.schema_), rd.notes)
+            agreed = self._agreed_rule(rd, existing)
             if agreed is not None:
                 rules.append(agreed)
         if len(rules) > rd.limits.max_new_common:
@@ -669,9 +671,7 @@ class ConsensusSupervisor:
         return final, report
 
     # ------------------------------------------------------------------ helpers
-    def _agreed_rule(self, analysis: dict, documents: dict[str, str], iteration: int, limits: Limits,
-                     existing_texts: set[str], annotations: dict[str, dict[str, list]] | None,
-                     lmap: dict[str, str], prior: MentionPrior, notes: list[str]) -> Instruction | None:
+    def _agreed_rule(self, rd: _Round, existing_texts: set[str]) -> Instruction | None:
         """Worked examples from sentences on which every annotator returned exactly the same spans.
 
         With weak, low-recall annotators few hotspots have majority support, but the spans
@@ -685,8 +685,11 @@ class ConsensusSupervisor:
         agreement there is not evidence. Documents with the most agreed entities first; at
         most ``max_examples_per_instruction``.
         """
-        unanimous, how = self._unanimous(analysis, documents, annotations, lmap)
-        hot_docs = {str(h.get("document")) for h in analysis.get("hotspots") or []}
+        analysis, documents, annotations, iteration, limits, notes = (
+            rd.analysis, rd.documents, rd.annotations, rd.iteration, rd.limits, rd.notes)
+        prior = MentionPrior(rd.prev.schema_)
+        unanimous, how = self._unanimous(analysis, documents, annotations, rd.lmap)
+        hot_docs = {h.document for h in rd.hotspots}
         cands = []
         incomplete = 0
         for doc, spans in unanimous.items():
@@ -792,12 +795,12 @@ class ConsensusSupervisor:
         if gold:
             return True
         return (k >= self.min_annotators_for_negative and f.support >= self.min_negative_support
-                and bool(f.hotspot.get("elite_agree")))
+                and bool(f.hotspot.elite_agree))
 
     def _example(self, doc: str, text: str | None, focus: tuple[int, int], refs: dict[str, list[RefSpan]],
-                 rationale: str, hotspot: dict) -> WorkedExample | None:
+                 rationale: str, hotspot: Hotspot) -> WorkedExample | None:
         if text is None:  # no document text: fall back to the hotspot context (mentions by text)
-            ctx = str(hotspot.get("context", "")).strip("…").strip()
+            ctx = hotspot.context.strip("…").strip()
             if not ctx:
                 return None
             ms = [ExampleMention(text=s.text, label=s.label) for s in refs.get(doc, []) if s.text and s.text in ctx]
@@ -814,13 +817,13 @@ class ConsensusSupervisor:
 
     def _rule(self, p: _Pattern, refs: dict[str, list[RefSpan]], documents: dict[str, str], iteration: int,
               limits: Limits, existing: set[str], mode: str, k: int) -> Instruction | None:
-        ordered = sorted(p.findings, key=lambda f: (bool(f.hotspot.get("elite_agree")), f.support), reverse=True)
+        ordered = sorted(p.findings, key=lambda f: (bool(f.hotspot.elite_agree), f.support), reverse=True)
         examples: list[WorkedExample] = []
         shown: list[_Finding] = []
         for f in ordered:
             if len(examples) >= limits.max_examples_per_instruction:
                 break
-            doc = str(f.hotspot.get("document"))
+            doc = f.hotspot.document
             anchor = f.ref or f.reading
             assert anchor is not None
             ex = self._example(doc, documents.get(doc), (anchor.start, anchor.end), refs,
@@ -844,7 +847,7 @@ class ConsensusSupervisor:
             return "reference annotation"
         best = max(fs, key=lambda f: f.support)
         n = round(best.support * k)
-        elite = any(f.hotspot.get("elite_agree") for f in fs)
+        elite = any(f.hotspot.elite_agree for f in fs)
         if best.kind == "spurious":
             s = f"left untagged by {n} of {k} annotators"
         else:
@@ -893,7 +896,7 @@ class ConsensusSupervisor:
         return {
             "id": p.id, "error_type": p.kind, "label": p.label, "description": p.describe(),
             "hotspots": p.hotspot_ids, "elite_hotspots": p.elite_hotspots, "support": round(p.support, 4),
-            "findings": [{"document": f.hotspot.get("document"),
+            "findings": [{"document": f.hotspot.document,
                           "reference": f"{f.ref.text}/{f.ref.label}" if f.ref else "O",
                           "reading": f"{f.reading.text}/{f.reading.label}" if f.reading else "O",
                           "n_annotators": len(f.annotators), "support": round(f.support, 4)} for f in p.findings],
@@ -904,7 +907,7 @@ class ConsensusSupervisor:
         """Surface text → label (None: not an entity) from strong evidence; ambiguous texts are left out."""
         seen: dict[str, set] = {}
         for f in findings:
-            if not (gold or f.hotspot.get("elite_agree")):
+            if not (gold or f.hotspot.elite_agree):
                 continue
             if f.ref is not None:
                 seen.setdefault(f.ref.text, set()).add(f.ref.label)
@@ -977,11 +980,11 @@ class ConsensusSupervisor:
             # (as a common rule does): with two annotators it is one's word against the other's
             if ann in f.annotators and (rd.has_gold or f.support > self.min_positive_support):
                 evidence[f.kind].append(f)
-        profile = (rd.analysis.get("profiles") or {}).get(ann)
-        if rd.has_gold or not profile:
+        profile = rd.profiles.get(ann)
+        if rd.has_gold or profile is None:
             counts = {t: len(v) for t, v in evidence.items()}
         else:
-            counts = {t: int(profile.get(t, 0) or 0) for t in ERROR_ORDER}
+            counts = {t: profile.count(t) for t in ERROR_ORDER}
         return evidence, {t: counts[t] for t in ERROR_ORDER
                           if self._may_teach(rd, t, evidence[t]) and counts[t] >= self.min_profile_errors}
 
@@ -994,13 +997,13 @@ class ConsensusSupervisor:
 
     def _specific_instruction(self, rd: _Round, ann: str, kind: str, n: int, evidence: list[_Finding],
                               existing: set[str]) -> Instruction | None:
-        ev = sorted(evidence, key=lambda f: (bool(f.hotspot.get("elite_agree")), f.support), reverse=True)
+        ev = sorted(evidence, key=lambda f: (bool(f.hotspot.elite_agree), f.support), reverse=True)
         examples: list[WorkedExample] = []
         first: _Finding | None = None
         for f in ev:
             if len(examples) >= min(1, rd.limits.max_examples_per_instruction):
                 break
-            doc = str(f.hotspot.get("document"))
+            doc = f.hotspot.document
             anchor = f.ref or f.reading
             assert anchor is not None
             ex = self._example(doc, rd.documents.get(doc), (anchor.start, anchor.end), rd.refs,

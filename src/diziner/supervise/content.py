@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from diziner.analysis.records import Hotspot, hotspots_of
+
 __all__ = ["ID_FORM", "Vocabulary", "content_words", "example_problems", "is_placeholder", "text_problems",
            "unknown_labels"]
 
@@ -181,18 +183,15 @@ class Vocabulary:
             self.strings.add(n)
             self.words |= content_words(s)
 
-    def add_hotspot(self, h: dict) -> None:
-        self.add_string(h.get("text"))
-        for e in h.get("errors") or []:
-            for k in ("reading", "consensus"):
-                self.add_string(e.get(k))
-        for s in h.get("consensus") or []:
-            self.add_string(s if isinstance(s, str) else (s or {}).get("text"),
-                            None if isinstance(s, str) else (s or {}).get("label"))
-        for v in (h.get("readings") or {}).values():
-            for s in v or []:
-                self.add_string(s if isinstance(s, str) else (s or {}).get("text"),
-                                None if isinstance(s, str) else (s or {}).get("label"))
+    def add_hotspot(self, h: Hotspot | dict) -> None:
+        """A hotspot's text, error readings, consensus and readings (a dict is parsed first)."""
+        h = hotspots_of([h])[0]
+        self.add_string(h.text)
+        for e in h.errors:
+            self.add_string(e.reading)
+            self.add_string(e.consensus)
+        for s in [*(h.consensus or []), *(s for v in h.readings.values() for s in v)]:
+            self.add_string(s.text, s.label)
 
     def ties(self, text: str, mention_texts: Iterable[str] = ()) -> bool:
         """Does the rule share a content word, a used label or a mention text with the report?"""

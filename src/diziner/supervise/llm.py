@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from diziner.analysis.records import ErrorProfile, Hotspot, hotspots_of, profiles_of
 from diziner.errors import LLMCallError
 from diziner.guideline import Guideline, Instruction, Provenance
 from diziner.llm.base import LLMClient, LLMRequest
@@ -274,40 +275,38 @@ def guideline_brief(g: Guideline) -> dict:
     }
 
 
-def _hotspot_brief(h: dict) -> dict:
+def _hotspot_brief(h: Hotspot) -> dict:
     return {
-        "id": h.get("id"),
-        "document": h.get("document"),
-        "text": h.get("text"),
-        "context": h.get("context"),
-        "category": h.get("category"),
-        "elite_agree": h.get("elite_agree"),
-        "errors": [{k: e.get(k) for k in ("type", "reading", "consensus", "annotators") if k in e}
-                   for e in h.get("errors") or []],
-        "consensus": [f"{s.get('text')}/{s.get('label')}" for s in h.get("consensus") or []],
-        "readings": {a: [f"{s.get('text')}/{s.get('label')}" for s in v or []]
-                     for a, v in (h.get("readings") or {}).items()},
+        "id": h.id,
+        "document": h.document,
+        "text": h.text,
+        "context": h.context,
+        "category": h.category,
+        "elite_agree": h.elite_agree,
+        "errors": [e.model_dump(include={"type", "reading", "consensus", "annotators"}) for e in h.errors],
+        "consensus": [s.reading for s in h.consensus or []],
+        "readings": {a: [s.reading for s in v] for a, v in h.readings.items()},
     }
 
 
-def select_hotspots(hotspots: list[dict], n: int) -> list[dict]:
+def select_hotspots(hotspots: list[Hotspot], n: int) -> list[Hotspot]:
     """The ``n`` hotspots shown to the supervisor: by category (both, elite_split,
-    systematic_bias, minor), then by mean U*, keeping the analysis order for ties."""
-    idx = sorted(range(len(hotspots)), key=lambda i: (_CATEGORY_RANK.get(str(hotspots[i].get("category")), 9),
-                                                      -float(hotspots[i].get("mean_u_star") or 0.0), i))
-    out = []
-    for i in idx[:n]:
-        h = dict(hotspots[i])
-        h.setdefault("id", i)
-        out.append(h)
-    return out
+    systematic_bias, minor), then by mean U*, keeping the analysis order for ties (a
+    hotspot without id gets its index)."""
+    idx = sorted(range(len(hotspots)), key=lambda i: (_CATEGORY_RANK.get(hotspots[i].category, 9),
+                                                      -(hotspots[i].mean_u_star or 0.0), i))
+    return [hotspots[i] if hotspots[i].id is not None else hotspots[i].model_copy(update={"id": i}) for i in idx[:n]]
 
 
-def _profile_brief(p: dict, n_examples: int = 4) -> dict:
-    out = {k: p.get(k) for k in ("spurious", "missed", "type_confusion", "boundary", "matched", "n_spans") if k in p}
-    exs = p.get("examples") or {}
-    out["examples"] = {t: [{k: e.get(k) for k in ("text", "label", "consensus", "context")} for e in (v or [])[:n_examples]]
-                       for t, v in exs.items() if v}
+_COUNTS = {"spurious", "missed", "type_confusion", "boundary", "matched", "n_spans"}
+_EXAMPLE_KEYS = {"text", "label", "consensus", "context"}
+
+
+def _profile_brief(p: ErrorProfile | None, n_examples: int = 4) -> dict:
+    """The counts the profile records (an older one may lack some) and a few examples per error type."""
+    out = p.model_dump(include=_COUNTS, exclude_unset=True) if p is not None else {}
+    exs = p.examples if p is not None else {}
+    out["examples"] = {t: [e.model_dump(include=_EXAMPLE_KEYS) for e in v[:n_examples]] for t, v in exs.items() if v}
     return out
 
 
@@ -534,7 +533,7 @@ class _Brief:
     labels: list[str]
     annotators: list[str]
     elite: list[str]
-    profiles: dict
+    profiles: dict[str, ErrorProfile]
     hot_ids: set[str]
     vocab: Vocabulary
 
@@ -544,7 +543,8 @@ class _Brief:
         labels = prev.schema_.label_names
         annotators = [str(a) for a in (analysis.get("annotators") or list(analysis.get("weights") or {}))]
         elite = [str(a) for a in analysis.get("elite") or []]
-        hot = select_hotspots(list(analysis.get("hotspots") or []), max_hotspots)
+        hotspots = hotspots_of(analysis)
+        hot = select_hotspots(hotspots, max_hotspots)
         base = {
             "guideline": guideline_brief(prev),
             "labels": labels,
@@ -554,18 +554,17 @@ class _Brief:
             "weights": analysis.get("weights") or {},
             "mean_pairwise_f1": analysis.get("mean_pairwise_f1"),
             "summary": analysis.get("summary") or {},
-            "n_hotspots": len(analysis.get("hotspots") or []),
+            "n_hotspots": len(hotspots),
             "hotspots": [_hotspot_brief(h) for h in hot],
             "gold": None if gold is None else _gold_brief(hot, gold, documents),
         }
         vocab = Vocabulary(labels)
-        for h in base["hotspots"]:
+        for h in hot:
             vocab.add_hotspot(h)
         for spans in (base["gold"] or {}).values():
             for sp in spans:
                 vocab.add_string(sp)
-        return cls(base, labels, annotators, elite, analysis.get("profiles") or {},
-                   {str(h.get("id")) for h in base["hotspots"]}, vocab)
+        return cls(base, labels, annotators, elite, profiles_of(analysis), {str(h.id) for h in hot}, vocab)
 
     def annotator_vocabularies(self, vocab: Vocabulary, diagnoses: list[dict]) -> dict[str, Vocabulary]:
         """Per annotator: ``vocab`` plus its diagnosis and the examples of its error profile
@@ -576,10 +575,11 @@ class _Brief:
             for d in (d for d in diagnoses if d["annotator"] == a):
                 for t in d.get("issues", []) + d.get("suggested_instructions", []):
                     v.add_text(t)
-            for exs in ((self.profiles.get(a) or {}).get("examples") or {}).values():
-                for e in exs or []:
-                    v.add_string(e.get("text"), e.get("label"))
-                    v.add_string(e.get("consensus"))
+            profile = self.profiles.get(a)
+            for exs in (profile.examples if profile is not None else {}).values():
+                for e in exs:
+                    v.add_string(e.text, e.label)
+                    v.add_string(e.consensus)
             out[a] = v
         return out
 
@@ -671,7 +671,7 @@ class _Revision:
             self.outputs["phase2"] = {"template": template_id(2), "skipped": "no annotator to diagnose (all are elite)"}
             return []
         ctx = dict(brief.base, patterns=pats.as_json(), targets=targets,
-                   profiles={a: _profile_brief(brief.profiles.get(a) or {}) for a in targets})
+                   profiles={a: _profile_brief(brief.profiles.get(a)) for a in targets})
         p2: Phase2Output = await self._call(2, ctx, lambda out: self.sup._check2(out, targets))
         diagnoses = [d.model_dump(mode="json") for d in p2.diagnoses if d.annotator in brief.annotators]
         if len(diagnoses) < len(p2.diagnoses):
@@ -988,10 +988,10 @@ def _match_requests(fresh: list[NodeOut], requested: list[InstructionOut]) -> di
     return req_of
 
 
-def _gold_brief(hot: list[dict], gold: dict, documents: dict[str, str]) -> dict:
+def _gold_brief(hot: list[Hotspot], gold: dict, documents: dict[str, str]) -> dict:
     out: dict[str, list[str]] = {}
     for h in hot:
-        doc = str(h.get("document"))
+        doc = h.document
         txt = []
         for s in gold.get(doc) or []:
             d = s if isinstance(s, dict) else {"text": getattr(s, "text", ""), "label": getattr(s, "label", "")}
