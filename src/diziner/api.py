@@ -155,7 +155,7 @@ class Annotator:
                 weights = {a: 1.0 for a in ann}
         elif len(ann) >= 2:
             res = analyze(docs, ann, labels=labels, weights=self.weights_mode, percentile=self.percentile)
-            weights, hot = dict(res.weights), res.hotspot_records
+            weights, hot = dict(res.weights), res.hotspots
         else:
             weights = {a: 1.0 for a in ann}
         rows = aggregate(docs, ann, weights, hotspots=hot, labels=labels, percentile=self.percentile,

@@ -124,7 +124,7 @@ def _combined_outputs(documents, ann, weights, res, labels, delivered_by, lost) 
     spans by document, leaving out the ``lost`` documents (no annotator answered them)."""
     from diziner.analysis import aggregate_spans
 
-    hot = res.hotspot_records if res else None
+    hot = res.hotspots if res else None
     made = {"consensus": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels),
             "union": aggregate_spans(documents, ann, weights, min_support=0.0, labels=labels),
             "delivered": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels, **delivered_by.kwargs())}

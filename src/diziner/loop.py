@@ -881,7 +881,7 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
         analysis = result.to_json()
         atomic.write_json(fdir / "analysis.json", analysis)
         atomic.write_text(fdir / "report.md", result.to_markdown())
-        weights, hotspots = dict(analysis["weights"]), result.hotspot_records
+        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
     cons = _consensus_spans(documents, annotations, weights, opts.aggregation(), hotspots, schema.label_names)
     rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
     atomic.write_jsonl(fdir / "failed.jsonl", lost)
@@ -963,7 +963,7 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         hotspots = None
         if len(usable) >= 2:
             result = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights)
-            weights, hotspots = dict(result.weights), result.hotspot_records
+            weights, hotspots = dict(result.weights), result.hotspots
         cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, guideline.schema_.label_names)
         rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)

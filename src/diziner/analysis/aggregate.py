@@ -35,7 +35,7 @@ from diziner.analysis import scores as S
 from diziner.analysis.consensus import select_spans
 from diziner.analysis.core import answered_matrix, collect_labels
 from diziner.aggregation import DEFAULT_AGGREGATION, Aggregation  # noqa: F401  (re-exported)
-from diziner.analysis.records import AggregatedSpan, HotRun, Hotspot, Support, hot_runs_of
+from diziner.analysis.records import AggregatedSpan, HotRun, Hotspot, hot_runs_of
 from diziner.analysis.tags import TokenIndex, project
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
@@ -91,9 +91,7 @@ def aggregate(
 ) -> dict[str, list[dict]]:
     """:func:`aggregate_spans` as JSON: document id → span dicts (``{start, end, label,
     text, support, hotspot}``, sorted by start)."""
-    out = aggregate_spans(documents, annotations, weights, min_support=min_support, hotspots=hotspots, labels=labels,
-                          percentile=percentile, reliability=reliability)
-    return {d: [sp.to_json() for sp in spans] for d, spans in out.items()}
+    return _aggregate_json(documents, annotations, weights, min_support, hotspots, labels, percentile, reliability)
 
 
 def aggregate_spans(
@@ -114,9 +112,16 @@ def aggregate_spans(
     renormalised per document over the annotators who answered it. ``labels`` fixes
     the label order of the tie rule (pass the schema's, as to ``analyze``).
     ``hotspots`` is a list of hotspot records or dicts (``document``, ``token_start``,
-    ``token_end``) such as :attr:`AnalysisResult.hotspot_records`; when None, hotspots
+    ``token_end``) such as :attr:`AnalysisResult.hotspots`; when None, hotspots
     are computed on these documents with ``percentile``.
     """
+    out = _aggregate_json(documents, annotations, weights, min_support, hotspots, labels, percentile, reliability)
+    return {d: [AggregatedSpan.model_validate(x) for x in rows] for d, rows in out.items()}
+
+
+def _aggregate_json(documents, annotations, weights, min_support, hotspots, labels, percentile, reliability
+                    ) -> dict[str, list[dict]]:
+    """The aggregation itself, as JSON rows (large corpora stay cheap: no record per span)."""
     names = _check(annotations, weights, min_support)
     w = S.normalise(np.array([float(weights[n]) for n in names]))
     labels = list(labels) if labels is not None else collect_labels(annotations)
@@ -134,7 +139,7 @@ def aggregate_spans(
     span_hot = S.range_sums(in_hot.astype(np.float64), starts, ends) > 0
 
     answered_any = doc_answered.any(axis=0).tolist()
-    out: dict[str, list[AggregatedSpan]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
+    out: dict[str, list[dict]] = {d.id: [] for d, ok in zip(documents, answered_any) if ok}
     rows = choice.proposers.T.tolist()
     doc_of = index.doc_of_token[starts].tolist()
     c0s = index.char_start[starts].tolist()
@@ -146,8 +151,9 @@ def aggregate_spans(
     ):
         doc = documents[d]
         who = [k for k, m in enumerate(row) if m]
-        support = Support(annotators=[names[k] for k in who], weight=round(sup_i, 6), token_support=round(ts_i, 4),
-                          posterior=None if post_i is None else round(post_i, 4))
-        out[doc.id].append(AggregatedSpan(start=c0, end=c1, label=labels[lab], text=doc.text[c0:c1], support=support,
-                                          hotspot=hot_i))
+        support = {"annotators": [names[k] for k in who], "weight": round(sup_i, 6), "token_support": round(ts_i, 4)}
+        if post_i is not None:
+            support["posterior"] = round(post_i, 4)
+        out[doc.id].append({"start": c0, "end": c1, "label": labels[lab], "text": doc.text[c0:c1], "support": support,
+                            "hotspot": hot_i})
     return out

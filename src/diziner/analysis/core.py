@@ -13,6 +13,8 @@ annotator's errors over the documents it answered.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from diziner.analysis import scores as S
@@ -27,7 +29,7 @@ from diziner.analysis.agreement import (
 )
 from diziner.analysis.consensus import select_spans
 from diziner.analysis.error_types import ERROR_NAMES, ERROR_TYPES, MATCH, TYPE, SpanSet, classify, overlap_ranges
-from diziner.analysis.records import ErrorExample, ErrorProfile, HotRun, Hotspot, HotspotError, SpanRecord
+from diziner.analysis.records import ErrorProfile, HotRun, Hotspot, hotspots_of, profiles_of
 from diziner.analysis.tags import TokenIndex, decode, project, span_keys, tag_names
 from diziner.corpus.model import Document, Span
 from diziner.errors import InputError
@@ -196,10 +198,10 @@ class AnalysisResult:
     problems: list[str] = field(default_factory=list)
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     doc_answered: np.ndarray | None = None  # K × D booleans (document positions); None: all
-    _hotspots: list[Hotspot] | None = None
-    _hotspots_json: list[dict] | None = None
-    _profiles: dict[str, ErrorProfile] | None = None
-    _profiles_json: dict[str, dict] | None = None
+    _hotspots: list[dict] | None = None
+    _hotspot_records: list[Hotspot] | None = None
+    _profiles: dict[str, dict] | None = None
+    _profile_records: dict[str, ErrorProfile] | None = None
     _agreement: dict | None = None
     _span_sets: list[SpanSet] | None = None
 
@@ -271,18 +273,14 @@ class AnalysisResult:
             self._span_sets = [SpanSet(*decode(z, self.index.doc_start)) for z in self.arrays.Z]
         return self._span_sets
 
-    def _span_record(self, s: int, e: int, lab: int) -> SpanRecord:
+    def _span_dict(self, s: int, e: int, lab: int) -> dict:
         d = int(self.index.doc_of_token[s])
         cs, ce = int(self.index.char_start[s]), int(self.index.char_end[e - 1])
-        return SpanRecord(start=cs, end=ce, label=self.labels[lab], text=self.documents[d].text[cs:ce])
-
-    def _span_dict(self, s: int, e: int, lab: int) -> dict:
-        return self._span_record(s, e, lab).to_json()
+        return {"start": cs, "end": ce, "label": self.labels[lab], "text": self.documents[d].text[cs:ce]}
 
     def _reading(self, s: int, e: int, lab: int) -> str:
-        """``"text/label"`` of a span (as :attr:`SpanRecord.reading`)."""
-        d = int(self.index.doc_of_token[s])
-        return f"{self.documents[d].text[int(self.index.char_start[s]):int(self.index.char_end[e - 1])]}/{self.labels[lab]}"
+        sd = self._span_dict(s, e, lab)
+        return f"{sd['text']}/{sd['label']}"
 
     def consensus_spans(self, elite: bool = False) -> SpanSet:
         """The weighted (or elite) consensus: a selection among proposed spans."""
@@ -293,17 +291,21 @@ class AnalysisResult:
     # ---- hotspots
     @property
     def hotspot_records(self) -> list[Hotspot]:
-        """The hotspots as typed records (:class:`~diziner.analysis.records.Hotspot`)."""
-        if self._hotspots is None:
-            self._hotspots = _Hotspots(self).build()
-        return self._hotspots
+        """The hotspots as typed records (:class:`~diziner.analysis.records.Hotspot`), parsed
+        from :attr:`hotspots` when first asked for (the JSON is what large runs write)."""
+        if self._hotspot_records is None:
+            self._hotspot_records = hotspots_of(self.hotspots)
+        return self._hotspot_records
 
     @property
     def hotspots(self) -> list[dict]:
-        """The hotspots as ``analysis.json`` holds them (the records' JSON)."""
-        if self._hotspots_json is None:
-            self._hotspots_json = [h.to_json() for h in self.hotspot_records]
-        return self._hotspots_json
+        """The hotspots as ``analysis.json`` holds them."""
+        if self._hotspots is None:
+            self._hotspots = self._build_hotspots()
+        return self._hotspots
+
+    def _build_hotspots(self) -> list[dict]:
+        return _Hotspots(self).build()
 
     def _pattern_labels(self, code: int, label: int, ref: SpanSet, r: int) -> str:
         if code == TYPE and r >= 0:  # type confusion: consensus label → reading label
@@ -313,72 +315,79 @@ class AnalysisResult:
     # ---- profiles
     @property
     def profile_records(self) -> dict[str, ErrorProfile]:
-        """Per annotator, its error profile as a typed record."""
+        """Per annotator, its error profile as a typed record (parsed from :attr:`profiles`)."""
+        if self._profile_records is None:
+            self._profile_records = profiles_of({"profiles": self.profiles})
+        return self._profile_records
+
+    @property
+    def profiles(self) -> dict[str, dict]:
+        """The error profiles as ``analysis.json`` holds them."""
         if self._profiles is None:
             self._profiles = self._build_profiles()
         return self._profiles
 
-    @property
-    def profiles(self) -> dict[str, dict]:
-        """The error profiles as ``analysis.json`` holds them (the records' JSON)."""
-        if self._profiles_json is None:
-            self._profiles_json = {a: p.to_json() for a, p in self.profile_records.items()}
-        return self._profiles_json
-
-    def _example(self, s: int, e: int, lab: int, consensus: str, missed: bool = False) -> ErrorExample:
-        """An example span; for a ``missed`` one, the consensus span read as missed (label ``O``)."""
+    def _example(self, s: int, e: int, lab: int, consensus: str) -> dict:
         d = int(self.index.doc_of_token[s])
-        sp = self._span_record(s, e, lab)
-        return ErrorExample(
-            document=self.documents[d].id,
-            text=sp.text,
-            label="O" if missed else sp.label,
-            consensus=sp.reading if missed else consensus,
-            context=context(self.documents[d].text, sp.start, sp.end, mark=("[", "]")),
-        )
+        sd = self._span_dict(s, e, lab)
+        return {
+            "document": self.documents[d].id,
+            "text": sd["text"],
+            "label": sd["label"],
+            "consensus": consensus,
+            "context": context(self.documents[d].text, sd["start"], sd["end"], mark=("[", "]")),
+        }
 
-    def _build_profiles(self) -> dict[str, ErrorProfile]:
+    def _build_profiles(self) -> dict[str, dict]:
         all_cons = self.consensus_spans(elite=False)
         cons_doc = self.index.doc_of_token[all_cons.starts] if len(all_cons) else np.zeros(0, dtype=np.int64)
         answered = self._answered()
         n_ex = self.examples_per_pattern
-        out: dict[str, ErrorProfile] = {}
+        out: dict[str, dict] = {}
         for k, sset in enumerate(self._spans()):
             # against the consensus of the documents this annotator answered
             mine = answered[k, cons_doc]
             cons = SpanSet(all_cons.starts[mine], all_cons.ends[mine], all_cons.labels[mine])
             cl = classify(sset, cons)
-            counts: dict[str, int] = {}
-            examples: dict[str, list[ErrorExample]] = {t: [] for t in ERROR_TYPES}
+            prof: dict[str, Any] = {"n_spans": len(sset), "matched": int((cl.codes == MATCH).sum())}
+            examples: dict[str, list[dict]] = {t: [] for t in ERROR_TYPES}
             for code, name in ERROR_NAMES.items():
                 idx = np.flatnonzero(cl.codes == code)
-                counts[name] = len(idx)
+                prof[name] = len(idx)
                 for i in idx[:n_ex].tolist():
                     r = int(cl.ref_index[i])
                     c = "O" if r < 0 else self._reading(int(cons.starts[r]), int(cons.ends[r]), int(cons.labels[r]))
                     examples[name].append(self._example(int(sset.starts[i]), int(sset.ends[i]), int(sset.labels[i]), c))
             midx = np.flatnonzero(cl.missed)
+            prof["missed"] = len(midx)
             for r in midx[:n_ex].tolist():
-                examples["missed"].append(
-                    self._example(int(cons.starts[r]), int(cons.ends[r]), int(cons.labels[r]), "", missed=True))
-            out[self.annotators[k]] = ErrorProfile(
-                **counts, missed=len(midx), matched=int((cl.codes == MATCH).sum()), n_spans=len(sset),
-                consensus_spans=len(cons), documents=int(answered[k].sum()), examples=examples)
+                ex = self._example(int(cons.starts[r]), int(cons.ends[r]), int(cons.labels[r]), "")
+                ex["consensus"] = f"{ex['text']}/{ex['label']}"
+                ex["label"] = "O"
+                examples["missed"].append(ex)
+            prof["consensus_spans"] = len(cons)
+            prof["documents"] = int(answered[k].sum())
+            prof["examples"] = examples
+            out[self.annotators[k]] = {
+                key: prof[key]
+                for key in ["spurious", "missed", "type_confusion", "boundary", "matched", "n_spans", "consensus_spans",
+                            "documents", "examples"]
+            }
         return out
 
     # ---- summary and serialisation
     @property
     def summary(self) -> dict:
-        hs = self.hotspot_records
+        hs = self.hotspots
         by_cat = {c: 0 for c in CATEGORIES}
         by_err = {t: 0 for t in ERROR_TYPES}
         hs_by_err = {t: 0 for t in ERROR_TYPES}
         for h in hs:
-            by_cat[h.category] += 1
+            by_cat[h["category"]] += 1
             seen = set()
-            for e in h.errors:
-                by_err[e.type] += 1
-                seen.add(e.type)
+            for e in h["errors"]:
+                by_err[e["type"]] += 1
+                seen.add(e["type"])
             for t in seen:
                 hs_by_err[t] += 1
         return {
@@ -487,55 +496,55 @@ class _Hotspots:
             we[has] = np.maximum(we[has], sset.ends[hi[has] - 1])
         return ws, we
 
-    def build(self) -> list[Hotspot]:
+    def build(self) -> list[dict]:
         return [self.hotspot(h, s, e) for h, (s, e) in enumerate(zip(self.hs.tolist(), self.he.tolist()))]
 
-    def hotspot(self, h: int, s: int, e: int) -> Hotspot:
+    def hotspot(self, h: int, s: int, e: int) -> dict:
         res, a, ix = self.res, self.res.arrays, self.res.index
         names = res.annotators
         d = int(ix.doc_of_token[s])
         doc = res.documents[d]
         cs, ce = int(ix.char_start[s]), int(ix.char_end[e - 1])
-        readings: dict[str, list[SpanRecord]] = {}
-        groups: dict[tuple, HotspotError] = {}
+        readings: dict[str, list[dict]] = {}
+        groups: dict[tuple, dict] = {}
         for k in range(len(self.py)):
             if not self.answered[k, d]:
                 continue  # no reading from an annotator that did not answer this document
             lo, hi = self.ranges[k][0][h], self.ranges[k][1][h]
             ps, pe, pl = self.py[k]
-            readings[names[k]] = [res._span_record(ps[i], pe[i], pl[i]) for i in range(lo, hi)]
+            readings[names[k]] = [res._span_dict(ps[i], pe[i], pl[i]) for i in range(lo, hi)]
             self._errors(k, range(lo, hi), groups)
             self._misses(k, range(self.e_lo[h], self.e_hi[h]), groups)
-        return Hotspot(
-            id=h,
-            document=doc.id,
-            token_start=int(s - ix.offsets[d]),
-            token_end=int(e - ix.offsets[d]),
-            char_start=cs,
-            char_end=ce,
-            window_char_start=int(ix.char_start[self.ws[h]]),
-            window_char_end=int(ix.char_end[self.we[h] - 1]),
-            text=doc.text[cs:ce],
-            context=context(doc.text, cs, ce),
-            category=a.hotspot_category[h],
-            elite_agree=not bool(a.hotspot_elite_split[h]),
-            bias=round(float(a.hotspot_bias[h]), 4),
-            mean_u_star=round(float(a.hotspot_mean_u[h]), 4),
-            errors=list(groups.values()),
-            readings=readings,
-            unanswered=[names[k] for k in range(len(self.py)) if not self.answered[k, d]],
-            consensus=self._span_records(self.wcons, range(self.w_lo[h], self.w_hi[h])),
-            elite_consensus=self._span_records(self.econs, range(self.e_lo[h], self.e_hi[h])),
-        )
+        return {
+            "id": h,
+            "document": doc.id,
+            "token_start": int(s - ix.offsets[d]),
+            "token_end": int(e - ix.offsets[d]),
+            "char_start": cs,
+            "char_end": ce,
+            "window_char_start": int(ix.char_start[self.ws[h]]),
+            "window_char_end": int(ix.char_end[self.we[h] - 1]),
+            "text": doc.text[cs:ce],
+            "context": context(doc.text, cs, ce),
+            "category": a.hotspot_category[h],
+            "elite_agree": not bool(a.hotspot_elite_split[h]),
+            "bias": round(float(a.hotspot_bias[h]), 4),
+            "mean_u_star": round(float(a.hotspot_mean_u[h]), 4),
+            "errors": list(groups.values()),
+            "readings": readings,
+            "unanswered": [names[k] for k in range(len(self.py)) if not self.answered[k, d]],
+            "consensus": self._span_dicts(self.wcons, range(self.w_lo[h], self.w_hi[h])),
+            "elite_consensus": self._span_dicts(self.econs, range(self.e_lo[h], self.e_hi[h])),
+        }
 
-    def _span_records(self, sset: SpanSet, idx: range) -> list[SpanRecord]:
-        return [self.res._span_record(int(sset.starts[i]), int(sset.ends[i]), int(sset.labels[i])) for i in idx]
+    def _span_dicts(self, sset: SpanSet, idx: range) -> list[dict]:
+        return [self.res._span_dict(int(sset.starts[i]), int(sset.ends[i]), int(sset.labels[i])) for i in idx]
 
     def _elite_reading(self, r: int) -> str:
         econs = self.econs
         return self.res._reading(int(econs.starts[r]), int(econs.ends[r]), int(econs.labels[r]))
 
-    def _errors(self, k: int, spans: range, groups: dict[tuple, HotspotError]) -> None:
+    def _errors(self, k: int, spans: range, groups: dict[tuple, dict]) -> None:
         """Annotator ``k``'s spans in the window that do not match the elite consensus, into ``groups``."""
         ps, pe, pl = self.py[k]
         cl = self.classes[k]
@@ -547,15 +556,16 @@ class _Hotspots:
             g = groups.get(key)
             if g is None:
                 r = int(cl.ref_index[i])
-                g = groups[key] = HotspotError(
-                    type=ERROR_NAMES[code],
-                    reading=self.res._reading(*key[1:]),
-                    consensus="O" if r < 0 else self._elite_reading(r),
-                    labels=self.res._pattern_labels(code, pl[i], self.econs, r),
-                )
-            g.annotators.append(self.res.annotators[k])
+                g = groups[key] = {
+                    "type": ERROR_NAMES[code],
+                    "reading": self.res._reading(*key[1:]),
+                    "consensus": "O" if r < 0 else self._elite_reading(r),
+                    "labels": self.res._pattern_labels(code, pl[i], self.econs, r),
+                    "annotators": [],
+                }
+            g["annotators"].append(self.res.annotators[k])
 
-    def _misses(self, k: int, elite_spans: range, groups: dict[tuple, HotspotError]) -> None:
+    def _misses(self, k: int, elite_spans: range, groups: dict[tuple, dict]) -> None:
         """The elite-consensus spans in the window that annotator ``k`` missed, into ``groups``."""
         for r in elite_spans:
             if not self.missed[k][r]:
@@ -563,9 +573,14 @@ class _Hotspots:
             key = ("missed", r)
             g = groups.get(key)
             if g is None:
-                g = groups[key] = HotspotError(type="missed", reading="O", consensus=self._elite_reading(r),
-                                               labels=self.res.labels[int(self.econs.labels[r])])
-            g.annotators.append(self.res.annotators[k])
+                g = groups[key] = {
+                    "type": "missed",
+                    "reading": "O",
+                    "consensus": self._elite_reading(r),
+                    "labels": self.res.labels[int(self.econs.labels[r])],
+                    "annotators": [],
+                }
+            g["annotators"].append(self.res.annotators[k])
 
 
 def collect_labels(annotations: dict[str, dict[str, list[Span]]]) -> list[str]:
