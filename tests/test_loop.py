@@ -306,3 +306,29 @@ def test_selection_by_agreement_on_every_label():
     assert bt[3].label_macro_f1 == pytest.approx(0.688 / 3)
     old = [rec(0, 0.2, None), rec(1, 0.5, None)]
     assert select_iteration(old).iteration == 1
+
+
+def test_an_unchanged_guideline_does_not_count_towards_stopping():
+    """Broad Twitter, commit 75c1548: iteration 0 gave the supervisor nothing it may teach, so
+    iteration 1 ran the same guideline on new tweets; its agreement (0.056 < 0.082) only
+    measured other sentences, yet the stop rule ended the pilot. An iteration whose guideline
+    equals the previous one's neither stops the loop nor moves the best score."""
+    from diziner.guideline import Guideline
+    from diziner.loop import StopRule, same_guideline_content
+
+    rule = StopRule(patience=1)
+    assert rule.update(0.082, 0) is None
+    assert not rule.would_stop(0.056, 1, changed=False)
+    assert rule.update(0.056, 1, changed=False) is None and rule.best == 0.082 and rule.since_best == 0
+    assert rule.update(0.5, 2, changed=False) is None and rule.best == 0.082  # a lucky sample is no rise either
+    assert rule.update(0.3, 3) is None and rule.best == 0.3  # a changed guideline is judged as before
+    assert rule.update(0.2, 4) == "agreement did not rise for 1 iteration(s) after iteration 3"
+
+    from diziner.schema import Schema
+
+    schema = Schema(goal="Tag names.", labels=[{"name": "PER", "definition": "persons"}])
+    g0 = Guideline.initial(schema)
+    g1 = g0.model_copy(update={"iteration": 1, "changelog": ["iteration 1: consensus supervisor (consensus): no change"]})
+    assert same_guideline_content(g0, g1)
+    g2 = g1.model_copy(update={"goal": "Tag the names of people."})
+    assert not same_guideline_content(g1, g2)

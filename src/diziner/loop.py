@@ -524,12 +524,18 @@ class StopRule:
     def improves(self, score: float) -> bool:
         return score > self.best + self.min_delta
 
-    def would_stop(self, score: float, t: int) -> bool:
+    def would_stop(self, score: float, t: int, changed: bool = True) -> bool:
         """Would :meth:`update` with this score stop the loop (so no supervision is needed)?"""
-        return not self.improves(score) and self.since_best + 1 >= self.patience and t > 0
+        return changed and not self.improves(score) and self.since_best + 1 >= self.patience and t > 0
 
-    def update(self, score: float, t: int) -> str | None:
-        """Record iteration ``t``'s agreement; the reason to stop, or None to go on."""
+    def update(self, score: float, t: int, changed: bool = True) -> str | None:
+        """Record iteration ``t``'s agreement; the reason to stop, or None to go on.
+
+        ``changed=False`` (iteration ``t`` ran the same guideline as ``t - 1``): its agreement
+        differs from the last one only by its sentences, so it neither counts towards stopping
+        nor becomes the best score."""
+        if not changed:
+            return None
         if self.improves(score):
             self.best, self.since_best = score, 0
             return None
@@ -537,6 +543,12 @@ class StopRule:
         if self.since_best >= self.patience and t > 0:
             return f"agreement did not rise for {self.since_best} iteration(s) after iteration {t - self.since_best}"
         return None
+
+
+def same_guideline_content(a: Guideline, b: Guideline) -> bool:
+    """Do two guidelines prompt alike: the same goal, common and model-specific instructions
+    (the iteration number and the change log aside)?"""
+    return (a.goal, a.common, a.model_specific) == (b.goal, b.common, b.model_specific)
 
 
 def select_iteration(records: list[IterationRecord]) -> IterationRecord | None:
@@ -691,14 +703,14 @@ async def _supervise_step(lp: _Loop, t: int, sample: list[Document], guideline: 
 
 
 async def _run_iteration(lp: _Loop, t: int, sample: list[Document], guideline: Guideline, active: list[str],
-                         stop: StopRule, last: bool) -> IterationRecord:
+                         stop: StopRule, last: bool, changed: bool = True) -> IterationRecord:
     """One pilot iteration: annotate, analyse, score, drop, supervise (unless it is the last one or
     the stop rule will end the loop here); ``done.json`` marks it finished."""
     runs, usable, annotations = await _annotate_step(lp, t, sample, guideline, active)
     analysis, rec = _analyse_step(lp, t, sample, runs, usable, annotations)
     _score_step(lp, sample, annotations, analysis, rec)
     _drop_step(lp, t, rec)
-    if not last and not stop.would_stop(rec.mean_pairwise_f1, t):
+    if not last and not stop.would_stop(rec.mean_pairwise_f1, t, changed):
         await _supervise_step(lp, t, sample, guideline, analysis, annotations, rec)
     atomic.write_json(lp.it_dir(t) / "metrics.json", rec.to_json())
     atomic.write_json(lp.it_dir(t) / "done.json", rec.to_json())
@@ -727,20 +739,24 @@ async def _pilot(lp: _Loop, sets: list[list[Document]], guideline: Guideline,
         stopped = f"ran {len(sets)} iterations (the corpus has too few documents for {opts.iterations} sets of {opts.sample_size})"
     stop = StopRule(patience=opts.patience, min_delta=opts.min_delta)
     records: list[IterationRecord] = []
+    previous: Guideline | None = None
     for t, sample in enumerate(sets):
         guideline = _iteration_guideline(lp, t, guideline)
+        changed = previous is None or not same_guideline_content(previous, guideline)
         done = lp.it_dir(t) / "done.json"
         if done.exists():
             rec = IterationRecord.from_json(atomic.read_json(done))
             lp.progress.print(f"iteration {t}: finished earlier (agreement {rec.mean_pairwise_f1:.3f}); resumed")
         else:
-            rec = await _run_iteration(lp, t, sample, guideline, active, stop, last=t == len(sets) - 1)
+            rec = await _run_iteration(lp, t, sample, guideline, active, stop, last=t == len(sets) - 1,
+                                       changed=changed)
         records.append(rec)
         active = [a for a in rec.annotators if a not in rec.dropped]
+        previous = guideline
         nxt = lp.it_dir(t + 1) / "guideline.yaml"
         if nxt.exists():
             guideline = load_guideline(nxt)
-        why = stop.update(rec.mean_pairwise_f1, t)
+        why = stop.update(rec.mean_pairwise_f1, t, changed=changed)
         if why is not None:
             stopped = why
             break
