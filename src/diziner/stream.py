@@ -352,205 +352,248 @@ async def annotate_stream_async(
     known) sizes the progress bar; ``source`` names the input in error messages.
     Returns a summary (the keys of :func:`diziner.loop.annotate_corpus` plus streaming figures).
     """
-    from diziner.aggregator import Aggregator
-    from diziner.annotate.runner import annotate_documents
     from diziner.loop import Progress
 
-    opts = options or StreamOptions()
-    from diziner.aggregation import Aggregation
+    run = _StreamRun(guideline, pool, Path(out), options, source)
+    run.resume()
+    pc = run.clients(pool, clients, cache_path, no_cache, budget_usd)
+    try:
+        with Progress(quiet) as progress:
+            run.start_progress(progress, total)
+            batches = batched(run.fresh(documents), run.opts.batch_size)
+            window = await run.fit_window(batches)
+            run.writer = _Writer(run.paths)
+            for batch, runs in window:
+                run.process(batch, runs)
+            window.clear()
+            await run.drive(batches)
+    finally:
+        await run.cancel_pending()
+        if run.writer is not None:
+            run.writer.close()
+        await pc.aclose()  # closes what it built (every client and the ledger), nothing it borrowed
+    return run.finish(quiet, pc.ledger)
 
-    opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
-                                                                  getattr(pool, "aggregation", None)))
-    opts.check()
-    out = Path(out)
-    ids = [a.id for a in pool.annotators]
-    styles = {a.id: a.prompt_style for a in pool.annotators}
-    paths = StreamPaths.of(out, ids)
-    labels = list(guideline.schema_.label_names)
-    expect = {
-        "version": STATE_VERSION,
-        "guideline_sha": guideline_sha(guideline),
-        "annotators": ids,
-        "weight_sample": opts.window(),
-        "weights_mode": opts.weights,
-        "percentile": opts.percentile,
-        "min_support": opts.min_support,
-        "aggregation": str(opts.agg()),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = _load_state(paths, expect)
-    counters = _Counters(ids)
-    done: set[str] = set()
-    if state is not None:
+
+class _StreamRun:
+    """One streamed run: its options, files, resume state, counters and the batches in flight.
+    :func:`annotate_stream_async` calls the steps in order."""
+
+    def __init__(self, guideline: Guideline, pool: Any, out: Path, options: StreamOptions | None,
+                 source: str | Path | None):
+        from diziner.aggregation import Aggregation
+        from diziner.aggregator import Aggregator
+
+        opts = options or StreamOptions()
+        opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
+                                                                      getattr(pool, "aggregation", None)))
+        opts.check()
+        self.guideline, self.opts, self.out = guideline, opts, out
+        self.ids = [a.id for a in pool.annotators]
+        self.styles = {a.id: a.prompt_style for a in pool.annotators}
+        self.paths = StreamPaths.of(out, self.ids)
+        self.expect = {
+            "version": STATE_VERSION,
+            "guideline_sha": guideline_sha(guideline),
+            "annotators": self.ids,
+            "weight_sample": opts.window(),
+            "weights_mode": opts.weights,
+            "percentile": opts.percentile,
+            "min_support": opts.min_support,
+            "aggregation": str(opts.agg()),
+        }
+        self.where = str(source) if source is not None else None
+        self.aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(),
+                                     weights=opts.weights, percentile=opts.percentile)
+        self.counters = _Counters(self.ids)
+        self.state: dict[str, Any] | None = None
+        self.done: set[str] = set()
+        self.resumed = 0
+        self.n_batches = 0
+        self.writer: _Writer | None = None
+        self.pending: collections.deque[tuple[list[Document], asyncio.Task]] = collections.deque()
+        self.ann_clients: dict[str, Any] = {}
+        self.advance: Any = None
+        self.progress: Any = None
+
+    # ---- set-up
+    def resume(self) -> None:
+        """Read a partial run's state and counters; the documents it finished are skipped."""
+        paths = self.paths
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.state = _load_state(paths, self.expect)
+        if self.state is None:
+            return
         cons_rows = _done_rows(StreamPaths.partial(paths.out))
         lost_rows = _done_rows(StreamPaths.partial(paths.failed))
         done_list = [r["id"] for r in cons_rows + lost_rows]
-        done = set(done_list)
-        if len(done) != len(done_list):
+        self.done = set(done_list)
+        if len(self.done) != len(done_list):
             raise DizinerError(f"{StreamPaths.partial(paths.out)}: a document appears twice; cannot resume",
                                hint="remove the .partial files to start over")
-        counters.documents = len(done)
-        counters.spans = sum(len(r.get("spans") or []) for r in cons_rows)
-        counters.flagged_documents = sum(1 for r in cons_rows if r.get("failed"))
-        counters.failed_documents = len(lost_rows)
-        del cons_rows, lost_rows
+        c = self.counters
+        c.documents = len(self.done)
+        c.spans = sum(len(r.get("spans") or []) for r in cons_rows)
+        c.flagged_documents = sum(1 for r in cons_rows if r.get("failed"))
+        c.failed_documents = len(lost_rows)
         for a, p in paths.annotators.items():
-            _filter_annotator_partial(StreamPaths.partial(p), done, counters, a)
-    resumed = len(done)
+            _filter_annotator_partial(StreamPaths.partial(p), self.done, c, a)
+        self.resumed = len(self.done)
 
-    from diziner.llm.factory import PoolClients
+    def clients(self, pool: Any, clients: tuple | None, cache_path: Any, no_cache: bool, budget_usd: float | None):
+        """The pool's clients (built here, with a ledger of running totals, or borrowed)."""
+        from diziner.llm.factory import PoolClients
 
-    if clients is None:
-        from diziner.llm.ledger import Ledger
+        if clients is None:
+            from diziner.llm.ledger import Ledger
 
-        pool.check_env()
-        pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
-                               ledger=Ledger(paths.ledger, keep_records=False))
-    else:
-        pc = PoolClients.borrow(clients)
-    ann_clients, sup, ledger = pc
-    missing = [a for a in ids if a not in ann_clients]
-    if missing:
-        raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
+            pool.check_env()
+            pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
+                                   ledger=Ledger(self.paths.ledger, keep_records=False))
+        else:
+            pc = PoolClients.borrow(clients)
+        self.ann_clients = pc.annotators
+        missing = [a for a in self.ids if a not in self.ann_clients]
+        if missing:
+            raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
+        return pc
 
-    seen = set(done)
-    where = str(source) if source is not None else None
+    def start_progress(self, progress: Any, total: int | None) -> None:
+        self.progress = progress
+        self.advance = progress.task("annotate", total=total)
+        if self.resumed:
+            self.advance(self.resumed)
+            progress.print(f"resuming: {self.resumed} documents finished earlier")
 
-    def fresh() -> Iterator[Document]:
+    def fresh(self, documents: Iterable[Document]) -> Iterator[Document]:
+        """The documents not finished earlier; a repeated id is an input error."""
+        done, seen = self.done, set(self.done)
         for d in documents:
             if d.id in done:
                 done.discard(d.id)  # each finished id is skipped once; a repeat is a duplicate
                 continue
             if d.id in seen:
-                raise InputError(where, None, f"duplicate document id {d.id!r}; ids must be unique")
+                raise InputError(self.where, None, f"duplicate document id {d.id!r}; ids must be unique")
             seen.add(d.id)
             yield d
 
-    writer: _Writer | None = None
-    pending: collections.deque[tuple[list[Document], asyncio.Task]] = collections.deque()
-    n_batches = 0
-    try:
-        with Progress(quiet) as progress:
-            advance = progress.task("annotate", total=total)
-            if resumed:
-                advance(resumed)
-                progress.print(f"resuming: {resumed} documents finished earlier")
+    # ---- annotation
+    async def annotate(self, batch: list[Document]) -> dict:
+        """Every annotator on every document of the batch; the bar advances when all answered one."""
+        from diziner.annotate.runner import annotate_documents
 
-            async def annotate(batch: list[Document]) -> dict:
-                remaining: dict[str, int] = {}
+        remaining: dict[str, int] = {}
 
-                def on_result(annotator_id, result):
-                    k = remaining.get(result.doc_id, 0) + 1
-                    remaining[result.doc_id] = k
-                    if k == len(ids):
-                        advance(1)
+        def on_result(annotator_id, result):
+            k = remaining.get(result.doc_id, 0) + 1
+            remaining[result.doc_id] = k
+            if k == len(self.ids):
+                self.advance(1)
 
-                return await annotate_documents(batch, guideline, {a: (ann_clients[a], styles[a]) for a in ids},
-                                                iteration=None, reask=opts.reask, max_mentions=opts.max_mentions,
-                                                on_result=on_result)
+        return await annotate_documents(batch, self.guideline,
+                                        {a: (self.ann_clients[a], self.styles[a]) for a in self.ids},
+                                        iteration=None, reask=self.opts.reask, max_mentions=self.opts.max_mentions,
+                                        on_result=on_result)
 
-            batches = batched(fresh(), opts.batch_size)
-            aggregator = Aggregator(labels, aggregation=opts.agg(), weights=opts.weights, percentile=opts.percentile)
-            # the weight window: annotated first, analysed once, then written like any batch
-            window: list[tuple[list[Document], dict]] = []
-            if state is None:
-                win_batches: list[list[Document]] = []
-                n_win = 0
-                while n_win < opts.window():
-                    batch = next(batches, None)
-                    if batch is None:
-                        break
-                    win_batches.append(batch)
-                    n_win += len(batch)
-                win_runs = await asyncio.gather(*(annotate(b) for b in win_batches))
-                window = list(zip(win_batches, win_runs))
-                win_docs = [d for b, _ in window for d in b]
-                if win_docs:
-                    runs_all = {a: _merge_runs([r[a] for _, r in window]) for a in ids}
-                    fitted = aggregator.fit(win_docs, runs_all, progress=progress,
-                                            where=f"the weight window ({len(win_docs)} documents)")
-                    state = {**expect, **fitted.state(), "window_documents": len(win_docs)}
-                    del runs_all
-                else:
-                    raise InputError(where, None, "no documents found")
-                atomic.write_json(paths.state, state)
-            aggregator.load_state(state)
-            usable, weights, threshold = aggregator.usable_, aggregator.weights_, aggregator.threshold_
+    async def fit_window(self, batches: Iterator[list[Document]]) -> list[tuple[list[Document], dict]]:
+        """A fresh run: annotate the weight window, fit the aggregator on it, write the state;
+        returns the window's batches (written like any batch). A resumed run: the saved fit."""
+        window: list[tuple[list[Document], dict]] = []
+        if self.state is None:
+            win_batches: list[list[Document]] = []
+            n_win = 0
+            while n_win < self.opts.window():
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                win_batches.append(batch)
+                n_win += len(batch)
+            win_runs = await asyncio.gather(*(self.annotate(b) for b in win_batches))
+            window = list(zip(win_batches, win_runs))
+            win_docs = [d for b, _ in window for d in b]
+            if not win_docs:
+                raise InputError(self.where, None, "no documents found")
+            runs_all = {a: _merge_runs([r[a] for _, r in window]) for a in self.ids}
+            fitted = self.aggregator.fit(win_docs, runs_all, progress=self.progress,
+                                         where=f"the weight window ({len(win_docs)} documents)")
+            self.state = {**self.expect, **fitted.state(), "window_documents": len(win_docs)}
+            atomic.write_json(self.paths.state, self.state)
+        self.aggregator.load_state(self.state)
+        return window
 
-            writer = _Writer(paths)
+    def process(self, batch: list[Document], runs: dict) -> None:
+        """Aggregate one annotated batch and append it to the partial files."""
+        ann_lines = {a: [json.dumps(runs[a].results[d.id].to_json() | {"text": d.text}, ensure_ascii=False)
+                         for d in batch] for a in self.ids}
+        c = self.counters
+        for a in self.ids:
+            for d in batch:
+                r = runs[a].results[d.id]
+                c.add_result(a, r.ok, r.reason)
+        rows, lost = self.aggregator.predict(batch, runs)
+        c.spans += sum(len(r["spans"]) for r in rows)
+        c.documents += len(batch)
+        c.failed_documents += len(lost)
+        c.flagged_documents += sum(1 for r in rows if "failed" in r)
+        assert self.writer is not None
+        self.writer.write_batch(ann_lines, [json.dumps(r, ensure_ascii=False) for r in rows],
+                                [json.dumps(r, ensure_ascii=False) for r in lost])
+        self.n_batches += 1
 
-            def process(batch: list[Document], runs: dict) -> None:
-                ann_lines = {a: [json.dumps(runs[a].results[d.id].to_json() | {"text": d.text}, ensure_ascii=False)
-                                 for d in batch] for a in ids}
-                for a in ids:
-                    for d in batch:
-                        r = runs[a].results[d.id]
-                        counters.add_result(a, r.ok, r.reason)
-                rows, lost = aggregator.predict(batch, runs)
-                cons_lines = [json.dumps(r, ensure_ascii=False) for r in rows]
-                lost_lines = [json.dumps(r, ensure_ascii=False) for r in lost]
-                counters.spans += sum(len(r["spans"]) for r in rows)
-                counters.documents += len(batch)
-                counters.failed_documents += len(lost)
-                counters.flagged_documents += sum(1 for r in rows if "failed" in r)
-                assert writer is not None
-                writer.write_batch(ann_lines, cons_lines, lost_lines)
-
-            for batch, runs in window:
-                process(batch, runs)
-                n_batches += 1
-            window.clear()
-
-            for batch in batches:
-                pending.append((batch, asyncio.create_task(annotate(batch))))
-                if len(pending) > opts.prefetch:
-                    b, task = pending.popleft()
-                    process(b, await task)
-                    n_batches += 1
-            while pending:
+    async def drive(self, batches: Iterator[list[Document]]) -> None:
+        """The rest of the corpus, ``prefetch`` batches annotated ahead of the one being written."""
+        pending = self.pending
+        for batch in batches:
+            pending.append((batch, asyncio.create_task(self.annotate(batch))))
+            if len(pending) > self.opts.prefetch:
                 b, task = pending.popleft()
-                process(b, await task)
-                n_batches += 1
-    finally:
-        for _, task in pending:
+                self.process(b, await task)
+        while pending:
+            b, task = pending.popleft()
+            self.process(b, await task)
+
+    async def cancel_pending(self) -> None:
+        for _, task in self.pending:
             task.cancel()
-        if pending:
-            await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
-        if writer is not None:
-            writer.close()
-        await pc.aclose()  # closes what it built (every client and the ledger), nothing it borrowed
+        if self.pending:
+            await asyncio.gather(*(t for _, t in self.pending), return_exceptions=True)
 
-    if counters.documents == 0:
-        raise InputError(where, None, "no documents found")
-    if not usable:
-        raise DizinerError("no annotator produced output in the weight window", hint="check the endpoints in the pool file")
-    for final, part in zip(paths.finals(), paths.partials()):
-        os.replace(part, final)
-    paths.state.unlink(missing_ok=True)
-    if counters.failed_documents and not quiet:
-        import sys
+    # ---- the end
+    def finish(self, quiet: bool, ledger: Any) -> dict[str, Any]:
+        """Move the partial files to their final paths and return the summary."""
+        c, paths, agg = self.counters, self.paths, self.aggregator
+        if c.documents == 0:
+            raise InputError(self.where, None, "no documents found")
+        if not agg.usable_:
+            raise DizinerError("no annotator produced output in the weight window",
+                               hint="check the endpoints in the pool file")
+        for final, part in zip(paths.finals(), paths.partials()):
+            os.replace(part, final)
+        paths.state.unlink(missing_ok=True)
+        if c.failed_documents and not quiet:
+            import sys
 
-        print(f"warning: {counters.failed_documents} document(s) nobody answered are listed in {paths.failed}, "
-              f"not in {paths.out}", file=sys.stderr)
-    return {
-        "documents": counters.documents,
-        "annotators": ids,
-        "weights": weights,
-        "failed": dict(counters.failed),
-        "failure_reasons": {a: sorted(r)[:5] for a, r in counters.reasons.items() if counters.failed[a]},
-        "failed_documents": counters.failed_documents,
-        "flagged_documents": counters.flagged_documents,
-        "spans": counters.spans,
-        "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
-        "streaming": {
-            "batch_size": opts.batch_size,
-            "batches_this_run": n_batches,
-            "resumed_documents": resumed,
-            "weight_window_documents": state.get("window_documents", 0) if state else 0,
-            "hotspot_threshold": threshold,
-            "usable_annotators": usable,
-        },
-    }
+            print(f"warning: {c.failed_documents} document(s) nobody answered are listed in {paths.failed}, "
+                  f"not in {paths.out}", file=sys.stderr)
+        return {
+            "documents": c.documents,
+            "annotators": self.ids,
+            "weights": agg.weights_,
+            "failed": dict(c.failed),
+            "failure_reasons": {a: sorted(r)[:5] for a, r in c.reasons.items() if c.failed[a]},
+            "failed_documents": c.failed_documents,
+            "flagged_documents": c.flagged_documents,
+            "spans": c.spans,
+            "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+            "streaming": {
+                "batch_size": self.opts.batch_size,
+                "batches_this_run": self.n_batches,
+                "resumed_documents": self.resumed,
+                "weight_window_documents": self.state.get("window_documents", 0) if self.state else 0,
+                "hotspot_threshold": agg.threshold_,
+                "usable_annotators": agg.usable_,
+            },
+        }
 
 
 def _merge_runs(parts: list) -> Any:
