@@ -170,14 +170,14 @@ def batch_hotspots(documents: list[Document], annotations: dict[str, dict[str, l
                    percentile: float = 80.0) -> list[dict]:
     """Hotspot runs of a batch with fixed weights and a fixed threshold.
 
-    The analysis's own rule (:func:`diziner.analysis.core.hotspot_dicts`: the hot score
+    The analysis's own rule (:func:`diziner.analysis.core.hot_runs`: the hot score
     ``H``, ``p`` over the annotators who answered each document), so a batch's hotspots
     are the ones :func:`diziner.analysis.analyze` finds with the same weights and
     threshold; ``threshold=None`` uses the batch's own ``percentile``.
     """
-    from diziner.analysis.core import hotspot_dicts
+    from diziner.analysis.core import hot_runs
 
-    return hotspot_dicts(documents, annotations, weights, labels, threshold, percentile)
+    return [h.to_json() for h in hot_runs(documents, annotations, weights, labels, threshold, percentile)]
 
 
 def guideline_sha(guideline: Guideline) -> str:

@@ -3,8 +3,8 @@
 profiles, agreement figures and aggregation. Pure numpy; see ``docs/analysis.md``.
 """
 from diziner.analysis.aggregate import aggregate, aggregate_spans
-from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays, hot_runs, hotspot_dicts
+from diziner.analysis.core import AnalysisResult, ArrayAnalysis, analyze, analyze_arrays, hot_runs
 from diziner.analysis.records import AggregatedSpan, ErrorProfile, HotRun, Hotspot
 
 __all__ = ["AggregatedSpan", "AnalysisResult", "ArrayAnalysis", "ErrorProfile", "HotRun", "Hotspot", "aggregate",
-           "aggregate_spans", "analyze", "analyze_arrays", "hot_runs", "hotspot_dicts"]
+           "aggregate_spans", "analyze", "analyze_arrays", "hot_runs"]

@@ -637,18 +637,6 @@ def hot_runs(
     return out
 
 
-def hotspot_dicts(
-    documents: list[Document],
-    annotations: dict[str, dict[str, list[Span]]],
-    weights: dict[str, float],
-    labels: list[str],
-    threshold: float | None = None,
-    percentile: float = DEFAULTS.analysis.percentile,
-) -> list[dict]:
-    """:func:`hot_runs` as ``{document, token_start, token_end}`` dicts."""
-    return [h.to_json() for h in hot_runs(documents, annotations, weights, labels, threshold, percentile)]
-
-
 def analyze(
     documents: list[Document],
     annotations: dict[str, dict[str, list[Span]]],
