@@ -881,25 +881,17 @@ def _make_supervisor(kind: str, client, schema: Schema):
 async def _final_annotation(documents, guideline, ann_clients, styles, active, schema, opts, out: Path, gold, progress) -> dict[str, Any]:
     """Annotate the corpus with the selected guideline; returns ``final/done.json``'s content
     (annotators, weights, f1, failed_documents, flagged_documents)."""
-    from diziner.analysis import analyze
-
     fdir = out / "final"
     if (fdir / "done.json").exists():
         return atomic.read_json(fdir / "done.json")
     runs = await _annotate(documents, guideline, {a: ann_clients[a] for a in active}, styles, iteration=None,
                            options=opts, out_dir=fdir / "by_annotator", progress=progress, label="final annotation")
     usable = _usable(runs, progress, 1, "the final annotation")
-    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-    weights = {a: 1.0 / len(usable) for a in usable}
-    hotspots = None
-    if len(usable) >= 2:
-        result = analyze(documents, annotations, labels=schema.label_names, weights=opts.weights, percentile=opts.percentile)
-        analysis = result.to_json()
-        atomic.write_json(fdir / "analysis.json", analysis)
+    rows, lost, weights, result = _deliver(documents, runs, usable, schema.label_names, opts.aggregation(),
+                                           opts.weights, opts.percentile)
+    if result is not None:
+        atomic.write_json(fdir / "analysis.json", result.to_json())
         atomic.write_text(fdir / "report.md", result.to_markdown())
-        weights, hotspots = dict(analysis["weights"]), analysis["hotspots"]
-    cons = _consensus_spans(documents, annotations, weights, opts.aggregation(), hotspots, schema.label_names)
-    rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
     atomic.write_jsonl(fdir / "failed.jsonl", lost)
     atomic.write_jsonl(fdir / "annotations.jsonl", rows)
     maybe_kill("final_annotations")
@@ -909,8 +901,9 @@ async def _final_annotation(documents, guideline, ann_clients, styles, active, s
                        f"(listed in {fdir / 'failed.jsonl'}), {len(flagged)} answered by only some annotators (flagged)")
     f1: dict[str, float] = {}
     if gold is not None:
-        answered = {r["id"]: [sp.to_span(r["id"]) for sp in cons.get(r["id"], [])] for r in rows}
-        f1 = _score(gold, {**{a: annotations[a] for a in usable}, "consensus": answered}, documents)
+        answered = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
+                    for r in rows}
+        f1 = _score(gold, {**{a: annotations_by_doc(runs[a]) for a in usable}, "consensus": answered}, documents)
     done = {"annotators": usable, "weights": weights, "f1": f1, "failed_documents": [r["id"] for r in lost],
             "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)
@@ -953,8 +946,6 @@ def annotate_corpus(
 
 
 async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, aggregation, quiet, options):
-    from diziner.analysis import analyze
-
     from diziner.llm.factory import PoolClients
 
     if clients is None:
@@ -974,18 +965,36 @@ async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clien
         for a, run in runs.items():
             atomic.write_jsonl(out.with_name(f"{out.stem}.{a}.jsonl"),
                                [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
-        annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-        weights = {a: 1.0 / len(usable) for a in usable}
-        hotspots = None
-        if len(usable) >= 2:
-            result = analyze(documents, annotations, labels=guideline.schema_.label_names, weights=options.weights)
-            weights, hotspots = dict(result.weights), result.hotspots
-        cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, guideline.schema_.label_names)
-        rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
+        rows, lost, weights, _ = _deliver(documents, runs, usable, guideline.schema_.label_names, aggregation,
+                                          options.weights)
         atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
         atomic.write_jsonl(out, rows)
-        failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
+    return _annotation_summary(documents, runs, rows, lost, weights, ledger)
 
+
+def _deliver(documents: list[Document], runs: dict, usable: list[str], labels: list[str], aggregation,
+             weights_mode: str, percentile: float | None = None) -> tuple[list[dict], list[dict], dict[str, float], Any]:
+    """What is delivered from the annotators' runs: weights and hotspots from the analysis (with
+    two or more usable annotators), the aggregation, and the rows (:func:`delivered_rows`).
+    Returns (rows, documents nobody answered, weights, the analysis or None)."""
+    from diziner.analysis import analyze
+
+    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+    weights = {a: 1.0 / len(usable) for a in usable}
+    hotspots, result = None, None
+    if len(usable) >= 2:
+        extra = {} if percentile is None else {"percentile": percentile}
+        result = analyze(documents, annotations, labels=labels, weights=weights_mode, **extra)
+        weights, hotspots = dict(result.weights), result.hotspots
+    cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, labels)
+    rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
+    return rows, lost, weights, result
+
+
+def _annotation_summary(documents: list[Document], runs: dict, rows: list[dict], lost: list[dict],
+                        weights: dict[str, float], ledger) -> dict[str, Any]:
+    """The summary :func:`annotate_corpus` returns."""
+    failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
     return {
         "documents": len(documents),
         "annotators": list(runs),

@@ -58,6 +58,29 @@ def _expand(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.repeat(starts, lengths) + offset, owner, offset == 0
 
 
+def _resolve_overlaps(cs: np.ndarray, ce: np.ndarray, cl: np.ndarray, token_support: np.ndarray, rank: np.ndarray,
+                      n: int) -> np.ndarray:
+    """Which candidates to keep. They are sorted by key = (start, end, label): a candidate
+    overlapping no other is kept without a contest; the rest are resolved greedily by the tie rule."""
+    keep = np.ones(len(cs), dtype=bool)
+    if len(cs) > 1:
+        prev_max = np.maximum.accumulate(ce)
+        new_run = np.r_[True, cs[1:] >= prev_max[:-1]]  # overlaps no earlier candidate
+        run = np.cumsum(new_run)
+        contested = np.bincount(run)[run] > 1
+        cidx = np.flatnonzero(contested)
+        if len(cidx):
+            keep[cidx] = False
+            order = cidx[np.lexsort((cl[cidx], cs[cidx], -(ce[cidx] - cs[cidx]),
+                                     -np.round(token_support[cidx], 9), -np.round(rank[cidx], 9)))]
+            taken = np.zeros(n, dtype=bool)
+            for i in order.tolist():
+                if not taken[cs[i] : ce[i]].any():
+                    taken[cs[i] : ce[i]] = True
+                    keep[i] = True
+    return keep
+
+
 def select_spans(
     Z: np.ndarray,
     W: np.ndarray,
@@ -118,24 +141,6 @@ def select_spans(
     cs, ce, cl, support, token_support, proposers = (
         cs[idx], ce[idx], cl[idx], support[idx], token_support[idx], proposers[:, idx])
     rank = support if reliability is None else posterior[idx]  # what overlaps are resolved by first
-    # candidates are sorted by key = (start, end, label): a candidate overlapping no other
-    # is kept without a contest; the rest are resolved greedily by the tie rule
-    keep = np.ones(len(cs), dtype=bool)
-    if len(cs) > 1:
-        prev_max = np.maximum.accumulate(ce)
-        new_run = np.r_[True, cs[1:] >= prev_max[:-1]]  # overlaps no earlier candidate
-        run = np.cumsum(new_run)
-        contested = np.bincount(run)[run] > 1
-        cidx = np.flatnonzero(contested)
-        if len(cidx):
-            keep[cidx] = False
-            order = cidx[np.lexsort((cl[cidx], cs[cidx], -(ce[cidx] - cs[cidx]),
-                                     -np.round(token_support[cidx], 9), -np.round(rank[cidx], 9)))]
-            taken = np.zeros(n, dtype=bool)
-            for i in order.tolist():
-                if not taken[cs[i] : ce[i]].any():
-                    taken[cs[i] : ce[i]] = True
-                    keep[i] = True
-    sel = np.flatnonzero(keep)  # already sorted by start
+    sel = np.flatnonzero(_resolve_overlaps(cs, ce, cl, token_support, rank, n))  # already sorted by start
     return SpanChoice(cs[sel], ce[sel], cl[sel], support[sel], token_support[sel], proposers[:, sel],
                       None if reliability is None else rank[sel])
