@@ -57,6 +57,7 @@ from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
 from diziner.guideline import Guideline
+from diziner.options import DEFAULTS
 
 STATE_VERSION = 1
 __all__ = [
@@ -75,15 +76,15 @@ __all__ = [
 class StreamOptions:
     """Knobs of a streamed annotation run."""
 
-    batch_size: int = 256
+    batch_size: int = DEFAULTS.annotation.batch_size
     weight_sample: int | None = None  # documents of the weight window; None = 2 × batch_size
     min_support: float | None = None  # the span vote's threshold (0 = union); prefer aggregation
     aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
-    weights: str = "f1"  # f1 | hybrid
-    percentile: float = 80.0
-    reask: int = 1
-    max_mentions: int = 32
-    prefetch: int = 1  # batches annotated ahead of the one being written
+    weights: str = DEFAULTS.analysis.weights  # f1 | hybrid
+    percentile: float = DEFAULTS.analysis.percentile
+    reask: int = DEFAULTS.annotation.reask
+    max_mentions: int = DEFAULTS.annotation.max_mentions
+    prefetch: int = DEFAULTS.annotation.prefetch  # batches annotated ahead of the one being written
 
     def window(self) -> int:
         return self.weight_sample if self.weight_sample is not None else 2 * self.batch_size
