@@ -111,10 +111,12 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
 
     base_per = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "annotator"}
     naive = {k[1]: v for k, v in f1.items() if isinstance(k, tuple) and k[0] == "naive"}
-    agree = json.loads((out / "metrics.json").read_text())["agreement_by_iteration"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    agree, by_label = metrics["agreement_by_iteration"], metrics.get("label_agreement_by_iteration") or {}
     print()
-    print("agreement (mean pairwise strict span F1) by iteration: " + ", ".join(f"{k}: {v:.3f}" for k, v in agree.items()))
-    print(f"selected iteration (label-free, by agreement): {res.selected_iteration}")
+    print("agreement (mean pairwise strict span F1; averaged over labels) by iteration: " + ", ".join(
+        f"{k}: {v:.3f}" + (f" ({by_label[k]:.3f})" if by_label.get(k) is not None else "") for k, v in agree.items()))
+    print(f"selected iteration (label-free, by agreement over labels): {res.selected_iteration}")
     print(f"F1 vs gold on all {n_docs} documents (gold used only for this score):")
     agg = str(Aggregation.parse(Aggregation.pick(opts.final_aggregation, opts.final_min_support, pool.aggregation),
                                 opts.final_min_support))
@@ -124,8 +126,9 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
           + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus"))
     print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
           + "   (no guideline: what one model gives without diziner)")
-    if res.selected_iteration == 0:
-        print("  (selection kept the iteration-0 guideline: refinement did not raise agreement on this pilot)")
+    if _kept_iteration0(out):
+        print("  (the selected guideline is the iteration-0 one: refinement did not raise agreement over labels "
+              "on this pilot)")
     print(f"guideline:   {out / 'final' / 'guideline.md'}")
     print(f"report:      {out / 'iterations'}/<t>/report.md   (HTML: diziner report {out})")
     print(f"annotations: {out / 'final' / 'annotations.jsonl'}")
@@ -133,3 +136,12 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _kept_iteration0(out: Path) -> bool:
+    """Is the delivered guideline the iteration-0 one (same instructions and goal)?"""
+    from diziner.guideline import load_guideline
+    from diziner.loop import same_guideline_content
+
+    return same_guideline_content(load_guideline(out / "iterations" / "0" / "guideline.yaml"),
+                                  load_guideline(out / "final" / "guideline.yaml"))
