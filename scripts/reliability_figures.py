@@ -35,7 +35,7 @@ def _faults_section() -> None:
 
     from diziner.cli import main
     from diziner.guideline import Guideline
-    from diziner.loop import fault_summary
+    from diziner.faults import fault_summary
     from diziner.schema import load_schema
     from diziner.testing.faults import (
         annotator_responder,

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from diziner.cli import main
-from diziner.loop import fault_summary
+from diziner.faults import fault_summary
 from diziner.testing.faults import (
     annotator_responder,
     server_pool,

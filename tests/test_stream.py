@@ -63,43 +63,82 @@ def leftovers(folder: Path) -> list[str]:
 # ----------------------------------------------------------------------------- end to end
 
 
-def test_streaming_equals_in_memory_annotation(server, guideline, tmp_path: Path):
-    from diziner.loop import annotate_corpus
+def reference_annotation(guideline, docs, pool, cache: Path) -> tuple[dict[str, list[dict]], list[dict]]:
+    """What the engine must deliver, computed from its building blocks and not through it: every
+    annotator on every document (:func:`annotate_documents`), the analysis of the whole corpus
+    (weights, hotspots), the token consensus, the delivered rows. Returns (annotator id -> its
+    result lines, consensus rows)."""
+    import asyncio
 
+    from diziner.analysis import aggregate, analyze
+    from diziner.annotate.runner import annotate_documents
+    from diziner.llm.factory import PoolClients
+    from diziner.loop import delivered_rows
+
+    async def run():
+        async with PoolClients.build(pool, cache_path=cache) as pc:
+            return await annotate_documents(docs, guideline, {a.id: (pc.annotators[a.id], a.prompt_style)
+                                                              for a in pool.annotators})
+
+    runs = asyncio.run(run())
+    spans = {a: run.spans_by_doc() for a, run in runs.items()}
+    labels = guideline.schema_.label_names
+    res = analyze(docs, spans, labels=labels)
+    cons = aggregate(docs, spans, res.weights, hotspots=res.hotspots, labels=labels)
+    rows, lost = delivered_rows(docs, runs, cons, list(runs))
+    assert lost == []
+    per = {a: [run.results[d.id].to_json() | {"text": d.text} for d in docs] for a, run in runs.items()}
+    return per, rows
+
+
+def test_streaming_equals_the_analysis_of_the_whole_corpus(server, guideline, tmp_path: Path):
     docs = make_docs(600)
     pool = make_pool(server)
-    cache = tmp_path / "cache.sqlite"
-    ref = annotate_corpus(guideline, docs, pool, tmp_path / "ref" / "out.jsonl", cache_path=cache, quiet=True)
+    per, rows = reference_annotation(guideline, docs, pool, tmp_path / "cache.sqlite")
     before = server.counts["requests"]
     got = annotate_stream(guideline, iter(docs), pool, tmp_path / "st" / "out.jsonl", cache_path=tmp_path / "c2.sqlite",
                           quiet=True, options=StreamOptions(batch_size=100, weight_sample=600))
     assert server.counts["requests"] - before == 1200  # every (annotator, document) once
-    for name in ("out.jsonl", "out.a.jsonl", "out.b.jsonl"):
-        assert lines(tmp_path / "st" / name) == lines(tmp_path / "ref" / name), name
-    assert got["weights"] == pytest.approx(ref["weights"])
-    assert got["spans"] == ref["spans"] > 0
-    assert got["failed"] == ref["failed"] == {"a": 0, "b": 0}
+    assert lines(tmp_path / "st" / "out.jsonl") == json.loads(json.dumps(rows))
+    for a in ("a", "b"):
+        assert lines(tmp_path / "st" / f"out.{a}.jsonl") == json.loads(json.dumps(per[a])), a
+    assert got["spans"] == sum(len(r["spans"]) for r in rows) > 0
+    assert got["failed"] == {"a": 0, "b": 0}
     assert got["streaming"]["batches_this_run"] == 6
-    assert got["usage"]["total"]["calls"] == 1200
+    assert got["usage"]["total"]["calls"] == got["usage_this_run"]["total"]["calls"] == 1200
+    assert got["faults"]["documents"] == 1200 and got["faults"]["ok"] == 1200
+    assert got["faults"]["calls"]["calls"] == 1200
     cons = lines(tmp_path / "st" / "out.jsonl")
     assert [r["id"] for r in cons] == [d.id for d in docs]
     assert any(s["hotspot"] for r in cons for s in r["spans"])  # the annotators disagree somewhere
     assert leftovers(tmp_path / "st") == []
 
 
+def test_the_in_memory_path_is_the_engine_with_the_corpus_as_window(server, guideline, tmp_path: Path):
+    from diziner.loop import annotate_corpus
+
+    docs = make_docs(250, seed=11)
+    pool = make_pool(server)
+    per, rows = reference_annotation(guideline, docs, pool, tmp_path / "cache.sqlite")
+    summary = annotate_corpus(guideline, docs, pool, tmp_path / "mem" / "out.jsonl", cache_path=tmp_path / "c2.sqlite",
+                              quiet=True)
+    assert lines(tmp_path / "mem" / "out.jsonl") == json.loads(json.dumps(rows))
+    assert lines(tmp_path / "mem" / "out.b.jsonl") == json.loads(json.dumps(per["b"]))
+    assert summary["streaming"]["batches_this_run"] == 1
+    assert summary["streaming"]["weight_window_documents"] == 250
+    assert len(lines(tmp_path / "mem" / "out.ledger.jsonl")) == summary["usage"]["total"]["calls"] == 500
+
+
 def test_weights_fixed_from_the_window(server, guideline, tmp_path: Path):
     from diziner.analysis import analyze
-    from diziner.loop import annotate_corpus
 
     docs = make_docs(300, seed=5)
     pool = make_pool(server)
-    cache = tmp_path / "cache.sqlite"
-    got = annotate_stream(guideline, iter(docs), pool, tmp_path / "out.jsonl", cache_path=cache, quiet=True,
-                          options=StreamOptions(batch_size=50, weight_sample=100))
-    # the window is the first two batches; its analysis gives the weights
-    annotate_corpus(guideline, docs[:100], pool, tmp_path / "w" / "out.jsonl", cache_path=cache, quiet=True)
+    got = annotate_stream(guideline, iter(docs), pool, tmp_path / "out.jsonl", cache_path=tmp_path / "cache.sqlite",
+                          quiet=True, options=StreamOptions(batch_size=50, weight_sample=100))
+    # the window is the first two batches; the analysis of their annotations gives the weights
     spans = {a: {r["id"]: [Span(r["id"], s["start"], s["end"], s["label"]) for s in r["spans"]]
-                 for r in lines(tmp_path / "w" / f"out.{a}.jsonl")} for a in ("a", "b")}
+                 for r in lines(tmp_path / f"out.{a}.jsonl")[:100]} for a in ("a", "b")}
     res = analyze(docs[:100], spans, labels=guideline.schema_.label_names)
     assert got["weights"] == pytest.approx(res.weights)
     assert got["streaming"]["hotspot_threshold"] == pytest.approx(res.arrays.threshold)
@@ -145,6 +184,10 @@ def test_resume_after_an_interrupted_run(server, guideline, tmp_path: Path):
     assert got["streaming"]["resumed_documents"] == len(done)
     assert got["documents"] == 600
     assert leftovers(folder) == []
+    # usage: the whole ledger file (both processes) and this process's calls; faults count every document once
+    assert got["usage_this_run"]["total"]["calls"] == 2 * (600 - len(done))
+    assert got["usage"]["total"]["calls"] == len(lines(folder / "out.ledger.jsonl")) > 2 * (600 - len(done))
+    assert got["faults"]["documents"] == 1200 and got["faults"]["ok"] == 1200
 
     ref = tmp_path / "ref" / "out.jsonl"
     annotate_stream(guideline, iter(docs), pool, ref, cache_path=tmp_path / "c.sqlite", quiet=True, options=opts)

@@ -8,7 +8,7 @@ attributes, the annotators that answered at least once (``usable_``), their weig
 (``weights_``: mean pairwise strict span F1, ``f1`` or ``hybrid``) and the hotspot
 threshold (``threshold_``: the ``percentile`` of the hot score over the sample's
 disputed tokens; None when the sample had no disputed token, then each batch uses its
-own percentile). ``predict`` aggregates one batch with those fixed quantities and
+own percentile), and the sample's analysis (``analysis_``, for its report). ``predict`` aggregates one batch with those fixed quantities and
 returns the delivered rows (:func:`diziner.loop.delivered_rows`): a document some voter
 answered gets its spans with support, a document nobody answered a failed row.
 
@@ -39,6 +39,7 @@ class Aggregator:
         self.usable_: list[str] | None = None
         self.weights_: dict[str, float] = {}
         self.threshold_: float | None = None
+        self.analysis_: Any = None  # the sample's AnalysisResult (two or more usable annotators), after fit
 
     # ------------------------------------------------------------------ fit
     def fit(self, documents: list[Document], runs: dict[str, Any], *, progress: Any = None,
@@ -53,7 +54,7 @@ class Aggregator:
 
         usable = _usable(runs, progress if progress is not None else Progress(quiet=True), 1, where)
         weights = {a: 1.0 / len(usable) for a in usable}
-        threshold = None
+        threshold, res = None, None
         if len(usable) >= 2:
             annotations = {a: annotations_by_doc(runs[a]) for a in usable}
             res = analyze(documents, annotations, labels=self.labels, weights=self.weights_mode,
@@ -61,6 +62,7 @@ class Aggregator:
             weights = res.weights
             threshold = res.arrays.threshold
         self.usable_, self.weights_, self.threshold_ = usable, dict(weights), threshold
+        self.analysis_ = res
         return self
 
     # ------------------------------------------------------------------ predict

@@ -71,26 +71,32 @@ def _bootstrap_diff_ci(gold: dict[str, list[Span]], a: dict[str, list[Span]], b:
 
 
 async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger) -> dict[str, Any]:
-    """Annotate the test sample with one guideline; score each annotator and the consensus."""
-    from diziner.analysis import analyze
+    """Annotate the test sample with one guideline through the annotation engine (the sample as
+    weight window; files in ``out_dir``); score each annotator, the consensus, the union and what
+    the engine delivered."""
     from diziner.evaluate import score_outputs
+    from diziner.llm.factory import PoolClients
     from diziner.llm.ledger import summarise
-    from diziner.loop import Progress, _annotate, _usable, annotations_by_doc
+    from diziner.loop import annotations_by_doc
+    from diziner.stream import StreamPaths, annotate_documents_in_memory
 
     i0 = len(ledger.records)
     t0 = time.time()
-    styles = {a.id: a.prompt_style for a in pool.annotators}
-    with Progress(opts.get("quiet", False)) as progress:
-        runs = await _annotate(documents, guideline, clients, styles, iteration=None, options=opts["refine"],
-                               out_dir=out_dir, progress=progress, label=f"test: {out_dir.name}")
-        usable = _usable(runs, progress, 1, "the test annotation")
+    ids = [a.id for a in pool.annotators]
+    paths = StreamPaths(out_dir / "delivered.jsonl", {a: out_dir / f"{a}.jsonl" for a in ids}, out_dir / "failed.jsonl")
+    _, runs, agg = await annotate_documents_in_memory(
+        guideline, documents, pool, paths, opts["refine"].stream_options(), clients=PoolClients.borrow((clients, None, ledger)),
+        quiet=opts.get("quiet", False), label=f"test: {out_dir.name}")
+    usable = agg.usable_
     ann = {a: annotations_by_doc(runs[a]) for a in usable}
     labels = guideline.schema_.label_names
-    res = analyze(documents, ann, labels=labels) if len(usable) >= 2 else None
-    weights = dict(res.weights) if res else {usable[0]: 1.0}
+    res = agg.analysis_
+    weights = dict(agg.weights_)
     # a document nobody answered has no output
     lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
-    combined = _combined_outputs(documents, ann, weights, res, labels, opts["refine"].aggregation(), set(lost))
+    combined = _combined_outputs(documents, ann, weights, res, labels, set(lost))
+    combined["delivered"] = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", ""))
+                                       for sp in r["spans"]] for r in atomic.read_jsonl(paths.out)}
     # every system on one path (snapped to tokens, docs/evaluation.md)
     scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, **combined}, documents)
     per = {a: {**_prf(scores[("annotator", a)], macro=True),
@@ -119,15 +125,14 @@ def _prf(sc: dict[str, Any], macro: bool = False) -> dict[str, Any]:
     return out
 
 
-def _combined_outputs(documents, ann, weights, res, labels, delivered_by, lost) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    """The delivered aggregation, the token consensus (always reported) and the union, as
-    spans by document, leaving out the ``lost`` documents (no annotator answered them)."""
+def _combined_outputs(documents, ann, weights, res, labels, lost) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """The token consensus and the union (always reported beside what is delivered), as spans
+    by document, leaving out the ``lost`` documents (no annotator answered them)."""
     from diziner.analysis import aggregate_spans
 
     hot = res.hotspots if res else None
     made = {"consensus": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels),
-            "union": aggregate_spans(documents, ann, weights, min_support=0.0, labels=labels),
-            "delivered": aggregate_spans(documents, ann, weights, hotspots=hot, labels=labels, **delivered_by.kwargs())}
+            "union": aggregate_spans(documents, ann, weights, min_support=0.0, labels=labels)}
     return {k: {d: [sp.to_span(d) for sp in spans] for d, spans in by_doc.items() if d not in lost}
             for k, by_doc in made.items()}
 

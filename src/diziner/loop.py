@@ -38,6 +38,7 @@ from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
 from diziner.options import DEFAULTS
 from diziner.faultpoints import maybe_kill
+from diziner.faults import fault_summary
 
 if TYPE_CHECKING:
     from diziner.analysis.records import AggregatedSpan
@@ -76,6 +77,13 @@ class RefineOptions:
         from diziner.aggregation import Aggregation
 
         return Aggregation.parse(self.final_aggregation, self.final_min_support)
+
+    def stream_options(self):
+        """The annotation engine's options for the delivered annotation (:class:`diziner.stream.StreamOptions`)."""
+        from diziner.stream import StreamOptions
+
+        return StreamOptions(aggregation=str(self.aggregation()), weights=self.weights, percentile=self.percentile,
+                             reask=self.reask, max_mentions=self.max_mentions)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -248,61 +256,9 @@ def _consensus_spans(documents, annotations, weights, aggregation, hotspots=None
     return aggregate_spans(documents, annotations, weights, hotspots=hotspots, labels=labels, **agg.kwargs())
 
 
-def _as_json(consensus: dict[str, list[AggregatedSpan]]) -> dict[str, list[dict]]:
-    """The aggregation as the span dicts of the delivered rows."""
-    return {d: [sp.to_json() for sp in spans] for d, spans in consensus.items()}
-
-
-def _failure_kind(reason: str | None) -> str:
-    """The kind of a failed document's reason: the LLMCallError kind, or ``unreadable_answer``."""
-    r = (reason or "").strip()
-    if r.startswith("unreadable answer"):
-        return "unreadable_answer"
-    head = r.split(":", 1)[0].strip()
-    return head if head and " " not in head else "other"
-
-
-def fault_summary(rows: list[dict], ledger_records: list | None = None) -> dict[str, Any]:
-    """Faults met and survived: documents failed by kind, parse failures, grounding, and the
-    ledger's retries and failed calls by kind. ``rows`` are annotation lines (DocResult JSON)."""
-    out: dict[str, Any] = {"documents": len(rows), "ok": 0, "failed": 0, "failed_by_kind": {}, "parse_failures": 0,
-                           "truncated_answers": 0, "ungrounded_mentions": 0, "fuzzy_mentions": 0,
-                           "dropped_labels": 0}
-    for r in rows:
-        if r.get("status", "ok") == "ok":
-            out["ok"] += 1
-        else:
-            out["failed"] += 1
-            k = _failure_kind(r.get("reason"))
-            out["failed_by_kind"][k] = out["failed_by_kind"].get(k, 0) + 1
-        out["parse_failures"] += int(r.get("parse_failures", 0) or 0)
-        out["truncated_answers"] += int(r.get("truncated", 0) or 0)
-        out["dropped_labels"] += int(r.get("dropped_labels", 0) or 0)
-        g = r.get("grounding") or {}
-        out["ungrounded_mentions"] += int(g.get("ungrounded", 0) or 0)
-        out["fuzzy_mentions"] += int(g.get("fuzzy", 0) or 0)
-    if ledger_records is not None:
-        from diziner.llm.ledger import summarise
-
-        tot = summarise(ledger_records)["total"]
-        out["calls"] = {k: tot[k] for k in ("calls", "ok", "failed", "cached")}
-        out["retries"] = tot.get("retries", 0)
-        out["retries_by_kind"] = tot.get("retries_by_kind", {})
-        out["failed_calls_by_kind"] = tot.get("failures_by_kind", {})
-    return out
-
-
 def _run_usage(ledger) -> dict[str, Any] | None:
-    """Usage of the whole run, every resume included: the ledger file when there is one (a resumed
-    process has only its own calls in memory), else this process's records."""
-    if ledger is None or not hasattr(ledger, "summary"):
-        return None
-    path = getattr(ledger, "path", None)
-    if path is not None and Path(path).exists():
-        from diziner.llm.ledger import Ledger, summarise
-
-        return summarise(Ledger.read(path))  # the ledger flushes every line
-    return ledger.summary()
+    """Usage of the whole run, every resume included (:meth:`diziner.llm.ledger.Ledger.run_summary`)."""
+    return ledger.run_summary() if hasattr(ledger, "run_summary") else None
 
 
 def _run_fault_summary(out: Path) -> dict[str, Any]:
@@ -318,7 +274,7 @@ def _run_fault_summary(out: Path) -> dict[str, Any]:
     if (out / "ledger.jsonl").exists():
         from diziner.llm.ledger import Ledger
 
-        recs = Ledger.read(out / "ledger.jsonl")
+        recs = Ledger.iter_file(out / "ledger.jsonl")
     return fault_summary(rows, recs)
 
 
@@ -816,8 +772,7 @@ async def _refine_impl(
         sel_it, selected, stopped = _write_selected(lp, records, guideline, stopped)
         final: dict[str, Any] = {}
         if opts.final_annotation:
-            final = await _final_annotation(documents, selected, ann_clients, lp.styles, active, schema, opts, out, gold,
-                                            progress)
+            final = await _final_annotation(documents, selected, lp, active)
     final_f1: dict[str, float] = final.get("f1", {})
     summary = {
         "iterations": [r.to_json() for r in records],
@@ -878,33 +833,38 @@ def _make_supervisor(kind: str, client, schema: Schema):
     return LLMSupervisor(client)
 
 
-async def _final_annotation(documents, guideline, ann_clients, styles, active, schema, opts, out: Path, gold, progress) -> dict[str, Any]:
-    """Annotate the corpus with the selected guideline; returns ``final/done.json``'s content
+async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) -> dict[str, Any]:
+    """Annotate the corpus with the selected guideline through the annotation engine (the whole
+    corpus as weight window) into ``final/``; returns ``final/done.json``'s content
     (annotators, weights, f1, failed_documents, flagged_documents)."""
-    fdir = out / "final"
+    from diziner.llm.factory import PoolClients
+    from diziner.stream import StreamPaths, annotate_documents_in_memory
+
+    fdir = lp.out / "final"
     if (fdir / "done.json").exists():
         return atomic.read_json(fdir / "done.json")
-    runs = await _annotate(documents, guideline, {a: ann_clients[a] for a in active}, styles, iteration=None,
-                           options=opts, out_dir=fdir / "by_annotator", progress=progress, label="final annotation")
-    usable = _usable(runs, progress, 1, "the final annotation")
-    rows, lost, weights, result = _deliver(documents, runs, usable, schema.label_names, opts.aggregation(),
-                                           opts.weights, opts.percentile)
-    if result is not None:
-        atomic.write_json(fdir / "analysis.json", result.to_json())
-        atomic.write_text(fdir / "report.md", result.to_markdown())
-    atomic.write_jsonl(fdir / "failed.jsonl", lost)
-    atomic.write_jsonl(fdir / "annotations.jsonl", rows)
+    paths = StreamPaths.folder(fdir, active)
+    pool = lp.pool.model_copy(update={"annotators": [a for a in lp.pool.annotators if a.id in active]})
+    summary, runs, agg = await annotate_documents_in_memory(
+        guideline, documents, pool, paths, lp.opts.stream_options(),
+        clients=PoolClients.borrow(({a: lp.ann_clients[a] for a in active}, None, lp.ledger)),
+        quiet=True, progress=lp.progress, label="final annotation")
+    if agg.analysis_ is not None:
+        atomic.write_json(fdir / "analysis.json", agg.analysis_.to_json())
+        atomic.write_text(fdir / "report.md", agg.analysis_.to_markdown())
     maybe_kill("final_annotations")
+    rows = atomic.read_jsonl(paths.out)
+    lost = [r["id"] for r in atomic.read_jsonl(paths.failed)]
     flagged = [r["id"] for r in rows if "failed" in r]
     if lost or flagged:
-        progress.print(f"[yellow]warning:[/] final annotation: {len(lost)} document(s) nobody answered "
-                       f"(listed in {fdir / 'failed.jsonl'}), {len(flagged)} answered by only some annotators (flagged)")
+        lp.progress.print(f"[yellow]warning:[/] final annotation: {len(lost)} document(s) nobody answered "
+                          f"(listed in {paths.failed}), {len(flagged)} answered by only some annotators (flagged)")
     f1: dict[str, float] = {}
-    if gold is not None:
-        answered = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
-                    for r in rows}
-        f1 = _score(gold, {**{a: annotations_by_doc(runs[a]) for a in usable}, "consensus": answered}, documents)
-    done = {"annotators": usable, "weights": weights, "f1": f1, "failed_documents": [r["id"] for r in lost],
+    if lp.gold is not None:
+        delivered = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
+                     for r in rows}
+        f1 = _score(lp.gold, {**{a: annotations_by_doc(runs[a]) for a in agg.usable_}, "consensus": delivered}, documents)
+    done = {"annotators": agg.usable_, "weights": summary["weights"], "f1": f1, "failed_documents": lost,
             "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)
     return done
@@ -928,84 +888,26 @@ def annotate_corpus(
     options: RefineOptions | None = None,
     aggregation: str | None = None,
 ) -> dict[str, Any]:
-    """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate.
+    """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate:
+    the annotation engine (:mod:`diziner.stream`) with the whole corpus as weight window.
 
     Writes the consensus JSONL to ``out`` (rows of documents some annotators failed on carry
     ``"failed"``; :func:`delivered_rows`), the documents nobody answered to
-    ``<out stem>.failed.jsonl`` and each annotator's file beside it
-    (``<out stem>.<annotator>.jsonl``). Returns a summary. ``aggregation`` (text, see
-    :class:`~diziner.analysis.aggregate.Aggregation`; ``min_support`` alone = ``vote:X``)
-    defaults to the project default.
+    ``<out stem>.failed.jsonl``, each annotator's file beside it (``<out stem>.<annotator>.jsonl``)
+    and the call ledger (``<out stem>.ledger.jsonl``). Returns the engine's summary.
+    ``aggregation`` (text, see :class:`~diziner.aggregation.Aggregation`; ``min_support`` alone
+    = ``vote:X``) defaults to the pool's, then the project default.
     """
     from diziner.aggregation import Aggregation
+    from diziner.llm.factory import PoolClients
+    from diziner.stream import StreamPaths, annotate_documents_in_memory
 
     agg = Aggregation.parse(Aggregation.pick(aggregation, min_support, getattr(pool, "aggregation", None)), min_support)
-    return asyncio.run(_annotate_corpus_async(guideline, documents, pool, Path(out), clients=clients, cache_path=cache_path,
-                                              no_cache=no_cache, budget_usd=budget_usd, aggregation=agg, quiet=quiet,
-                                              options=options or RefineOptions()))
-
-
-async def _annotate_corpus_async(guideline, documents, pool, out: Path, *, clients, cache_path, no_cache, budget_usd, aggregation, quiet, options):
-    from diziner.llm.factory import PoolClients
-
-    if clients is None:
-        pool.check_env()
-        pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, budget_usd=budget_usd,
-                               ledger=out.with_name(out.stem + ".ledger.jsonl"))
-    else:
-        pc = PoolClients.borrow(clients)
-    ann_clients, ledger = pc.annotators, pc.ledger
-    async with pc:
-        check_annotator_ids([a.id for a in pool.annotators])
-        styles = {a.id: a.prompt_style for a in pool.annotators}
-        with Progress(quiet) as progress:
-            runs = await _annotate(documents, guideline, ann_clients, styles, iteration=None, options=options, out_dir=None,
-                                   progress=progress, label="annotate")
-            usable = _usable(runs, progress, 1, "the annotation")
-        for a, run in runs.items():
-            atomic.write_jsonl(out.with_name(f"{out.stem}.{a}.jsonl"),
-                               [run.results[d.id].to_json() | {"text": d.text} for d in documents if d.id in run.results])
-        rows, lost, weights, _ = _deliver(documents, runs, usable, guideline.schema_.label_names, aggregation,
-                                          options.weights)
-        atomic.write_jsonl(out.with_name(f"{out.stem}.failed.jsonl"), lost)
-        atomic.write_jsonl(out, rows)
-    return _annotation_summary(documents, runs, rows, lost, weights, ledger)
-
-
-def _deliver(documents: list[Document], runs: dict, usable: list[str], labels: list[str], aggregation,
-             weights_mode: str, percentile: float | None = None) -> tuple[list[dict], list[dict], dict[str, float], Any]:
-    """What is delivered from the annotators' runs: weights and hotspots from the analysis (with
-    two or more usable annotators), the aggregation, and the rows (:func:`delivered_rows`).
-    Returns (rows, documents nobody answered, weights, the analysis or None)."""
-    from diziner.analysis import analyze
-
-    annotations = {a: annotations_by_doc(runs[a]) for a in usable}
-    weights = {a: 1.0 / len(usable) for a in usable}
-    hotspots, result = None, None
-    if len(usable) >= 2:
-        extra = {} if percentile is None else {"percentile": percentile}
-        result = analyze(documents, annotations, labels=labels, weights=weights_mode, **extra)
-        weights, hotspots = dict(result.weights), result.hotspots
-    cons = _consensus_spans(documents, annotations, weights, aggregation, hotspots, labels)
-    rows, lost = delivered_rows(documents, runs, _as_json(cons), usable)
-    return rows, lost, weights, result
-
-
-def _annotation_summary(documents: list[Document], runs: dict, rows: list[dict], lost: list[dict],
-                        weights: dict[str, float], ledger) -> dict[str, Any]:
-    """The summary :func:`annotate_corpus` returns."""
-    failed = {a: sorted(d for d, r in runs[a].results.items() if r.status != "ok") for a in runs}
-    return {
-        "documents": len(documents),
-        "annotators": list(runs),
-        "weights": weights,
-        "failed": {a: len(v) for a, v in failed.items()},
-        "failure_reasons": {a: sorted({runs[a].results[d].reason or "" for d in v})[:5] for a, v in failed.items() if v},
-        "failed_documents": len(lost),
-        "flagged_documents": sum(1 for r in rows if "failed" in r),
-        "spans": sum(len(r["spans"]) for r in rows),
-        "usage": _run_usage(ledger),
-        "usage_this_run": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
-        "faults": fault_summary([runs[a].results[d.id].to_json() for a in runs for d in documents if d.id in runs[a].results],
-                                list(ledger.records) if hasattr(ledger, "records") else None),
-    }
+    sopts = dataclasses.replace((options or RefineOptions()).stream_options(), aggregation=str(agg))
+    paths = StreamPaths.of(out, [a.id for a in pool.annotators])
+    kwargs: dict[str, Any] = {"cache_path": cache_path, "no_cache": no_cache, "budget_usd": budget_usd}
+    if clients is not None:
+        kwargs = {"clients": PoolClients.borrow(clients)}
+    summary, _, _ = asyncio.run(annotate_documents_in_memory(guideline, documents, pool, paths, sopts, quiet=quiet,
+                                                             **kwargs))
+    return summary

@@ -20,8 +20,11 @@ batches; annotated concurrently) with
   has no disputed token at all (no threshold), each batch falls back to its own
   percentile.
 
-When the window covers the whole corpus the result equals the non-streaming
-:func:`diziner.loop.annotate_corpus` exactly.
+This is the one annotation engine for a fixed guideline. The in-memory paths are this
+engine with the whole corpus as weight window, in one batch
+(:func:`annotate_documents_in_memory`): :func:`diziner.loop.annotate_corpus`, the final
+annotation of ``refine`` (into ``final/``, :meth:`StreamPaths.folder`) and the test
+annotation of ``bench``. Their weights and hotspots are then the corpus's own analysis.
 
 Files (``out`` = ``results.jsonl``):
 
@@ -44,11 +47,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,7 @@ from typing import Any
 from diziner import atomic
 from diziner.corpus.model import Document, Span
 from diziner.errors import DizinerError, InputError
+from diziner.faultpoints import maybe_kill
 from diziner.guideline import Guideline
 from diziner.options import DEFAULTS
 
@@ -63,6 +68,7 @@ STATE_VERSION = 1
 __all__ = [
     "StreamOptions",
     "StreamPaths",
+    "annotate_documents_in_memory",
     "annotate_file",
     "annotate_stream",
     "annotate_stream_async",
@@ -117,9 +123,11 @@ class StreamPaths:
 
     out: Path
     annotators: dict[str, Path] = field(default_factory=dict)
+    failed_file: Path | None = None  # None = <out stem>.failed.jsonl
 
     @classmethod
     def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> StreamPaths:
+        """``out`` with its siblings ``<stem>.<annotator>.jsonl`` and ``<stem>.failed.jsonl``."""
         from diziner.loop import check_annotator_ids
 
         out = Path(out)
@@ -127,10 +135,17 @@ class StreamPaths:
         check_annotator_ids(ids)
         return cls(out, {a: out.with_name(f"{out.stem}.{a}.jsonl") for a in ids})
 
+    @classmethod
+    def folder(cls, folder: str | Path, annotator_ids: Iterable[str]) -> StreamPaths:
+        """A run directory's layout: ``annotations.jsonl``, ``by_annotator/<annotator>.jsonl``, ``failed.jsonl``."""
+        folder = Path(folder)
+        return cls(folder / "annotations.jsonl", {a: folder / "by_annotator" / f"{a}.jsonl" for a in annotator_ids},
+                   folder / "failed.jsonl")
+
     @property
     def failed(self) -> Path:
         """The documents nobody answered."""
-        return self.out.with_name(f"{self.out.stem}.failed.jsonl")
+        return self.failed_file or self.out.with_name(f"{self.out.stem}.failed.jsonl")
 
     @staticmethod
     def partial(path: Path) -> Path:
@@ -249,7 +264,7 @@ def _filter_annotator_partial(path: Path, done: set[str], counters: _Counters, a
             if doc_id in done and doc_id not in seen:
                 seen.add(doc_id)
                 dst.write(raw)
-                counters.add_result(annotator, obj.get("status", "ok") == "ok", obj.get("reason"))
+                counters.add_result(annotator, obj)
         dst.flush()
         os.fsync(dst.fileno())
     if len(seen) != len(done):
@@ -263,6 +278,9 @@ class _Counters:
     """Running figures for the summary (O(annotators) memory)."""
 
     def __init__(self, annotators: list[str]):
+        from diziner.faults import FaultTally
+
+        self.faults = FaultTally()
         self.failed = {a: 0 for a in annotators}
         self.ok = {a: 0 for a in annotators}
         self.reasons: dict[str, set[str]] = {a: set() for a in annotators}
@@ -271,7 +289,10 @@ class _Counters:
         self.failed_documents = 0  # nobody answered
         self.flagged_documents = 0  # some annotators failed
 
-    def add_result(self, annotator: str, ok: bool, reason: str | None) -> None:
+    def add_result(self, annotator: str, row: dict[str, Any]) -> None:
+        """Count one annotation line of ``annotator`` (DocResult JSON)."""
+        self.faults.add(row)
+        ok, reason = row.get("status", "ok") == "ok", row.get("reason")
         if ok:
             self.ok[annotator] += 1
         else:
@@ -344,23 +365,32 @@ async def annotate_stream_async(
     quiet: bool = False,
     total: int | None = None,
     source: str | Path | None = None,
+    paths: StreamPaths | None = None,
+    on_fit: Callable[[list[Document], dict, Any], None] | None = None,
+    progress: Any = None,
+    label: str = "annotate",
 ) -> dict[str, Any]:
     """Annotate ``documents`` (any iterable, read once, lazily) and write ``out`` and its siblings.
 
     ``clients`` = (annotator clients, supervisor, ledger) as from
-    :func:`diziner.llm.factory.build_pool_clients`; by default they are built from the pool
+    :class:`diziner.llm.factory.PoolClients`; by default they are built from the pool
     with a ledger that keeps only running totals in memory. ``total`` (documents, when
     known) sizes the progress bar; ``source`` names the input in error messages.
-    Returns a summary (the keys of :func:`diziner.loop.annotate_corpus` plus streaming figures).
+    ``paths`` overrides the layout of :meth:`StreamPaths.of` (``out`` is then ignored).
+    ``on_fit(documents, runs, aggregator)`` is called once the weight window is annotated and
+    the aggregator fitted on it (not when a resumed run reads the saved fit): with the whole
+    corpus as window (:func:`annotate_documents_in_memory`) it sees every result.
+    ``progress`` (a :class:`diziner.loop.Progress` already open) and ``label`` name the bar.
+    Returns a summary: documents, annotators, weights, failures, spans, ``usage`` (the whole
+    ledger file, every resume included), ``usage_this_run``, ``faults`` and streaming figures.
     """
-    from diziner.loop import Progress
-
-    run = _StreamRun(guideline, pool, Path(out), options, source)
+    run = _StreamRun(guideline, pool, paths or StreamPaths.of(out, [a.id for a in pool.annotators]), options, source)
+    run.on_fit = on_fit
     run.resume()
     pc = run.clients(pool, clients, cache_path, no_cache, budget_usd)
     try:
-        with Progress(quiet) as progress:
-            run.start_progress(progress, total)
+        with _progress(progress, quiet) as bar:
+            run.start_progress(bar, total, label)
             batches = batched(run.fresh(documents), run.opts.batch_size)
             window = await run.fit_window(batches)
             run.writer = _Writer(run.paths)
@@ -376,11 +406,39 @@ async def annotate_stream_async(
     return run.finish(quiet, pc.ledger)
 
 
+def _progress(progress: Any, quiet: bool) -> Any:
+    """The caller's open progress display (left open), or a new one."""
+    from diziner.loop import Progress
+
+    return contextlib.nullcontext(progress) if progress is not None else Progress(quiet)
+
+
+async def annotate_documents_in_memory(guideline: Guideline, documents: list[Document], pool: Any,
+                                       paths: StreamPaths, options: StreamOptions | None = None,
+                                       **kwargs: Any) -> tuple[dict[str, Any], dict, Any]:
+    """The engine with the whole corpus as weight window, in one batch: the weights and hotspot
+    threshold are the corpus's own, as the analysis of the pilot computes them. Returns (the
+    summary, every annotator's run, the fitted aggregator, whose ``analysis_`` is the corpus
+    analysis). It never resumes a partial run (a stale one at ``paths`` is removed): finished
+    calls come back from the response cache."""
+    seen: dict[str, Any] = {}
+
+    def keep(docs: list[Document], runs: dict, aggregator: Any) -> None:
+        seen.update(runs=runs, aggregator=aggregator)
+
+    paths.state.unlink(missing_ok=True)  # the run then removes the stale .partial files
+    n = max(1, len(documents))
+    opts = dataclasses.replace(options or StreamOptions(), batch_size=n, weight_sample=n)
+    summary = await annotate_stream_async(guideline, documents, pool, paths.out, options=opts, paths=paths,
+                                          on_fit=keep, total=len(documents), **kwargs)
+    return summary, seen["runs"], seen["aggregator"]
+
+
 class _StreamRun:
     """One streamed run: its options, files, resume state, counters and the batches in flight.
     :func:`annotate_stream_async` calls the steps in order."""
 
-    def __init__(self, guideline: Guideline, pool: Any, out: Path, options: StreamOptions | None,
+    def __init__(self, guideline: Guideline, pool: Any, paths: StreamPaths, options: StreamOptions | None,
                  source: str | Path | None):
         from diziner.aggregation import Aggregation
         from diziner.aggregator import Aggregator
@@ -389,10 +447,12 @@ class _StreamRun:
         opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
                                                                       getattr(pool, "aggregation", None)))
         opts.check()
-        self.guideline, self.opts, self.out = guideline, opts, out
+        self.guideline, self.opts, self.out = guideline, opts, paths.out
         self.ids = [a.id for a in pool.annotators]
         self.styles = {a.id: a.prompt_style for a in pool.annotators}
-        self.paths = StreamPaths.of(out, self.ids)
+        if sorted(paths.annotators) != sorted(self.ids):
+            raise DizinerError(f"the output paths name annotators {sorted(paths.annotators)}, the pool {sorted(self.ids)}")
+        self.paths = paths
         self.expect = {
             "version": STATE_VERSION,
             "guideline_sha": guideline_sha(guideline),
@@ -416,12 +476,14 @@ class _StreamRun:
         self.ann_clients: dict[str, Any] = {}
         self.advance: Any = None
         self.progress: Any = None
+        self.on_fit: Callable[[list[Document], dict, Any], None] | None = None
 
     # ---- set-up
     def resume(self) -> None:
         """Read a partial run's state and counters; the documents it finished are skipped."""
         paths = self.paths
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        for p in paths.finals():
+            p.parent.mkdir(parents=True, exist_ok=True)
         self.state = _load_state(paths, self.expect)
         if self.state is None:
             return
@@ -459,9 +521,9 @@ class _StreamRun:
             raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
         return pc
 
-    def start_progress(self, progress: Any, total: int | None) -> None:
+    def start_progress(self, progress: Any, total: int | None, label: str = "annotate") -> None:
         self.progress = progress
-        self.advance = progress.task("annotate", total=total)
+        self.advance = progress.task(label, total=total)
         if self.resumed:
             self.advance(self.resumed)
             progress.print(f"resuming: {self.resumed} documents finished earlier")
@@ -490,6 +552,7 @@ class _StreamRun:
             remaining[result.doc_id] = k
             if k == len(self.ids):
                 self.advance(1)
+            maybe_kill("annotate_doc")
 
         return await annotate_documents(batch, self.guideline,
                                         {a: (self.ann_clients[a], self.styles[a]) for a in self.ids},
@@ -517,6 +580,8 @@ class _StreamRun:
             runs_all = {a: _merge_runs([r[a] for _, r in window]) for a in self.ids}
             fitted = self.aggregator.fit(win_docs, runs_all, progress=self.progress,
                                          where=f"the weight window ({len(win_docs)} documents)")
+            if self.on_fit is not None:
+                self.on_fit(win_docs, runs_all, fitted)
             self.state = {**self.expect, **fitted.state(), "window_documents": len(win_docs)}
             atomic.write_json(self.paths.state, self.state)
         self.aggregator.load_state(self.state)
@@ -524,13 +589,13 @@ class _StreamRun:
 
     def process(self, batch: list[Document], runs: dict) -> None:
         """Aggregate one annotated batch and append it to the partial files."""
-        ann_lines = {a: [json.dumps(runs[a].results[d.id].to_json() | {"text": d.text}, ensure_ascii=False)
-                         for d in batch] for a in self.ids}
         c = self.counters
+        ann_lines: dict[str, list[str]] = {}
         for a in self.ids:
-            for d in batch:
-                r = runs[a].results[d.id]
-                c.add_result(a, r.ok, r.reason)
+            rows = [runs[a].results[d.id].to_json() | {"text": d.text} for d in batch]
+            for row in rows:
+                c.add_result(a, row)
+            ann_lines[a] = [json.dumps(row, ensure_ascii=False) for row in rows]
         rows, lost = self.aggregator.predict(batch, runs)
         c.spans += sum(len(r["spans"]) for r in rows)
         c.documents += len(batch)
@@ -576,6 +641,7 @@ class _StreamRun:
 
             print(f"warning: {c.failed_documents} document(s) nobody answered are listed in {paths.failed}, "
                   f"not in {paths.out}", file=sys.stderr)
+        usage = ledger.run_summary() if hasattr(ledger, "run_summary") else None
         return {
             "documents": c.documents,
             "annotators": self.ids,
@@ -585,7 +651,9 @@ class _StreamRun:
             "failed_documents": c.failed_documents,
             "flagged_documents": c.flagged_documents,
             "spans": c.spans,
-            "usage": ledger.summary() if ledger is not None and hasattr(ledger, "summary") else None,
+            "usage": usage,
+            "usage_this_run": ledger.summary() if hasattr(ledger, "summary") else None,
+            "faults": c.faults.result(usage["total"] if usage else None),
             "streaming": {
                 "batch_size": self.opts.batch_size,
                 "batches_this_run": self.n_batches,

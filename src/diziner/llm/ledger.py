@@ -19,7 +19,8 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -197,19 +198,30 @@ class Ledger:
         return summarise(recs)
 
     @staticmethod
-    def read(path: str | Path) -> list[LedgerRecord]:
-        """Records of a ledger file (a torn last line, from a killed process, is skipped)."""
-        out = []
+    def iter_file(path: str | Path) -> Iterator[LedgerRecord]:
+        """Records of a ledger file, one at a time (a torn last line, from a killed process, is skipped)."""
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    out.append(LedgerRecord.model_validate_json(line))
+                    yield LedgerRecord.model_validate_json(line)
                 except ValueError:
                     continue
-        return out
+
+    @staticmethod
+    def read(path: str | Path) -> list[LedgerRecord]:
+        """Records of a ledger file (see :meth:`iter_file`)."""
+        return list(Ledger.iter_file(path))
+
+    def run_summary(self) -> dict[str, Any]:
+        """Usage of the whole run, every resume included: the ledger file when there is one (a
+        resumed process has only its own calls in memory; the file is read as a stream), else
+        this process's records."""
+        if self.path is not None and self.path.exists():
+            return summarise(Ledger.iter_file(self.path))  # the ledger flushes every line
+        return self.summary()
 
     def close(self) -> None:
         with self._lock:
