@@ -204,7 +204,7 @@ def test_completely_failing_annotator_is_dropped_with_a_warning(tmp_path, monkey
     with TestServer(annotator_responder(LABELS)) as srv:
         pool = _write(tmp_path / "pool.yaml", _pool_with_dead(srv.base_url, 1))
         out = tmp_path / "run"
-        with caplog.at_level(logging.WARNING, logger="diziner.loop"):
+        with caplog.at_level(logging.WARNING, logger="diziner"):
             rc, stdout, err = _run_cli(["refine", "--schema", EXAMPLES / "schema.yaml", "--texts", texts, "--pool", pool,
                                         "--out", out, "--iterations", 2, "--sample-size", 4, "--patience", 5,
                                         "--cache", tmp_path / "cache.sqlite", "--json"], capsys)

@@ -73,7 +73,7 @@ def reference_annotation(guideline, docs, pool, cache: Path) -> tuple[dict[str, 
     from diziner.analysis import aggregate, analyze
     from diziner.annotate.runner import annotate_documents
     from diziner.llm.factory import PoolClients
-    from diziner.loop import delivered_rows
+    from diziner.aggregator import delivered_rows
 
     async def run():
         async with PoolClients.build(pool, cache_path=cache) as pc:

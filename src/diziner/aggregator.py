@@ -9,7 +9,7 @@ attributes, the annotators that answered at least once (``usable_``), their weig
 threshold (``threshold_``: the ``percentile`` of the hot score over the sample's
 disputed tokens; None when the sample had no disputed token, then each batch uses its
 own percentile), and the sample's analysis (``analysis_``, for its report). ``predict`` aggregates one batch with those fixed quantities and
-returns the delivered rows (:func:`diziner.loop.delivered_rows`): a document some voter
+returns the delivered rows (:func:`delivered_rows`): a document some voter
 answered gets its spans with support, a document nobody answered a failed row.
 
 Both annotation engines use it: the local stream (:mod:`diziner.stream`) and the Ray
@@ -19,11 +19,14 @@ file of a resumable run.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from diziner.corpus.model import Document
 
-__all__ = ["Aggregator"]
+__all__ = ["Aggregator", "delivered_rows", "failures_by_doc", "usable_annotators"]
+
+log = logging.getLogger("diziner.aggregator")
 
 
 class Aggregator:
@@ -50,13 +53,11 @@ class Aggregator:
         ``progress``); with one usable annotator the weight is 1 and there is no threshold.
         """
         from diziner.analysis import analyze
-        from diziner.loop import Progress, _usable, annotations_by_doc
-
-        usable = _usable(runs, progress if progress is not None else Progress(quiet=True), 1, where)
+        usable = usable_annotators(runs, progress, 1, where)
         weights = {a: 1.0 / len(usable) for a in usable}
         threshold, res = None, None
         if len(usable) >= 2:
-            annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+            annotations = {a: runs[a].spans_by_doc() for a in usable}
             res = analyze(documents, annotations, labels=self.labels, weights=self.weights_mode,
                           percentile=self.percentile)
             weights = res.weights
@@ -69,21 +70,18 @@ class Aggregator:
     def consensus(self, documents: list[Document], runs: dict[str, Any]) -> dict[str, list[dict]]:
         """Document id -> delivered spans (with support and hotspot flag) of the documents some usable annotator answered."""
         from diziner.analysis import aggregate
-        from diziner.loop import annotations_by_doc
         from diziner.stream import batch_hotspots
 
         usable = self._fitted()
         if not usable:
             return {}
-        annotations = {a: annotations_by_doc(runs[a]) for a in usable}
+        annotations = {a: runs[a].spans_by_doc() for a in usable}
         hot = batch_hotspots(documents, annotations, self.weights_, self.labels, self.threshold_, self.percentile)
         return aggregate(documents, annotations, self.weights_, hotspots=hot, labels=self.labels,
                          **self.aggregation.kwargs())
 
     def predict(self, documents: list[Document], runs: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-        """(annotation rows, failed rows) of a batch, in input order (see :func:`diziner.loop.delivered_rows`)."""
-        from diziner.loop import delivered_rows
-
+        """(annotation rows, failed rows) of a batch, in input order (see :func:`delivered_rows`)."""
         return delivered_rows(documents, runs, self.consensus(documents, runs), self._fitted())
 
     # ------------------------------------------------------------------ state
@@ -104,3 +102,66 @@ class Aggregator:
         self.weights_ = {a: float(w) for a, w in state["weights"].items()}
         self.threshold_ = state["threshold"]
         return self
+
+
+def usable_annotators(runs: dict, progress: Any, min_annotators: int, where: str) -> list[str]:
+    """Annotators with at least one successful document; a completely failed one is dropped with a warning."""
+    from diziner.errors import DizinerError
+
+    usable = []
+    for a, run in runs.items():
+        ok = sum(1 for r in run.results.values() if r.status == "ok")
+        if ok == 0:
+            reasons = sorted({r.reason or "unknown" for r in run.results.values()})[:3]
+            log.warning("annotator %r failed on every document in %s; dropped (%s)", a, where, "; ".join(reasons))
+            if progress is not None:
+                progress.print(f"[yellow]warning:[/] annotator {a!r} failed on every document in {where}; dropped ({'; '.join(reasons)})")
+        else:
+            usable.append(a)
+    if len(usable) < min_annotators:
+        raise DizinerError(
+            f"only {len(usable)} annotator(s) produced output in {where}; at least {min_annotators} are needed to measure disagreement",
+            hint="check the endpoints in the pool file and the failure reasons in the run's annotation files",
+        )
+    return usable
+
+
+def failures_by_doc(runs: dict, documents: list[Document]) -> dict[str, list[dict[str, str]]]:
+    """Document id -> ``[{"annotator", "reason"}]`` of the annotators whose call failed on it
+    (pool order; a document missing from a run counts as failed); documents everyone answered are absent."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for d in documents:
+        who = []
+        for a, run in runs.items():
+            r = run.results.get(d.id)
+            if r is None or r.status != "ok":
+                who.append({"annotator": a, "reason": (r.reason if r is not None else None) or "no result"})
+        if who:
+            out[d.id] = who
+    return out
+
+
+def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, list[dict]],
+                   voters: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(annotation rows, failed rows) of an aggregated annotation, in input order.
+
+    A document at least one of the ``voters`` (the annotators aggregated; default: all of
+    ``runs``) answered gets ``{"id","text","spans"}``, plus ``"failed": [{"annotator",
+    "reason"}]`` when some annotators failed on it (its spans are the vote of those who
+    answered). A document no voter answered gets no annotation row — an empty one would
+    read as "no entities" — but a failed row ``{"id","text","failed"}``.
+    """
+    failed = failures_by_doc(runs, documents)
+    voting = set(runs if voters is None else voters)
+    rows: list[dict] = []
+    lost: list[dict] = []
+    for d in documents:
+        who = failed.get(d.id, [])
+        if voting <= {w["annotator"] for w in who}:
+            lost.append({"id": d.id, "text": d.text, "failed": who})
+            continue
+        row: dict[str, Any] = {"id": d.id, "text": d.text, "spans": consensus.get(d.id, [])}
+        if who:
+            row["failed"] = who
+        rows.append(row)
+    return rows, lost

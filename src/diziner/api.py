@@ -104,9 +104,7 @@ class Annotator:
         clients = await self._ensure_clients()
         runs = await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
                                                                for a in self.pool.annotators})
-        from diziner.loop import annotations_by_doc
-
-        ann = {a: annotations_by_doc(run) for a, run in runs.items()}
+        ann = {a: run.spans_by_doc() for a, run in runs.items()}
         return runs, {a: v for a, v in ann.items() if v}
 
     @staticmethod

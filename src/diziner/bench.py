@@ -77,7 +77,6 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     from diziner.evaluate import score_outputs
     from diziner.llm.factory import PoolClients
     from diziner.llm.ledger import summarise
-    from diziner.loop import annotations_by_doc
     from diziner.stream import StreamPaths, annotate_documents_in_memory
 
     i0 = len(ledger.records)
@@ -88,7 +87,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
         guideline, documents, pool, paths, opts["refine"].stream_options(), clients=PoolClients.borrow((clients, None, ledger)),
         quiet=opts.get("quiet", False), label=f"test: {out_dir.name}")
     usable = agg.usable_
-    ann = {a: annotations_by_doc(runs[a]) for a in usable}
+    ann = {a: runs[a].spans_by_doc() for a in usable}
     labels = guideline.schema_.label_names
     res = agg.analysis_
     weights = dict(agg.weights_)

@@ -38,7 +38,9 @@ from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
 from diziner.options import DEFAULTS
 from diziner.faultpoints import maybe_kill
+from diziner.aggregator import usable_annotators
 from diziner.faults import fault_summary
+from diziner.progress import Progress
 
 if TYPE_CHECKING:
     from diziner.analysis.records import AggregatedSpan
@@ -174,63 +176,6 @@ def _hash_docs(documents: list[Document]) -> str:
     return h.hexdigest()[:16]
 
 
-def annotations_by_doc(run) -> dict[str, list[Span]]:
-    """Spans per document of one annotator's run (failed documents contribute nothing, but are counted)."""
-    return {doc_id: list(r.spans) for doc_id, r in run.results.items() if r.status == "ok"}
-
-
-def failures_by_doc(runs: dict, documents: list[Document]) -> dict[str, list[dict[str, str]]]:
-    """Document id -> ``[{"annotator", "reason"}]`` of the annotators whose call failed on it
-    (pool order; a document missing from a run counts as failed); documents everyone answered are absent."""
-    out: dict[str, list[dict[str, str]]] = {}
-    for d in documents:
-        who = []
-        for a, run in runs.items():
-            r = run.results.get(d.id)
-            if r is None or r.status != "ok":
-                who.append({"annotator": a, "reason": (r.reason if r is not None else None) or "no result"})
-        if who:
-            out[d.id] = who
-    return out
-
-
-def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, list[dict]],
-                   voters: list[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """(annotation rows, failed rows) of an aggregated annotation, in input order.
-
-    A document at least one of the ``voters`` (the annotators aggregated; default: all of
-    ``runs``) answered gets ``{"id","text","spans"}``, plus ``"failed": [{"annotator",
-    "reason"}]`` when some annotators failed on it (its spans are the vote of those who
-    answered). A document no voter answered gets no annotation row — an empty one would
-    read as "no entities" — but a failed row ``{"id","text","failed"}``.
-    """
-    failed = failures_by_doc(runs, documents)
-    voting = set(runs if voters is None else voters)
-    rows: list[dict] = []
-    lost: list[dict] = []
-    for d in documents:
-        who = failed.get(d.id, [])
-        if voting <= {w["annotator"] for w in who}:
-            lost.append({"id": d.id, "text": d.text, "failed": who})
-            continue
-        row: dict[str, Any] = {"id": d.id, "text": d.text, "spans": consensus.get(d.id, [])}
-        if who:
-            row["failed"] = who
-        rows.append(row)
-    return rows, lost
-
-
-RESERVED_IDS = ("failed", "ledger")  # <stem>.failed.jsonl and <stem>.ledger.jsonl sit beside <stem>.<annotator>.jsonl
-
-
-def check_annotator_ids(ids: list[str]) -> None:
-    """Refuse annotator ids whose per-annotator file would be another output file."""
-    bad = [a for a in ids if a in RESERVED_IDS]
-    if bad:
-        raise DizinerError(f"annotator id {bad[0]!r} is reserved (its file would overwrite <out>.{bad[0]}.jsonl)",
-                           hint="rename the annotator in the pool file")
-
-
 def _per_annotator_agreement(pairwise: dict[str, dict[str, float]]) -> dict[str, float]:
     out = {}
     for a, row in pairwise.items():
@@ -290,41 +235,6 @@ def _usage_line(ledger) -> str:
             f"{t['tokens_in']} tokens in, {t['tokens_out']} out, cost {cost}")
 
 
-class Progress:
-    """Thin wrapper over rich progress bars; silent when ``quiet``."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self._p = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeElapsedColumn
-
-            self._p = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
-            self._p.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._p is not None:
-            self._p.__exit__(*exc)
-
-    def task(self, description: str, total: int):
-        """A bar; returns ``advance(n=1, description=None)``."""
-        if self._p is None:
-            return lambda n=1, description=None: None
-        tid = self._p.add_task(description, total=total)
-
-        def advance(n: int = 1, description: str | None = None) -> None:
-            self._p.update(tid, advance=n, **({"description": description} if description else {}))
-
-        return advance
-
-    def print(self, msg: str) -> None:
-        if self._p is not None:
-            self._p.console.print(msg)
-        elif not self.quiet:
-            print(msg)
 
 
 # ----------------------------------------------------------------------------- annotation step
@@ -363,23 +273,6 @@ async def _annotate(documents, guideline, clients, styles, *, iteration, options
     return runs
 
 
-def _usable(runs: dict, progress: Progress, min_annotators: int, where: str) -> list[str]:
-    """Annotators with at least one successful document; a completely failed one is dropped with a warning."""
-    usable = []
-    for a, run in runs.items():
-        ok = sum(1 for r in run.results.values() if r.status == "ok")
-        if ok == 0:
-            reasons = sorted({r.reason or "unknown" for r in run.results.values()})[:3]
-            log.warning("annotator %r failed on every document in %s; dropped (%s)", a, where, "; ".join(reasons))
-            progress.print(f"[yellow]warning:[/] annotator {a!r} failed on every document in {where}; dropped ({'; '.join(reasons)})")
-        else:
-            usable.append(a)
-    if len(usable) < min_annotators:
-        raise DizinerError(
-            f"only {len(usable)} annotator(s) produced output in {where}; at least {min_annotators} are needed to measure disagreement",
-            hint="check the endpoints in the pool file and the failure reasons in the run's annotation files",
-        )
-    return usable
 
 
 # ----------------------------------------------------------------------------- refine
@@ -584,8 +477,8 @@ async def _annotate_step(lp: _Loop, t: int, sample: list[Document], guideline: G
     runs = await _annotate(sample, guideline, {a: lp.ann_clients[a] for a in active}, lp.styles, iteration=t,
                            options=lp.opts, out_dir=it_dir / "annotations", progress=lp.progress,
                            label=f"iteration {t}: annotate")
-    usable = _usable(runs, lp.progress, 2, f"iteration {t}")
-    return runs, usable, {a: annotations_by_doc(runs[a]) for a in usable}
+    usable = usable_annotators(runs, lp.progress, 2, f"iteration {t}")
+    return runs, usable, {a: runs[a].spans_by_doc() for a in usable}
 
 
 def _analyse_step(lp: _Loop, t: int, sample: list[Document], runs: dict, usable: list[str],
@@ -863,7 +756,7 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) 
     if lp.gold is not None:
         delivered = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
                      for r in rows}
-        f1 = _score(lp.gold, {**{a: annotations_by_doc(runs[a]) for a in agg.usable_}, "consensus": delivered}, documents)
+        f1 = _score(lp.gold, {**{a: runs[a].spans_by_doc() for a in agg.usable_}, "consensus": delivered}, documents)
     done = {"annotators": agg.usable_, "weights": summary["weights"], "f1": f1, "failed_documents": lost,
             "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)
@@ -892,7 +785,7 @@ def annotate_corpus(
     the annotation engine (:mod:`diziner.stream`) with the whole corpus as weight window.
 
     Writes the consensus JSONL to ``out`` (rows of documents some annotators failed on carry
-    ``"failed"``; :func:`delivered_rows`), the documents nobody answered to
+    ``"failed"``; :func:`diziner.aggregator.delivered_rows`), the documents nobody answered to
     ``<out stem>.failed.jsonl``, each annotator's file beside it (``<out stem>.<annotator>.jsonl``)
     and the call ledger (``<out stem>.ledger.jsonl``). Returns the engine's summary.
     ``aggregation`` (text, see :class:`~diziner.aggregation.Aggregation`; ``min_support`` alone

@@ -65,9 +65,19 @@ from diziner.guideline import Guideline
 from diziner.options import DEFAULTS
 
 STATE_VERSION = 1
+RESERVED_IDS = ("failed", "ledger")  # <stem>.failed.jsonl and <stem>.ledger.jsonl sit beside <stem>.<annotator>.jsonl
+
+
+def check_annotator_ids(ids: list[str]) -> None:
+    """Refuse annotator ids whose per-annotator file would be another output file."""
+    bad = [a for a in ids if a in RESERVED_IDS]
+    if bad:
+        raise DizinerError(f"annotator id {bad[0]!r} is reserved (its file would overwrite <out>.{bad[0]}.jsonl)",
+                           hint="rename the annotator in the pool file")
 __all__ = [
     "StreamOptions",
     "StreamPaths",
+    "check_annotator_ids",
     "annotate_documents_in_memory",
     "annotate_file",
     "annotate_stream",
@@ -128,8 +138,6 @@ class StreamPaths:
     @classmethod
     def of(cls, out: str | Path, annotator_ids: Iterable[str]) -> StreamPaths:
         """``out`` with its siblings ``<stem>.<annotator>.jsonl`` and ``<stem>.failed.jsonl``."""
-        from diziner.loop import check_annotator_ids
-
         out = Path(out)
         ids = list(annotator_ids)
         check_annotator_ids(ids)
@@ -380,7 +388,7 @@ async def annotate_stream_async(
     ``on_fit(documents, runs, aggregator)`` is called once the weight window is annotated and
     the aggregator fitted on it (not when a resumed run reads the saved fit): with the whole
     corpus as window (:func:`annotate_documents_in_memory`) it sees every result.
-    ``progress`` (a :class:`diziner.loop.Progress` already open) and ``label`` name the bar.
+    ``progress`` (a :class:`diziner.progress.Progress` already open) and ``label`` name the bar.
     Returns a summary: documents, annotators, weights, failures, spans, ``usage`` (the whole
     ledger file, every resume included), ``usage_this_run``, ``faults`` and streaming figures.
     """
@@ -408,7 +416,7 @@ async def annotate_stream_async(
 
 def _progress(progress: Any, quiet: bool) -> Any:
     """The caller's open progress display (left open), or a new one."""
-    from diziner.loop import Progress
+    from diziner.progress import Progress
 
     return contextlib.nullcontext(progress) if progress is not None else Progress(quiet)
 

@@ -72,7 +72,7 @@ class Supervisor(Protocol):
     """``await supervisor.revise(...)`` → :class:`SupervisionResult`.
 
     ``annotations`` (optional): annotator → document id → spans of the analysed documents,
-    only those the annotator answered (the loop's ``annotations_by_doc``). The consensus
+    only those the annotator answered (``AnnotatorRun.spans_by_doc``). The consensus
     supervisor uses it to check agreed worked examples span by span.
     """
 
