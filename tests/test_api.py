@@ -69,6 +69,22 @@ def test_fit_then_predict_keeps_the_fitted_weights_and_works_inside_a_running_lo
         ann.predict(TEXTS)
 
 
+def test_a_fitted_annotator_predicts_each_text_as_the_whole_batch_would(setup, monkeypatch):
+    """fit/predict: weights and hotspot threshold fitted once; a text predicted alone gets the
+    spans (support, hotspot flags) it gets when the fit sample is predicted as one batch."""
+    from diziner.api import Annotator
+
+    tmp, g, p, srv = setup
+    monkeypatch.setenv("API_TEST_KEY", "sk-test")
+    with Annotator(g, p, cache_path=tmp / "c5.sqlite") as ann:
+        whole = ann.predict(TEXTS)
+        ann.fit(TEXTS)
+        assert ann.aggregator_.usable_ == ["ann0", "ann1", "ann2"]
+        one_by_one = [ann.predict([t])[0] for t in TEXTS]
+    assert one_by_one == whole and any(whole)
+    assert any(s["hotspot"] for r in whole for s in r) and not all(s["hotspot"] for r in whole for s in r)
+
+
 def test_a_text_nobody_answered_is_none_not_empty(setup, monkeypatch, tmp_path):
     from diziner.api import Annotator
 

@@ -10,13 +10,14 @@
 
 It is the annotation engine of ``diziner annotate`` without files: every annotator of the
 pool annotates each text (prompt, structured output, parsing, grounding, the response
-cache), the analysis gives the annotator weights and hotspots, and the pool's aggregation
-(or ``aggregation=``) chooses the delivered spans, each with
-``support = {annotators, weight, token_support}`` and ``hotspot``.
+cache), an :class:`~diziner.aggregator.Aggregator` (the engine's) gives the annotator
+weights and hotspots, and the pool's aggregation (or ``aggregation=``) chooses the
+delivered spans, each with ``support = {annotators, weight, token_support}`` and ``hotspot``.
 
-Weights come from :meth:`Annotator.fit` when it was called (a fit/predict shape: fit on a
-sample, predict batch after batch with the same weights), else from each ``predict`` batch
-itself (as ``diziner annotate`` does for its weight window). A text no annotator could
+Weights and the hotspot threshold come from :meth:`Annotator.fit` when it was called (a
+fit/predict shape: fit on a sample, predict batch after batch with the same weights and
+threshold), else from each ``predict`` batch itself (as ``diziner annotate`` does for its
+weight window). A text no annotator could
 answer gets ``None`` instead of a list (never an empty list: that would read as "no
 entities"). The clients live on one event loop in a background thread, so ``predict``
 works from plain scripts and from notebooks whose own loop is running.
@@ -73,6 +74,7 @@ class Annotator:
         self.weights_mode = weights
         self.percentile = percentile
         self.weights_: dict[str, float] | None = None  # set by fit()
+        self.aggregator_: Any = None  # the Aggregator fitted by fit()
         self._cache_path = cache_path
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="diziner-annotator", daemon=True)
@@ -98,14 +100,19 @@ class Annotator:
             self._clients, self._sup, self.ledger = self._pc
         return self._clients
 
-    async def _annotate(self, docs: list[Document]) -> tuple[dict[str, Any], dict[str, dict[str, list[Any]]]]:
+    async def _annotate(self, docs: list[Document]) -> dict[str, Any]:
+        """Every annotator's run on ``docs``."""
         from diziner.annotate.runner import annotate_documents
 
         clients = await self._ensure_clients()
-        runs = await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
+        return await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
                                                                for a in self.pool.annotators})
-        ann = {a: run.spans_by_doc() for a, run in runs.items()}
-        return runs, {a: v for a, v in ann.items() if v}
+
+    def _aggregator(self) -> Any:
+        from diziner.aggregator import Aggregator
+
+        return Aggregator(list(self.guideline.schema_.label_names), aggregation=self.aggregation,
+                          weights=self.weights_mode, percentile=self.percentile)
 
     @staticmethod
     def _docs(texts: Iterable[Any]) -> list[Document]:
@@ -123,42 +130,31 @@ class Annotator:
 
     # ------------------------------------------------------------------ API
     def fit(self, texts: Iterable[Any]) -> "Annotator":
-        """Fix the annotator weights from the pool's agreement on ``texts`` (no gold)."""
-        from diziner.analysis import analyze
-
+        """Fix the annotator weights and the hotspot threshold from the pool's agreement on
+        ``texts`` (no gold): an :class:`~diziner.aggregator.Aggregator` fitted on them."""
         docs = self._docs(texts)
-        _, ann = self._run(self._annotate(docs))
-        if len(ann) < 2:
-            raise DizinerError(f"fit needs at least two annotators that answered; {len(ann)} did")
-        res = analyze(docs, ann, labels=self.guideline.schema_.label_names, weights=self.weights_mode,
-                      percentile=self.percentile)
-        self.weights_ = dict(res.weights)
+        runs = self._run(self._annotate(docs))
+        answered = [a for a, run in runs.items() if run.spans_by_doc()]
+        if len(answered) < 2:
+            raise DizinerError(f"fit needs at least two annotators that answered; {len(answered)} did")
+        self.aggregator_ = self._aggregator().fit(docs, runs, where="the fit sample")
+        self.weights_ = dict(self.aggregator_.weights_)
         return self
 
     def predict(self, texts: Iterable[Any]) -> list[list[dict[str, Any]] | None]:
-        """Spans (with support and hotspot flag) per text, in order; None for a text nobody answered."""
-        from diziner.analysis import aggregate, analyze
-
+        """Spans (with support and hotspot flag) per text, in order; None for a text nobody answered.
+        Aggregated with the fitted aggregator, else with one fitted on this batch (as the
+        annotation engine does for its weight window)."""
         docs = self._docs(texts)
         if not docs:
             return []
-        _, ann = self._run(self._annotate(docs))
-        if not ann:
+        runs = self._run(self._annotate(docs))
+        if not any(run.spans_by_doc() for run in runs.values()):
             return [None] * len(docs)
-        labels = self.guideline.schema_.label_names
-        hot = None
-        if self.weights_ is not None:
-            weights = {a: self.weights_.get(a, 0.0) for a in ann}
-            if not any(weights.values()):
-                weights = {a: 1.0 for a in ann}
-        elif len(ann) >= 2:
-            res = analyze(docs, ann, labels=labels, weights=self.weights_mode, percentile=self.percentile)
-            weights, hot = dict(res.weights), res.hotspots
-        else:
-            weights = {a: 1.0 for a in ann}
-        rows = aggregate(docs, ann, weights, hotspots=hot, labels=labels, percentile=self.percentile,
-                         **self.aggregation.kwargs())
-        return [rows.get(d.id) for d in docs]
+        agg = self.aggregator_ if self.aggregator_ is not None else self._aggregator().fit(docs, runs, where="this batch")
+        rows, _ = agg.predict(docs, runs)
+        spans = {r["id"]: r["spans"] for r in rows}
+        return [spans.get(d.id) for d in docs]
 
     def close(self) -> None:
         if self._closed:
