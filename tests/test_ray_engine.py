@@ -63,6 +63,21 @@ def make_pool(srv, ids=ANNOTATORS, **extra):
                                             max_concurrency=32, timeout_s=10, **extra.get(a, {})) for a in ids])
 
 
+PRICED = {a: {"price": {"input_per_mtok": 1.0 + i, "output_per_mtok": 4.0}} for i, a in enumerate(ANNOTATORS)}
+USAGE_KEYS = ("calls", "ok", "failed", "cached", "tokens_in", "tokens_out", "unknown_cost_calls", "retries",
+              "failures_by_kind", "cost_complete")
+
+
+def same_usage(got: dict, ref: dict) -> None:
+    """The figures of two ledger summaries that do not depend on timing."""
+    for scope in ("total", *sorted(ref["by_annotator"])):
+        g = got["total"] if scope == "total" else got["by_annotator"][scope]
+        r = ref["total"] if scope == "total" else ref["by_annotator"][scope]
+        assert {k: g[k] for k in USAGE_KEYS} == {k: r[k] for k in USAGE_KEYS}, scope
+        assert g["cost_usd"] == (None if r["cost_usd"] is None else pytest.approx(r["cost_usd"], rel=1e-9)), scope
+    assert sorted(got["by_purpose"]) == sorted(ref["by_purpose"]) and sorted(got["by_iteration"]) == sorted(ref["by_iteration"])
+
+
 def run_both(guideline, docs, pool, tmp_path: Path, *, opts: StreamOptions, ray_kwargs: dict | None = None):
     from diziner.scale import RayOptions, annotate_ray
 
@@ -92,7 +107,8 @@ def test_ray_engine_equals_the_local_engine_on_10000_documents(ray_runtime, serv
     for key in ("documents", "spans", "failed", "failed_documents", "flagged_documents"):
         assert got[key] == local[key], key
     assert got["ray"]["shards"] == 4  # the 512-document weight window, then 4000 + 4000 + 1488
-    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(ref) + []  # no work folder left
+    assert len(lines(tmp_path / "ray" / "out.ledger.jsonl")) == 3 * 10_000 == got["usage"]["total"]["calls"]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted([*ref, "out.ledger.jsonl"])  # no work folder
 
 
 def test_failed_calls_are_recorded_per_annotator_as_the_local_engine_does(ray_runtime, server, guideline, tmp_path):
@@ -122,6 +138,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_runtime, serve
     docs = make_docs(1500, seed=9)
     pool = make_pool(server)
     kill_marker.unlink()  # arm: the first worker to reach its 150th result is SIGKILLed
+    before = server.counts["requests"]
     try:
         local, got = run_both(guideline, docs, pool, tmp_path, opts=StreamOptions(batch_size=100),
                               ray_kwargs={"shard_size": 500})
@@ -133,6 +150,12 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_runtime, serve
     assert [r["id"] for r in res["out.jsonl"]] == [d.id for d in docs]
     for name in ref:
         assert res[name] == ref[name], name
+    # Ray ran the killed postprocess task again on the stage's answers (kept in the object store): no call
+    # was made twice, and the ledger has each (document, annotator) call once, from the rows that reached the driver
+    records = lines(tmp_path / "ray" / "out.ledger.jsonl")
+    assert [(r["doc_id"], r["annotator"]) for r in records] == [(d.id, a) for d in docs for a in ANNOTATORS]
+    assert server.counts["requests"] - before == 2 * len(records) == 2 * 3 * 1500  # the local engine's, and these
+    same_usage(got["usage"], local["usage"])
 
 
 class Boom(Exception):
@@ -205,9 +228,12 @@ def test_cli_reads_parquet_and_writes_parquet_shards(ray_runtime, server, guidel
     out = tmp_path / "res"
     common = ["annotate", "--guideline", str(gpath), "--pool", str(pool), "--texts", str(texts), "--text-field", "body",
               "--batch-size", "100", "--json"]
-    assert main([*common, "--out", str(out), "--engine", "ray", "--output-format", "parquet", "--shard-size", "200"]) == 0
+    assert main([*common, "--out", str(out), "--engine", "ray", "--output-format", "parquet", "--shard-size", "200",
+                 "--cache", str(tmp_path / "ray-cache.sqlite")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["documents"] == 450 and summary["ray"]["shards"] == 3
+    assert summary["usage"]["total"]["calls"] == 3 * 450 == len(lines(tmp_path / "res.ledger.jsonl"))  # JSONL beside
+    assert (tmp_path / "ray-cache.sqlite").exists()
     assert main([*common, "--out", str(tmp_path / "local.jsonl"), "--no-cache", "--cache", str(tmp_path / "c.sqlite")]) == 0
     capsys.readouterr()
     parts = sorted(out.glob("part-*[0-9].parquet"))
@@ -374,3 +400,144 @@ def test_unusable_first_answers_are_asked_again_with_the_local_retry_policy(ray_
                      ray_options=RayOptions())
         assert flaky.counts["requests"] >= 3 * 200 + 40  # the 40 faulty answers were asked again
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+
+
+# ----------------------------------------------------------------------------- the per-call ledger, cache, budget
+
+
+def test_the_ledger_records_every_call_once_in_input_order_and_usage_equals_the_local_engines(
+        ray_runtime, server, guideline, tmp_path):
+    from diziner.llm.ledger import Ledger, summarise
+    from diziner.scale import RayOptions, annotate_ray
+
+    docs = make_docs(600, seed=29)
+    pool = make_pool(server, **PRICED)
+    opts = StreamOptions(batch_size=100)
+    local = annotate_stream(guideline, iter(docs), pool, tmp_path / "local" / "out.jsonl", quiet=True, options=opts,
+                            no_cache=True, cache_path=tmp_path / "c.sqlite")
+    before = server.counts["requests"]
+    got = annotate_ray(guideline, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True, options=opts,
+                       ray_options=RayOptions(shard_size=250))
+    made = server.counts["requests"] - before
+    records = lines(tmp_path / "ray" / "out.ledger.jsonl")
+    assert len(records) == made == 3 * 600
+    # one record per (document, annotator), in input order, then annotator order: a stable file
+    assert [(r["doc_id"], r["annotator"]) for r in records] == [(d.id, a) for d in docs for a in ANNOTATORS]
+    assert all(r["ok"] and not r["cached"] and r["backend"] == "openai" and r["purpose"] == "annotate"
+               and r["cost_usd"] > 0 and r["latency_s"] > 0 for r in records)
+    ref = Ledger.read(tmp_path / "local" / "out.ledger.jsonl")
+    assert sorted((r["annotator"], r["model"], r["tokens_in"], r["tokens_out"]) for r in records) == \
+           sorted((r.annotator, r.model, r.tokens_in, r.tokens_out) for r in ref)
+    same_usage(got["usage"], local["usage"])
+    assert got["usage"] == summarise(Ledger.read(tmp_path / "ray" / "out.ledger.jsonl"))
+    assert got["faults"] == local["faults"] and got["faults"]["documents"] > 0  # the same faults section
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+
+
+def test_a_resumed_run_keeps_the_finished_shards_ledger_and_records_each_call_once(
+        ray_runtime, server, guideline, tmp_path, monkeypatch):
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.scale.engine import Shards
+
+    docs = make_docs(900, seed=37)
+    pool = make_pool(server, **PRICED)
+    opts, ropts = StreamOptions(batch_size=100), RayOptions(shard_size=300)  # shards of 200, 300, 300, 100
+    out = tmp_path / "ray" / "out.jsonl"
+    write = Shards.write
+
+    def dies_at_shard_2(self, k, *args):
+        if k == 2:
+            raise Boom("driver killed after shard 2 was annotated")
+        return write(self, k, *args)
+
+    monkeypatch.setattr(Shards, "write", dies_at_shard_2)
+    before = server.counts["requests"]
+    with pytest.raises(Boom):
+        annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts)
+    assert server.counts["requests"] - before == 3 * 800  # shard 2's calls were made, its rows never written
+    monkeypatch.setattr(Shards, "write", write)
+    work = tmp_path / "ray" / "out.jsonl.ray"
+    kept = [(work / f"part-{k:05d}.ledger.jsonl").read_text() for k in (0, 1)]
+    assert [len(x.splitlines()) for x in kept] == [3 * 200, 3 * 300]
+    assert not (work / "part-00002.ledger.jsonl").exists()
+
+    before = server.counts["requests"]
+    got = annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts)
+    assert server.counts["requests"] - before == 3 * 400 == got["usage_this_run"]["total"]["calls"]  # this run's
+    assert got["usage"]["total"]["calls"] == 3 * 900  # the whole ledger: the kept shards' calls and this run's
+    assert got["faults"]["documents"] == 3 * 900 and got["faults"]["calls"]["calls"] == 3 * 900
+    text = (tmp_path / "ray" / "out.ledger.jsonl").read_text()
+    assert text.startswith(kept[0] + kept[1])  # the finished shards' records, kept as they were
+    records = [json.loads(x) for x in text.splitlines()]
+    assert [(r["doc_id"], r["annotator"]) for r in records] == [(d.id, a) for d in docs for a in ANNOTATORS]
+    assert got["ray"]["resumed_shards"] == 2 and got["documents"] == 900
+
+
+def test_retried_first_calls_are_one_record_each_with_the_stage_attempt_among_its_retries(
+        ray_runtime, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.testing.server import Faults, TestServer
+
+    docs = make_docs(200, seed=41)
+    faults = Faults(sequence=["500", "503", "close", "malformed"] * 10)
+    with TestServer(title_word_responder, faults=faults, keep_requests=False) as flaky:
+        pool = make_pool(flaky, **{a: {"max_retries": 3} for a in ANNOTATORS})
+        got = annotate_ray(guideline, iter(docs), pool, tmp_path / "out.jsonl", quiet=True,
+                           options=StreamOptions(batch_size=100), ray_options=RayOptions())
+        made = flaky.counts["requests"]
+    usage = got["usage"]["total"]
+    assert usage["calls"] == 3 * 200 and usage["failed"] == 0 and got["failed"] == {a: 0 for a in ANNOTATORS}
+    assert usage["retries"] == 40 and made == usage["calls"] + usage["retries"]  # every request is in the ledger
+    records = lines(tmp_path / "out.ledger.jsonl")
+    assert sum(sum(r["retries"].values()) for r in records) == 40 and len(records) == 600
+
+
+def test_the_response_cache_works_on_ray_and_is_shared_with_the_local_engine(ray_runtime, server, guideline, tmp_path):
+    from diziner.scale import RayOptions, annotate_ray
+
+    docs = make_docs(300, seed=31)
+    pool = make_pool(server, **PRICED)
+    opts = StreamOptions(batch_size=100)
+    cache = tmp_path / "cache.sqlite"
+
+    def ray_run(name: str, **kw):
+        before = server.counts["requests"]
+        got = annotate_ray(guideline, iter(docs), pool, tmp_path / name / "out.jsonl", quiet=True, options=opts,
+                           ray_options=RayOptions(shard_size=100), **kw)
+        return got["usage"]["total"], server.counts["requests"] - before
+
+    usage, made = ray_run("cold", cache_path=cache)
+    assert made == 900 and usage["calls"] == 900 and usage["cached"] == 0
+    usage, made = ray_run("warm", cache_path=cache)
+    assert made == 0 and usage["calls"] == usage["cached"] == 900 and usage["cost_usd"] == 0
+    assert all(r["cached"] for r in lines(tmp_path / "warm" / "out.ledger.jsonl"))
+    assert outputs(tmp_path / "warm") == outputs(tmp_path / "cold")
+    before = server.counts["requests"]  # the local engine finds what the Ray workers stored, and the other way round
+    local = annotate_stream(guideline, iter(docs), pool, tmp_path / "local" / "out.jsonl", quiet=True, options=opts,
+                            cache_path=cache)
+    assert server.counts["requests"] == before and local["usage"]["total"]["cached"] == 900
+    usage, made = ray_run("refresh", cache_path=cache, no_cache=True)  # --no-cache: no lookups, answers stored
+    assert made == 900 and usage["cached"] == 0
+    usage, made = ray_run("uncached")  # no cache named: none used
+    assert made == 900 and usage["cached"] == 0
+
+
+def test_a_budget_stops_the_ray_run_between_shards_and_the_run_resumes(ray_runtime, server, guideline, tmp_path):
+    from diziner.errors import BudgetExceeded
+    from diziner.scale import RayOptions, annotate_ray
+
+    docs = make_docs(500, seed=43)
+    pool = make_pool(server, **PRICED)
+    opts, ropts = StreamOptions(batch_size=100), RayOptions(shard_size=150)  # shards of 200, 150, 150
+    out = tmp_path / "out.jsonl"
+    before = server.counts["requests"]
+    with pytest.raises(BudgetExceeded, match="budget of \\$0.0000 reached before any shard"):
+        annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts, budget_usd=0)
+    assert server.counts["requests"] == before
+    with pytest.raises(BudgetExceeded, match="after shard 0") as e:  # shard 0 spends it: shard 1 is not started
+        annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts, budget_usd=1e-9)
+    assert server.counts["requests"] - before == 3 * 200 and "resumes" in e.value.hint
+    got = annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts, budget_usd=10.0)
+    assert server.counts["requests"] - before == 3 * 500 and got["documents"] == 500
+    assert got["ray"]["resumed_shards"] == 1 and len(lines(tmp_path / "out.ledger.jsonl")) == 3 * 500

@@ -48,6 +48,15 @@ class FaultTally:
         c["ungrounded_mentions"] += int(g.get("ungrounded", 0) or 0)
         c["fuzzy_mentions"] += int(g.get("fuzzy", 0) or 0)
 
+    def merge(self, counts: dict[str, Any]) -> None:
+        """Add the ``counts`` of another tally (e.g. a shard's, read back from its stats file)."""
+        for k, v in counts.items():
+            if k == "failed_by_kind":
+                for kind, n in v.items():
+                    self.counts[k][kind] = self.counts[k].get(kind, 0) + n
+            elif k in self.counts:
+                self.counts[k] += v
+
     def result(self, ledger_total: dict[str, Any] | None = None) -> dict[str, Any]:
         """The counts, plus the calls, retries and failed calls of a ledger summary's ``total`` when given."""
         out = {**self.counts, "failed_by_kind": dict(self.counts["failed_by_kind"])}

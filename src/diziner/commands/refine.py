@@ -177,9 +177,11 @@ def register(app: typer.Typer) -> None:
         min_support: Optional[float] = typer.Option(None, help="Shorthand for --aggregation vote:X (0 = union)."),
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
-        cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
+        cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite). --engine ray: used only when "
+                                             "named; on a local disk of every machine (docs/scale.md)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
-        budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
+        budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent "
+                                               "(--engine ray: no shard is started once they are; docs/scale.md)."),
         force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
         batch_size: int = typer.Option(annotation.batch_size, "--batch-size", min=1, help="Documents read, annotated and written per batch (memory is bounded by a few batches)."),
         weight_sample: Optional[int] = typer.Option(None, "--weight-sample", min=1, help="Documents whose analysis fixes the annotator weights and hotspot threshold (default: 2 batches)."),
@@ -245,10 +247,9 @@ def register(app: typer.Typer) -> None:
 
             ropts = RayOptions(address=ray_address, shard_size=shard_size, output_format=output_format)
             ropts.check()
-            if cache is not None or budget is not None:
-                raise DizinerError("--cache and --budget are for --engine local (the Ray engine calls without a cache)")
             summary = annotate_file_ray(g, texts, pl, out, fmt=fmt, text_field=text_field, options=sopts,
-                                        ray_options=ropts, quiet=quiet or as_json)
+                                        ray_options=ropts, quiet=quiet or as_json, cache_path=cache,
+                                        no_cache=no_cache, budget_usd=budget)
         elif engine != "local":
             raise DizinerError(f"unknown engine {engine!r} (use local or ray)")
         else:

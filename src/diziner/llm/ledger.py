@@ -6,7 +6,8 @@ concurrency slot, and for the model behind its other calls); summaries add up ea
 ``compute_calls`` counts the calls whose compute time is known.
 
 Cost is known only where a price is: the pool's ``price:``, else ``prices.yaml`` (or
-``$DIZINER_PRICES_FILE``), and 0 for local models. An unknown price gives
+``$DIZINER_PRICES_FILE``), and 0 for models on one's own hardware (``local``,
+``vllm-engine``). An unknown price gives
 ``cost_usd=None``; summaries add up known costs only and count the calls whose cost is
 unknown (``unknown_cost_calls``) — unknown is never shown as $0. Cache hits cost 0.
 """
@@ -27,6 +28,8 @@ from pydantic import BaseModel
 from diziner.errors import BudgetExceeded, ConfigError
 from diziner.llm.pool import Price
 
+# Models on one's own hardware (llama.cpp in-process, vLLM engines inside a Ray pipeline): no per-token bill.
+FREE_BACKENDS = ("local", "vllm-engine")
 _DATED = re.compile(r"^-(\d{4}-?\d{2}-?\d{2}|latest)$")
 
 
@@ -50,6 +53,7 @@ class LedgerRecord(BaseModel):
     reason: str | None = None
     kind: str | None = None
     retries: dict[str, int] = {}  # failed attempts before the outcome, by kind (http_5xx, timeout, ...)
+    doc_id: str | None = None  # the document the call was for, where the engine knows it (the Ray engine)
 
 
 @lru_cache(maxsize=8)
@@ -69,10 +73,10 @@ def price_table() -> dict[str, Price]:
 
 
 def lookup_price(backend: str, model: str, override: Price | None = None) -> Price | None:
-    """The price of a model, or None when unknown. Local models are free."""
+    """The price of a model, or None when unknown. Models on one's own hardware are free (``FREE_BACKENDS``)."""
     if override is not None:
         return override
-    if backend == "local":
+    if backend in FREE_BACKENDS:
         return Price(input_per_mtok=0.0, output_per_mtok=0.0)
     table = price_table()
     name = model.rsplit("/", 1)[-1]

@@ -16,6 +16,13 @@ answer that is not a usable answer (an HTTP error, a timeout, a malformed body) 
 through diziner's own managed client for that annotator — its retries, backoff and failure
 reasons are the local engine's, and a call that still fails is recorded as a failure, never
 as an empty annotation.
+
+Every call of a row, the stage's included, goes through a managed client of that row
+(:class:`ReplayClient`): the pool's retry policy, the response cache when the run has one,
+and a :class:`RowLedger` whose records (one per call, as in the local engine's ledger) leave
+the postprocess as the column ``ledger_<i>`` (JSON lines) and travel with the row to the
+driver, which writes them to the run's ledger. The preprocess asks the cache first: a
+request it answers is not sent by the stage.
 """
 from __future__ import annotations
 
@@ -32,10 +39,13 @@ from diziner.corpus.model import Document
 from diziner.errors import LLMCallError
 from diziner.guideline import Guideline
 from diziner.llm.base import LLMRequest, LLMResponse
+from diziner.llm.ledger import Ledger
 from diziner.llm.pool import AnnotatorConfig, VLLM_ENGINE
-from diziner.llm.retry import TransientError
+from diziner.llm.retry import TransientError, status_error
 
-SKIP = "diziner_no_call"  # the payload of a document that needs no call (empty text): answered by the session
+SKIP = "diziner_no_call"  # the payload of a document that needs no call (or whose answer is cached): not sent
+ENGINE_ONE_CALL = ("the vllm-engine path makes one call per document; this document needs another "
+                   "(a re-ask or a later chunk)")
 
 
 @dataclass
@@ -50,10 +60,16 @@ class AnnotatorSpec:
     max_mentions: int = 32
     global_concurrency: int = 64
     api_key: str | None = field(default=None, repr=False)
+    cache_path: str | None = None  # the response cache (SQLite) on each worker's machine; None: no cache
+    cache_read: bool = True  # False (--no-cache): no lookups, fresh answers are still stored
 
     @property
     def column(self) -> str:
         return f"ann_{self.index}"
+
+    @property
+    def ledger_column(self) -> str:
+        return f"ledger_{self.index}"
 
     @property
     def engine(self) -> bool:
@@ -65,6 +81,7 @@ class AnnotatorSpec:
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_LOCK = threading.Lock()
 _CLIENTS: dict[tuple, Any] = {}
+_CACHES: dict[tuple[str, bool], Any] = {}
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -82,13 +99,27 @@ def _run(coro: Any) -> Any:
     return asyncio.run_coroutine_threadsafe(coro, _loop()).result()
 
 
+def _cache(spec: AnnotatorSpec) -> Any:
+    """This process's handle on the run's response cache (None without one); SQLite in WAL mode takes
+    the worker processes of a machine as concurrent readers and writers."""
+    if spec.cache_path is None:
+        return None
+    key = (spec.cache_path, spec.cache_read)
+    cache = _CACHES.get(key)
+    if cache is None:
+        from diziner.llm.cache import LLMCache
+
+        cache = _CACHES[key] = LLMCache(spec.cache_path, read=spec.cache_read)
+    return cache
+
+
 def managed_client(spec: AnnotatorSpec) -> Any:
-    """The annotator's managed client in this worker (no cache; a ledger of running totals only)."""
-    key = (spec.cfg.id, spec.cfg.model_dump_json())
+    """The annotator's managed client in this worker: its adapter, limiter, retry policy and cache. Its
+    ledger keeps nothing: a row's calls go through :class:`ReplayClient`, into that row's ledger."""
+    key = (spec.cfg.id, spec.cfg.model_dump_json(), spec.cache_path, spec.cache_read)
     client = _CLIENTS.get(key)
     if client is None:
         from diziner.llm.factory import ManagedClient, make_adapter
-        from diziner.llm.ledger import Ledger
         from diziner.llm.retry import Limiter
 
         if spec.engine:  # no endpoint: the adapter only shapes request bodies and reads answers
@@ -97,7 +128,7 @@ def managed_client(spec: AnnotatorSpec) -> Any:
             adapter = OpenAICompatClient(spec.cfg)
         else:
             adapter = make_adapter(spec.cfg, spec.api_key)
-        client = ManagedClient(adapter, spec.cfg, cache=None, ledger=Ledger(None, keep_records=False),
+        client = ManagedClient(adapter, spec.cfg, cache=_cache(spec), ledger=Ledger(None, keep_records=False),
                                limiter=Limiter(spec.global_concurrency), name=spec.cfg.id)
         _CLIENTS[key] = client
     return client
@@ -149,15 +180,26 @@ def openai_body(spec: AnnotatorSpec, req: LLMRequest) -> tuple[str, dict[str, An
     return adapter.request_body(client.effective(req))
 
 
+def cached(spec: AnnotatorSpec, req: LLMRequest) -> bool:
+    """The response cache holds the answer to ``req`` (entries are never removed: the postprocess finds it too)."""
+    from diziner.llm.cache import cache_key
+
+    client = managed_client(spec)
+    if client.cache is None or not client.cache.read:
+        return False
+    return client.cache.get(cache_key(client.adapter.identity(), client.effective(req))) is not None
+
+
 class Prepare:
-    """The preprocess of an annotator's HTTP processor: ``payload`` = the first request's body."""
+    """The preprocess of an annotator's HTTP processor: ``payload`` = the first request's body (not sent
+    when the document needs no call or the cache has the answer)."""
 
     def __init__(self, spec: AnnotatorSpec):
         self.spec = spec
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         req = first_request(self.spec, _document(row))
-        if req is None:
+        if req is None or cached(self.spec, req):
             return {"payload": {SKIP: True}}
         return {"payload": openai_body(self.spec, req)[1]}
 
@@ -198,33 +240,145 @@ def engine_request(spec: AnnotatorSpec, req: LLMRequest | None) -> dict[str, Any
 
 # ----------------------------------------------------------------------------- the answers
 
-class ReplayClient:
-    """Answers the first request from the stage's answer; every other call goes to ``live``."""
+class RowLedger(Ledger):
+    """The ledger of one document and one annotator on a worker: its records travel with the row.
 
-    def __init__(self, spec: AnnotatorSpec, api: str, body: dict[str, Any] | None, data: Any, latency_s: float,
-                 live: Any):
-        self.spec, self.api, self.body, self.data, self.latency_s = spec, api, body, data, latency_s
-        self.live = live
+    The stage's attempt at the first request belongs to the call it was for: its latency is
+    added to that call's record, and an unusable answer (HTTP error, timeout, malformed body)
+    counts among that call's retries, by kind, as a failed attempt of the local engine does.
+    Every record names the document (``doc_id``).
+    """
+
+    def __init__(self, doc_id: str):
+        super().__init__(None)
+        self.doc_id = doc_id
+        self._latency = 0.0
+        self._retries: dict[str, int] = {}
+
+    def stage_attempt(self, latency_s: float, failed: str | None = None) -> None:
+        self._latency += latency_s
+        if failed is not None:
+            self._retries[failed] = self._retries.get(failed, 0) + 1
+
+    def record(self, rec: Any = None, **fields: Any) -> Any:
+        if rec is None:
+            retries = dict(fields.get("retries") or {})
+            for kind, n in self._retries.items():
+                retries[kind] = retries.get(kind, 0) + n
+            fields.update(doc_id=self.doc_id, retries=retries,
+                          latency_s=float(fields.get("latency_s") or 0.0) + self._latency)
+            self._latency, self._retries = 0.0, {}
+        return super().record(rec, **fields)
+
+    def jsonl(self) -> str:
+        """The records as the lines of a ledger file."""
+        return "".join(json.dumps(r.model_dump(), ensure_ascii=False) + "\n" for r in self.records)
+
+
+@dataclass
+class StageAnswer:
+    """What the processor's stage made of a document's first request."""
+
+    body: dict[str, Any] | None  # the request body the stage sent; None: it sent none (no call needed, or cached)
+    data: Any = None  # the parsed response body
+    failure: tuple[str, str] | None = None  # (reason, kind) when the answer is unusable
+    latency_s: float = 0.0
+
+
+def http_stage_answer(row: dict[str, Any]) -> StageAnswer:
+    """The HTTP stage's answer of a row (see :class:`_Answer`)."""
+    payload = _plain(row.get("payload"))
+    if not isinstance(payload, dict) or payload.get(SKIP):
+        return StageAnswer(None)
+    resp = _plain(row.get("http_response") or {})
+    latency = float(resp.get("latency_s") or 0.0)
+    status, error = int(resp.get("status") or 0), str(resp.get("error") or "")
+    if status != 200 or error:
+        kind = getattr(status_error(status, ""), "kind", "error") if status else (
+            "timeout" if "timeout" in error.lower() else "connection")
+        return StageAnswer(payload, failure=(error or f"HTTP {status}", kind), latency_s=latency)
+    try:
+        return StageAnswer(payload, data=json.loads(resp.get("body") or ""), latency_s=latency)
+    except ValueError:
+        return StageAnswer(payload, failure=("malformed response: not JSON", "bad_response"), latency_s=latency)
+
+
+class ReplayAdapter:
+    """A row's adapter: the stage's answer to the first request, the annotator's adapter (``live``) for any
+    other call. An unusable stage answer is asked again through ``live`` within the same attempt (the
+    stage's attempt is not one of the pool's ``max_retries``); the vLLM engine path has no ``live``."""
+
+    def __init__(self, spec: AnnotatorSpec, stage: StageAnswer, live: Any, ledger: RowLedger):
+        self.spec, self.stage, self.live, self.ledger = spec, stage, live, ledger
+        self.shape = managed_client(spec).adapter  # an OpenAICompatClient: request bodies, answers
+        self.pending = stage.body is not None
+
+    def identity(self) -> dict[str, Any]:
+        return self.shape.identity()
+
+    def endpoint_key(self) -> str:
+        return self.shape.endpoint_key()
+
+    def answers(self, req: LLMRequest) -> bool:
+        """``req`` is the request the stage answered (and it was not replayed yet)."""
+        return self.pending and openai_body(self.spec, req)[1] == self.stage.body
 
     async def complete(self, req: LLMRequest) -> LLMResponse:
-        if self.body is not None and self.data is not None:
-            body, self.body = self.body, None  # the stage answered the first request only
-            if openai_body(self.spec, req)[1] == body:
-                try:
-                    return self._answer(req)
-                except (LLMCallError, TransientError):
-                    pass  # not a usable answer: asked again through the managed client below
+        if self.answers(req):
+            self.pending = False
+            try:
+                resp = self._replay(req)
+            except (LLMCallError, TransientError) as e:
+                self.ledger.stage_attempt(self.stage.latency_s, e.kind)
+            else:
+                self.ledger.stage_attempt(self.stage.latency_s)
+                return resp
         if self.live is None:
-            raise LLMCallError("the vllm-engine path makes one call per document; this document needs another "
-                               "(a re-ask or a later chunk)", "unsupported")
+            raise LLMCallError(ENGINE_ONE_CALL, "unsupported")
         return await self.live.complete(req)
 
-    def _answer(self, req: LLMRequest) -> LLMResponse:
-        from diziner.llm.openai_compat import OpenAICompatClient
+    def _replay(self, req: LLMRequest) -> LLMResponse:
+        if self.stage.failure is not None:
+            raise TransientError(*self.stage.failure)
+        return self.shape.answer(self.spec.cfg.endpoint or "chat", self.stage.data, req, self.stage.latency_s)
 
-        client = managed_client(self.spec)
-        adapter = client.adapter if isinstance(client.adapter, OpenAICompatClient) else OpenAICompatClient(self.spec.cfg)
-        return adapter.answer(self.api, self.data, client.effective(req), self.latency_s)
+
+class _AfterStage:
+    """A row's view of the response cache: not read for the request the stage answered (that call was
+    made, and is recorded as made); every fresh answer is stored."""
+
+    def __init__(self, cache: Any, replay: ReplayAdapter):
+        self.cache, self.replay = cache, replay
+
+    @property
+    def read(self) -> bool:
+        return bool(self.cache.read)
+
+    def get(self, key: str) -> LLMResponse | None:
+        return None if self.replay.pending else self.cache.get(key)
+
+    def put(self, key: str, resp: LLMResponse) -> None:
+        self.cache.put(key, resp)
+
+
+class ReplayClient:
+    """The client of a postprocess: a managed client of this row (the pool's retries, the cache, the row's
+    ledger) over a :class:`ReplayAdapter`. On the vLLM engine path (``live=False``) a call the engine did
+    not answer is refused before the managed client: it is never made, so it is not in the ledger."""
+
+    def __init__(self, spec: AnnotatorSpec, stage: StageAnswer, ledger: RowLedger, *, live: bool = True):
+        from diziner.llm.factory import ManagedClient
+
+        base = managed_client(spec)
+        self.replay = ReplayAdapter(spec, stage, base.adapter if live else None, ledger)
+        cache = _AfterStage(base.cache, self.replay) if base.cache is not None else None
+        self.managed = ManagedClient(self.replay, spec.cfg, cache=cache, ledger=ledger, limiter=base.limiter,
+                                     name=spec.cfg.id, policy=base.policy)
+
+    async def complete(self, req: LLMRequest) -> LLMResponse:
+        if self.replay.live is None and not self.replay.answers(req):
+            raise LLMCallError(ENGINE_ONE_CALL, "unsupported")
+        return await self.managed.complete(req)
 
 
 def _plain(x: Any) -> Any:
@@ -238,12 +392,16 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _carry(spec: AnnotatorSpec, row: dict[str, Any], result: DocResult) -> dict[str, Any]:
+def _carry(spec: AnnotatorSpec, row: dict[str, Any], result: DocResult, ledger: RowLedger) -> dict[str, Any]:
+    """The row for the next stage: the document, every earlier annotator's result and ledger, and this one's."""
     from diziner.faultpoints import maybe_kill
 
     maybe_kill("ray_postprocess")
-    out = {k: row[k] for k in row if k in ("seq", "id", "text") or (k.startswith("ann_") and k != spec.column)}
+    mine = (spec.column, spec.ledger_column)
+    out = {k: row[k] for k in row
+           if k in ("seq", "id", "text") or (k.startswith(("ann_", "ledger_")) and k not in mine)}
     out[spec.column] = json.dumps(result.to_json(), ensure_ascii=False)
+    out[spec.ledger_column] = ledger.jsonl()
     return out
 
 
@@ -255,18 +413,9 @@ class Finish:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         doc = _document(row)
-        resp = _plain(row.get("http_response") or {})
-        data = None
-        if resp.get("status") == 200 and not resp.get("error"):
-            try:
-                data = json.loads(resp.get("body") or "")
-            except ValueError:
-                data = None
-        payload = _plain(row.get("payload"))
-        body = None if not isinstance(payload, dict) or payload.get(SKIP) else payload
-        client = ReplayClient(self.spec, self.spec.cfg.endpoint or "chat", body, data,
-                              float(resp.get("latency_s") or 0.0), managed_client(self.spec))
-        return _carry(self.spec, row, _run(_annotate(self.spec, doc, client)))
+        ledger = RowLedger(doc.id)
+        client = ReplayClient(self.spec, http_stage_answer(row), ledger)
+        return _carry(self.spec, row, _run(_annotate(self.spec, doc, client)), ledger)
 
 
 class FinishEngine:
@@ -277,14 +426,17 @@ class FinishEngine:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         doc = _document(row)
-        text = row.get("generated_text")
         req = first_request(self.spec, doc)
-        data = {"choices": [{"message": {"content": text}, "text": text, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(_plain(row.get("prompt_token_ids") or [])),
-                          "completion_tokens": len(_plain(row.get("generated_tokens") or []))}}
-        body = openai_body(self.spec, req)[1] if req is not None else None
-        client = ReplayClient(self.spec, self.spec.cfg.endpoint or "chat", body, data, 0.0, None)
-        return _carry(self.spec, row, _run(_annotate(self.spec, doc, client)))
+        stage = StageAnswer(None)
+        if req is not None:
+            text = row.get("generated_text")
+            data = {"choices": [{"message": {"content": text}, "text": text, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": len(_plain(row.get("prompt_token_ids") or [])),
+                              "completion_tokens": len(_plain(row.get("generated_tokens") or []))}}
+            stage = StageAnswer(openai_body(self.spec, req)[1], data=data)
+        ledger = RowLedger(doc.id)
+        client = ReplayClient(self.spec, stage, ledger, live=False)
+        return _carry(self.spec, row, _run(_annotate(self.spec, doc, client)), ledger)
 
 
 # ----------------------------------------------------------------------------- the HTTP session
@@ -374,7 +526,8 @@ class Aggregate:
 
 def aggregate_rows(aggregator: Any, ids: list[str], batch: dict[str, Any]) -> dict[str, list[Any]]:
     """Columns ``seq``, ``id``, ``cons`` (the consensus line, or ""), ``lost`` (the failed line, or ""),
-    ``line_<i>`` (annotator i's line), ``ok_<i>`` (it answered) and ``reason_<i>`` (why not)."""
+    ``line_<i>`` (annotator i's line), ``ok_<i>`` (it answered), ``reason_<i>`` (why not) and
+    ``ledger_<i>`` (its calls' ledger records, JSON lines, passed through)."""
     from diziner.annotate.runner import AnnotatorRun
 
     seqs = [int(s) for s in _plain(batch["seq"])]
@@ -395,4 +548,5 @@ def aggregate_rows(aggregator: Any, ids: list[str], batch: dict[str, Any]) -> di
         out[f"line_{i}"] = [json.dumps(r.to_json() | {"text": d.text}, ensure_ascii=False) for r, d in zip(res, docs)]
         out[f"ok_{i}"] = [r.ok for r in res]
         out[f"reason_{i}"] = ["" if r.ok else (r.reason or "") for r in res]
+        out[f"ledger_{i}"] = [str(x) for x in _plain(batch[f"ledger_{i}"])]
     return out
