@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def _default_mode() -> int:
@@ -62,37 +63,49 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False, objects: bool = True) -> list[Any]:
-    """The records of a JSONL file; blank lines are skipped.
+def iter_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False,
+               objects: bool = True) -> Iterator[tuple[int, Any]]:
+    """(line number, record) of each non-blank line of a JSONL file, read line by line.
 
-    A line that is not JSON (or, with ``objects``, not a JSON object) is the project's
-    one-line :class:`~diziner.errors.InputError` naming the file and line; with
+    A line that is not UTF-8 or not JSON (or, with ``objects``, not a JSON object) is the
+    project's one-line :class:`~diziner.errors.InputError` naming the file and line; with
     ``tolerate_torn_tail`` a torn *last* line (a writer killed mid-line) is dropped instead.
     """
     from diziner.errors import InputError
 
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(p, None, f"not valid UTF-8 (byte {e.start})") from None
+        fh = open(p, "rb")  # noqa: SIM115 (closed below; bytes, so a bad byte names its line)
     except OSError as e:
-        raise InputError(p, None, f"cannot read: {e.strerror}") from None
-    out: list[Any] = []
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if tolerate_torn_tail and i == last:
-                break
-            raise InputError(p, i + 1, f"invalid JSON: {e.msg} (column {e.colno})") from None
-        if objects and not isinstance(obj, dict):
-            raise InputError(p, i + 1, "expected a JSON object on each line")
-        out.append(obj)
-    return out
+        raise InputError(p, None, f"cannot read: {e.strerror or e}") from None
+    with fh:
+        torn: tuple[int, str] | None = None  # a bad line, an error unless it is the last
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, n, f"not valid UTF-8 (byte {e.start} of the line)") from None
+            if not line.strip():
+                continue
+            if torn is not None:
+                raise InputError(p, torn[0], torn[1])
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                msg = (f"invalid JSON: {e.msg} (column {e.colno})" if isinstance(e, json.JSONDecodeError)
+                       else f"invalid JSON ({type(e).__name__})")
+                if not tolerate_torn_tail:
+                    raise InputError(p, n, msg) from None
+                torn = (n, msg)
+                continue
+            if objects and not isinstance(obj, dict):
+                raise InputError(p, n, "expected a JSON object on each line")
+            yield n, obj
+
+
+def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False, objects: bool = True) -> list[Any]:
+    """The records of a JSONL file (:func:`iter_jsonl`); blank lines are skipped."""
+    return [obj for _, obj in iter_jsonl(path, tolerate_torn_tail=tolerate_torn_tail, objects=objects)]
 
 
 def _default(o: Any) -> Any:

@@ -159,13 +159,13 @@ def read_answered_spans(path: str | Path) -> dict[str, list[Span]]:
     """Document id → spans of every document an annotator file (``DocResult`` lines, as
     ``annotate``/``bench`` write them) answered; failed documents are left out. A bad line
     is the project's one-line input error naming the file and line."""
+    from diziner.atomic import iter_jsonl
+
     out: dict[str, list[Span]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                r = DocResult.from_json(line, path=str(path), line=i)
-                if r.ok:
-                    out[r.doc_id] = list(r.spans)
+    for i, obj in iter_jsonl(path):
+        r = DocResult.from_json(obj, path=str(path), line=i)
+        if r.ok:
+            out[r.doc_id] = list(r.spans)
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from diziner import atomic
+from diziner.atomic import iter_jsonl
 from diziner.errors import ConfigError, InputError
 from diziner.export.source import ExportSource, ExportSpan
 
@@ -107,10 +108,8 @@ def write_doccano(src: ExportSource, out: Path) -> dict[str, Any]:
 
 def read_doccano(path: Path) -> SpanTriples:
     out: SpanTriples = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if line.strip():
-            r = json.loads(line)
-            out[str(r.get("doc_id", n))] = sorted((int(a), int(b), str(c)) for a, b, c in r.get("label", []))
+    for n, r in iter_jsonl(path):
+        out[str(r.get("doc_id", n - 1))] = sorted((int(a), int(b), str(c)) for a, b, c in r.get("label", []))
     return out
 
 
@@ -148,11 +147,9 @@ def write_prodigy(src: ExportSource, out: Path) -> dict[str, Any]:
 
 def read_prodigy(path: Path) -> SpanTriples:
     out: SpanTriples = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if line.strip():
-            r = json.loads(line)
-            out[str((r.get("meta") or {}).get("id", n))] = sorted(
-                (int(s["start"]), int(s["end"]), str(s["label"])) for s in r.get("spans", []))
+    for n, r in iter_jsonl(path):
+        out[str((r.get("meta") or {}).get("id", n - 1))] = sorted(
+            (int(s["start"]), int(s["end"]), str(s["label"])) for s in r.get("spans", []))
     return out
 
 
@@ -179,13 +176,11 @@ def write_argilla(src: ExportSource, out: Path) -> dict[str, Any]:
 
 def read_argilla(path: Path) -> SpanTriples:
     out: SpanTriples = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            sg = r.get("suggestions", {})
-            suggestions = list(sg.values()) if isinstance(sg, dict) else sg  # 2.x: keyed by question
-            spans = [(int(v["start"]), int(v["end"]), str(v["label"])) for s in suggestions for v in s.get("value", [])]
-            out[str(r["id"])] = sorted(spans)
+    for _, r in iter_jsonl(path):
+        sg = r.get("suggestions", {})
+        suggestions = list(sg.values()) if isinstance(sg, dict) else sg  # 2.x: keyed by question
+        spans = [(int(v["start"]), int(v["end"]), str(v["label"])) for s in suggestions for v in s.get("value", [])]
+        out[str(r["id"])] = sorted(spans)
     return out
 
 

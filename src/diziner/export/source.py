@@ -1,11 +1,11 @@
 """What an export reads: the consensus or one annotator of a run, or a plain JSONL spans file."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diziner import atomic
 from diziner.errors import ConfigError, InputError
 
 __all__ = ["ExportDoc", "ExportSource", "ExportSpan", "load_source"]
@@ -76,28 +76,12 @@ def read_spans_jsonl(path: Path, skip_failed: bool = True) -> tuple[list[ExportD
 
     Lines with ``"status": "failed"`` are left out (their ids are returned) when ``skip_failed``.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, None, "file not found") from None
-    except OSError as e:
-        raise InputError(path, None, f"cannot read: {e.strerror}") from None
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(path, raw[: e.start].count(b"\n") + 1, f"not valid UTF-8 (byte {e.start})") from None
+    if not path.exists():
+        raise InputError(path, None, "file not found")
     docs: list[ExportDoc] = []
     skipped: list[str] = []
     seen: set[str] = set()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(path, n, f"invalid JSON: {e.msg} (column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise InputError(path, n, "expected a JSON object")
+    for n, obj in atomic.iter_jsonl(path):
         text = obj.get("text")
         if not isinstance(text, str):
             raise InputError(path, n, "missing \"text\" (a string)")

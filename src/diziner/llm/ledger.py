@@ -18,9 +18,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pydantic import BaseModel
