@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-s", type=float, default=10.0, help="seconds between RSS samples")
     ap.add_argument("--tracemalloc", action="store_true", help="also report the tracemalloc peak (slower)")
     ap.add_argument("--in-memory", action="store_true",
-                    help="for comparison: the non-streaming path (read_corpus + diziner.loop.annotate_corpus)")
+                    help="for comparison: the non-streaming path (read_corpus + diziner.stream.annotate_corpus)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp folder)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.in_memory:
             from diziner.corpus.readers import read_corpus
-            from diziner.loop import annotate_corpus
+            from diziner.stream import annotate_corpus
 
             docs = read_corpus(texts).documents
             summary = annotate_corpus(guideline, docs, pool, out, cache_path=work / "cache.sqlite", quiet=True)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     figures = {
-        "path": "in-memory (diziner.loop.annotate_corpus)" if a.in_memory else "streamed (diziner.stream)",
+        "path": "in-memory (diziner.stream.annotate_corpus)" if a.in_memory else "streamed (diziner.stream)",
         "documents": summary["documents"],
         "annotators": len(summary["annotators"]),
         "batch_size": a.batch_size,

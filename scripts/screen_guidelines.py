@@ -65,7 +65,7 @@ def screen(dataset: str, pool_path: str, run: Path | None, guidelines: dict[str,
     from diziner.benchmarks.registry import load_split
     from diziner.guideline import load_guideline
     from diziner.llm.pool import load_pool
-    from diziner.loop import annotate_corpus
+    from diziner.stream import annotate_corpus
 
     pool = load_pool(pool_path)
     corpus = load_split(dataset, "dev")

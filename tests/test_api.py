@@ -36,7 +36,7 @@ def test_predict_equals_the_annotate_engine(setup, monkeypatch):
     from diziner.corpus.model import Document
     from diziner.guideline import load_guideline
     from diziner.llm.pool import load_pool
-    from diziner.loop import annotate_corpus
+    from diziner.stream import annotate_corpus
 
     tmp, g, p, srv = setup
     monkeypatch.setenv("API_TEST_KEY", "sk-test")

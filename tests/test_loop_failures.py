@@ -20,7 +20,8 @@ from diziner.guideline import Guideline
 from diziner.llm.base import CallableClient, LLMRequest
 from diziner.llm.ledger import Ledger
 from diziner.llm.pool import pool_from_dict
-from diziner.loop import RefineOptions, annotate_corpus, refine
+from diziner.loop import RefineOptions, refine
+from diziner.stream import annotate_corpus
 from diziner.schema import load_schema
 
 FENCE = re.compile(r"<<<DOCUMENT>>>\n?(.*?)\n?<<<END OF DOCUMENT>>>", re.S)

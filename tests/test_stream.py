@@ -115,7 +115,7 @@ def test_streaming_equals_the_analysis_of_the_whole_corpus(server, guideline, tm
 
 
 def test_the_in_memory_path_is_the_engine_with_the_corpus_as_window(server, guideline, tmp_path: Path):
-    from diziner.loop import annotate_corpus
+    from diziner.stream import annotate_corpus
 
     docs = make_docs(250, seed=11)
     pool = make_pool(server)

@@ -91,7 +91,7 @@ def _baseline_f1(schema, docs, pool, gold, base_out: Path, quiet: bool) -> dict:
     from diziner.corpus.readers import read_corpus
     from diziner.evaluate import score_outputs
     from diziner.guideline import Guideline
-    from diziner.loop import annotate_corpus
+    from diziner.stream import annotate_corpus
 
     if not base_out.exists():
         annotate_corpus(Guideline.initial(schema), docs, pool, base_out, quiet=quiet)

@@ -22,7 +22,7 @@ batches; annotated concurrently) with
 
 This is the one annotation engine for a fixed guideline. The in-memory paths are this
 engine with the whole corpus as weight window, in one batch
-(:func:`annotate_documents_in_memory`): :func:`diziner.loop.annotate_corpus`, the final
+(:func:`annotate_documents_in_memory`): :func:`annotate_corpus`, the final
 annotation of ``refine`` (into ``final/``, :meth:`StreamPaths.folder`) and the test
 annotation of ``bench``. Their weights and hotspots are then the corpus's own analysis.
 
@@ -78,6 +78,7 @@ __all__ = [
     "StreamOptions",
     "StreamPaths",
     "check_annotator_ids",
+    "annotate_corpus",
     "annotate_documents_in_memory",
     "annotate_file",
     "annotate_stream",
@@ -412,6 +413,45 @@ async def annotate_stream_async(
             run.writer.close()
         await pc.aclose()  # closes what it built (every client and the ledger), nothing it borrowed
     return run.finish(quiet, pc.ledger)
+
+
+def annotate_corpus(
+    guideline: Guideline,
+    documents: list[Document],
+    pool,
+    out: str | Path,
+    *,
+    clients: tuple[dict, Any, Any] | None = None,
+    cache_path: str | Path | None = None,
+    no_cache: bool = False,
+    budget_usd: float | None = None,
+    min_support: float | None = None,
+    quiet: bool = False,
+    options: StreamOptions | None = None,
+    aggregation: str | None = None,
+) -> dict[str, Any]:
+    """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate:
+    this engine with the whole corpus as weight window (:func:`annotate_documents_in_memory`).
+
+    Writes the consensus JSONL to ``out`` (rows of documents some annotators failed on carry
+    ``"failed"``; :func:`diziner.aggregator.delivered_rows`), the documents nobody answered to
+    ``<out stem>.failed.jsonl``, each annotator's file beside it (``<out stem>.<annotator>.jsonl``)
+    and the call ledger (``<out stem>.ledger.jsonl``). Returns the engine's summary.
+    ``aggregation`` (text, see :class:`~diziner.aggregation.Aggregation`; ``min_support`` alone
+    = ``vote:X``) defaults to the pool's, then the project default.
+    """
+    from diziner.aggregation import Aggregation
+    from diziner.llm.factory import PoolClients
+
+    agg = Aggregation.parse(Aggregation.pick(aggregation, min_support, getattr(pool, "aggregation", None)), min_support)
+    sopts = dataclasses.replace(options or StreamOptions(), aggregation=str(agg), min_support=None)
+    paths = StreamPaths.of(out, [a.id for a in pool.annotators])
+    kwargs: dict[str, Any] = {"cache_path": cache_path, "no_cache": no_cache, "budget_usd": budget_usd}
+    if clients is not None:
+        kwargs = {"clients": PoolClients.borrow(clients)}
+    summary, _, _ = asyncio.run(annotate_documents_in_memory(guideline, documents, pool, paths, sopts, quiet=quiet,
+                                                             **kwargs))
+    return summary
 
 
 def _progress(progress: Any, quiet: bool) -> Any:
