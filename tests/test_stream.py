@@ -32,7 +32,7 @@ def make_pool(srv):
     from diziner.llm.pool import AnnotatorConfig, Pool
 
     return Pool(annotators=[
-        AnnotatorConfig(id=a, backend="openai", model=f"m-{a}", base_url=srv.base_url, max_concurrency=32, timeout_s=10)
+        AnnotatorConfig(id=a, backend="openai", model=f"m-{a}", base_url=srv.base_url, max_concurrency=32, timeout_s=60)
         for a in ("a", "b")
     ], global_concurrency=64)
 
