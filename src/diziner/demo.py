@@ -134,10 +134,6 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
     print(f"annotations: {out / 'final' / 'annotations.jsonl'}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _kept_iteration0(out: Path) -> bool:
     """Is the delivered guideline the iteration-0 one (same instructions and goal)?"""
     from diziner.guideline import load_guideline
@@ -145,3 +141,7 @@ def _kept_iteration0(out: Path) -> bool:
 
     return same_guideline_content(load_guideline(out / "iterations" / "0" / "guideline.yaml"),
                                   load_guideline(out / "final" / "guideline.yaml"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
