@@ -430,8 +430,8 @@ def test_the_ledger_records_every_call_once_in_input_order_and_usage_equals_the_
     assert all(r["ok"] and not r["cached"] and r["backend"] == "openai" and r["purpose"] == "annotate"
                and r["cost_usd"] > 0 and r["latency_s"] > 0 for r in records)
     ref = Ledger.read(tmp_path / "local" / "out.ledger.jsonl")
-    assert sorted((r["annotator"], r["model"], r["tokens_in"], r["tokens_out"]) for r in records) == \
-           sorted((r.annotator, r.model, r.tokens_in, r.tokens_out) for r in ref)
+    assert sorted((r["doc_id"], r["annotator"], r["model"], r["tokens_in"], r["tokens_out"]) for r in records) == \
+           sorted((r.doc_id, r.annotator, r.model, r.tokens_in, r.tokens_out) for r in ref)  # both name the document
     same_usage(got["usage"], local["usage"])
     assert got["usage"] == summarise(Ledger.read(tmp_path / "ray" / "out.ledger.jsonl"))
     assert got["faults"] == local["faults"] and got["faults"]["documents"] > 0  # the same faults section

@@ -398,3 +398,12 @@ def test_annotate_with_just_a_schema_and_a_dry_run(server, guideline, tmp_path: 
     for both in (["--schema", str(examples_dir / "schema.yaml"), "--guideline", str(gpath)], []):
         assert main(["annotate", *both, *common, "--out", str(tmp_path / "x.jsonl")]) == 2
         assert "give either --guideline" in capsys.readouterr().err
+
+
+def test_the_local_ledger_names_the_document_of_each_call(server, guideline, tmp_path: Path):
+    """Like the Ray engine's, every record of the local engine's ledger names its document."""
+    docs = make_docs(40, seed=17)
+    annotate_stream(guideline, iter(docs), make_pool(server), tmp_path / "out.jsonl", cache_path=tmp_path / "c.sqlite",
+                    quiet=True, options=StreamOptions(batch_size=16))
+    records = lines(tmp_path / "out.ledger.jsonl")
+    assert sorted((r["doc_id"], r["annotator"]) for r in records) == sorted((d.id, a) for d in docs for a in ("a", "b"))

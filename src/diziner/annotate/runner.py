@@ -227,6 +227,7 @@ async def annotate_document(document: Document, guideline: Guideline, annotator_
         where = f" (chunk {chunk.index + 1} of {len(plan.chunks)})" if len(plan.chunks) > 1 else ""
         req = build_request(guideline, annotator_id, prompt_style, chunk.text, max_mentions=max_mentions,
                             params=params, other_annotators=others, iteration=iteration)
+        req = req.model_copy(update={"doc_id": document.id})  # a ledger tag, not part of the cache key
         attempt = 0
         while True:
             try:

@@ -22,6 +22,7 @@ class LLMRequest(BaseModel):
     purpose: str = "annotate"  # annotate | supervise:<phase> | ...
     annotator: str | None = None
     iteration: int | None = None
+    doc_id: str | None = None  # the document the call is for (annotation calls)
 
     def cache_payload(self) -> dict[str, Any]:
         """What identifies the answer (the cache adds backend and model)."""

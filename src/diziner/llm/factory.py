@@ -115,7 +115,7 @@ class ManagedClient:
             wait += max(0.0, latency - compute)  # queued for the model (local: behind its other calls)
         self.ledger.record(
             ts=time.time(), annotator=req.annotator or self.name, purpose=req.purpose, iteration=req.iteration,
-            backend=self.cfg.backend, model=self.cfg.model,
+            doc_id=req.doc_id, backend=self.cfg.backend, model=self.cfg.model,
             tokens_in=resp.tokens_in if resp else 0, tokens_out=resp.tokens_out if resp else 0,
             latency_s=latency, cached=bool(resp and resp.cached),
             cost_usd=resp.cost_usd if resp else None, ok=ok, reason=reason, kind=kind, retries=retries or {},

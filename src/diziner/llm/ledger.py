@@ -53,7 +53,7 @@ class LedgerRecord(BaseModel):
     reason: str | None = None
     kind: str | None = None
     retries: dict[str, int] = {}  # failed attempts before the outcome, by kind (http_5xx, timeout, ...)
-    doc_id: str | None = None  # the document the call was for, where the engine knows it (the Ray engine)
+    doc_id: str | None = None  # the document an annotation call was for (both engines; None for other calls)
 
 
 @lru_cache(maxsize=8)
