@@ -24,7 +24,7 @@ from typing import Any
 
 from diziner.corpus.model import Document
 
-__all__ = ["Aggregator", "delivered_rows", "failures_by_doc", "usable_annotators"]
+__all__ = ["Aggregator", "delivered_rows", "delivered_spans", "failures_by_doc", "usable_annotators"]
 
 log = logging.getLogger("diziner.aggregator")
 
@@ -165,3 +165,12 @@ def delivered_rows(documents: list[Document], runs: dict, consensus: dict[str, l
             row["failed"] = who
         rows.append(row)
     return rows, lost
+
+
+def delivered_spans(rows: list[dict]) -> dict[str, list[Any]]:
+    """Document id -> :class:`~diziner.corpus.model.Span` of delivered rows (the inverse of
+    :func:`delivered_rows`, for scoring what an engine wrote)."""
+    from diziner.corpus.model import Span
+
+    return {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
+            for r in rows}

@@ -60,6 +60,11 @@ def _pool(p: Any) -> Any:
     return p if isinstance(p, Pool) else load_pool(p)
 
 
+def _answered(runs: dict[str, Any]) -> list[str]:
+    """The annotators that answered at least one document (the aggregator warns about the others)."""
+    return [a for a, run in runs.items() if any(r.ok for r in run.results.values())]
+
+
 class Annotator:
     """Annotate texts in memory with every annotator of a pool; see the module docstring."""
 
@@ -134,7 +139,7 @@ class Annotator:
         ``texts`` (no gold): an :class:`~diziner.aggregator.Aggregator` fitted on them."""
         docs = self._docs(texts)
         runs = self._run(self._annotate(docs))
-        answered = [a for a, run in runs.items() if run.spans_by_doc()]
+        answered = _answered(runs)
         if len(answered) < 2:
             raise DizinerError(f"fit needs at least two annotators that answered; {len(answered)} did")
         self.aggregator_ = self._aggregator().fit(docs, runs, where="the fit sample")
@@ -149,7 +154,7 @@ class Annotator:
         if not docs:
             return []
         runs = self._run(self._annotate(docs))
-        if not any(run.spans_by_doc() for run in runs.values()):
+        if not _answered(runs):
             return [None] * len(docs)
         agg = self.aggregator_ if self.aggregator_ is not None else self._aggregator().fit(docs, runs, where="this batch")
         rows, _ = agg.predict(docs, runs)

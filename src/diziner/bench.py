@@ -75,7 +75,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     weight window; files in ``out_dir``); score each annotator, the consensus, the union and what
     the engine delivered."""
     from diziner.evaluate import score_outputs
-    from diziner.llm.factory import PoolClients
+    from diziner.aggregator import delivered_spans
     from diziner.llm.ledger import summarise
     from diziner.stream import StreamPaths, annotate_documents_in_memory
 
@@ -84,7 +84,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     ids = [a.id for a in pool.annotators]
     paths = StreamPaths(out_dir / "delivered.jsonl", {a: out_dir / f"{a}.jsonl" for a in ids}, out_dir / "failed.jsonl")
     _, runs, agg = await annotate_documents_in_memory(
-        guideline, documents, pool, paths, opts["refine"].stream_options(), clients=PoolClients.borrow((clients, None, ledger)),
+        guideline, documents, pool, paths, opts["refine"].stream_options(), clients=(clients, None, ledger),
         quiet=opts.get("quiet", False), label=f"test: {out_dir.name}")
     usable = agg.usable_
     ann = {a: runs[a].spans_by_doc() for a in usable}
@@ -94,8 +94,7 @@ async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir
     # a document nobody answered has no output
     lost = [d.id for d in documents if not any(d.id in ann[a] for a in usable)]
     combined = _combined_outputs(documents, ann, weights, res, labels, set(lost))
-    combined["delivered"] = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", ""))
-                                       for sp in r["spans"]] for r in atomic.read_jsonl(paths.out)}
+    combined["delivered"] = delivered_spans(atomic.read_jsonl(paths.out))
     # every system on one path (snapped to tokens, docs/evaluation.md)
     scores = score_outputs(gold, {**{("annotator", a): ann[a] for a in usable}, **combined}, documents)
     per = {a: {**_prf(scores[("annotator", a)], macro=True),

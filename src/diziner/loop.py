@@ -38,7 +38,7 @@ from diziner.guideline import Guideline, load_guideline
 from diziner.schema import Schema, dump_schema
 from diziner.options import DEFAULTS
 from diziner.faultpoints import maybe_kill
-from diziner.aggregator import usable_annotators
+from diziner.aggregator import delivered_spans, usable_annotators
 from diziner.faults import fault_summary
 from diziner.progress import Progress
 
@@ -730,7 +730,6 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) 
     """Annotate the corpus with the selected guideline through the annotation engine (the whole
     corpus as weight window) into ``final/``; returns ``final/done.json``'s content
     (annotators, weights, f1, failed_documents, flagged_documents)."""
-    from diziner.llm.factory import PoolClients
     from diziner.stream import StreamPaths, annotate_documents_in_memory
 
     fdir = lp.out / "final"
@@ -740,7 +739,7 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) 
     pool = lp.pool.model_copy(update={"annotators": [a for a in lp.pool.annotators if a.id in active]})
     summary, runs, agg = await annotate_documents_in_memory(
         guideline, documents, pool, paths, lp.opts.stream_options(),
-        clients=PoolClients.borrow(({a: lp.ann_clients[a] for a in active}, None, lp.ledger)),
+        clients=({a: lp.ann_clients[a] for a in active}, None, lp.ledger),
         quiet=True, progress=lp.progress, label="final annotation")
     if agg.analysis_ is not None:
         atomic.write_json(fdir / "analysis.json", agg.analysis_.to_json())
@@ -754,9 +753,8 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) 
                           f"(listed in {paths.failed}), {len(flagged)} answered by only some annotators (flagged)")
     f1: dict[str, float] = {}
     if lp.gold is not None:
-        delivered = {r["id"]: [Span(r["id"], sp["start"], sp["end"], sp["label"], sp.get("text", "")) for sp in r["spans"]]
-                     for r in rows}
-        f1 = _score(lp.gold, {**{a: runs[a].spans_by_doc() for a in agg.usable_}, "consensus": delivered}, documents)
+        f1 = _score(lp.gold, {**{a: runs[a].spans_by_doc() for a in agg.usable_}, "consensus": delivered_spans(rows)},
+                    documents)
     done = {"annotators": agg.usable_, "weights": summary["weights"], "f1": f1, "failed_documents": lost,
             "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)

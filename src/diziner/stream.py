@@ -441,16 +441,13 @@ def annotate_corpus(
     = ``vote:X``) defaults to the pool's, then the project default.
     """
     from diziner.aggregation import Aggregation
-    from diziner.llm.factory import PoolClients
 
     agg = Aggregation.parse(Aggregation.pick(aggregation, min_support, getattr(pool, "aggregation", None)), min_support)
     sopts = dataclasses.replace(options or StreamOptions(), aggregation=str(agg), min_support=None)
     paths = StreamPaths.of(out, [a.id for a in pool.annotators])
-    kwargs: dict[str, Any] = {"cache_path": cache_path, "no_cache": no_cache, "budget_usd": budget_usd}
-    if clients is not None:
-        kwargs = {"clients": PoolClients.borrow(clients)}
-    summary, _, _ = asyncio.run(annotate_documents_in_memory(guideline, documents, pool, paths, sopts, quiet=quiet,
-                                                             **kwargs))
+    summary, _, _ = asyncio.run(annotate_documents_in_memory(
+        guideline, documents, pool, paths, sopts, clients=clients, cache_path=cache_path, no_cache=no_cache,
+        budget_usd=budget_usd, quiet=quiet))
     return summary
 
 

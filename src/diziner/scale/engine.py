@@ -211,11 +211,10 @@ class _Shard:
         self.lost: list[dict] = []
         self.ann: dict[str, list[dict]] = {a: [] for a in ids}
         self.ledger: list[str] = []  # JSON lines: per document, per annotator, per call
+        self.faults = FaultTally()
         self.stats = {"documents": 0, "spans": 0, "failed_documents": 0, "flagged_documents": 0,
                       "ok": {a: 0 for a in ids}, "failed": {a: 0 for a in ids}, "reasons": {a: [] for a in ids},
-                      "ledger_records": 0, "faults": FaultTally().counts}
-        self.faults = FaultTally()
-        self.faults.counts = self.stats["faults"]  # counted in place, written with the stats
+                      "ledger_records": 0, "faults": self.faults.counts}  # counted in place, written with the stats
 
     def add(self, batch: dict[str, Any]) -> None:
         from diziner.scale.stages import _plain
