@@ -7,7 +7,7 @@ STAMP := $(VENV)/.diziner-installed
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all install demo test test-fast bench clean
+.PHONY: all install demo test test-fast test-vllm bench clean
 
 all: test
 
@@ -31,6 +31,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	# the size limits of the redesign (issue 15): no function over 80 lines or complexity 20
 	$(BIN)/python scripts/code_limits.py --check
+	# the vllm-engine path against vLLM's CPU build, in its own environment (.venv-vllm)
+	PYTHON=$(PYTHON) bash scripts/test-vllm.sh
+
+test-vllm:
+	PYTHON=$(PYTHON) bash scripts/test-vllm.sh
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -39,4 +44,4 @@ bench: $(STAMP)
 	bash scripts/run-benchmarks.sh
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) .venv-vllm build dist src/*.egg-info

@@ -289,10 +289,10 @@ def test_vllm_engine_annotators_become_vllm_processor_configs(tmp_path, guidelin
     assert qwen.model_source == "Qwen/Qwen2.5-7B-Instruct" and qwen.concurrency == 4 and qwen.batch_size == 64
     assert {k: v for k, v in qwen.engine_kwargs.items() if k != "task_type"} == {
         "max_model_len": 8192, "gpu_memory_utilization": 0.9, "tensor_parallel_size": 2}
-    assert qwen.chat_template_stage is True
+    assert qwen.chat_template_stage["enabled"] is True and qwen.placement_group_config is None
     llama = P.vllm_config(specs[1], batch_size=64)
     assert llama.engine_kwargs["tensor_parallel_size"] == 1 and llama.concurrency == 1
-    assert llama.chat_template_stage is False  # a few-shot prompt goes to the completion path, untemplated
+    assert llama.chat_template_stage["enabled"] is False  # a few-shot prompt goes to the completion path, untemplated
     http = P.http_config(specs[2], batch_size=32)
     assert http.url == "http://127.0.0.1:8000/v1/chat/completions" and http.max_retries == 0
 
@@ -301,7 +301,7 @@ def test_vllm_engine_annotators_become_vllm_processor_configs(tmp_path, guidelin
     assert row["messages"][-1]["content"].endswith("Nadia met Acme in Oslo.") or "Nadia met Acme" in json.dumps(row)
     # the pool's params are defaults under the request's own (as ManagedClient.effective)
     assert row["sampling_params"]["temperature"] == 0.0 and row["sampling_params"]["max_tokens"] > 0
-    assert row["sampling_params"]["structured_outputs"]["json"]["type"] == "object"
+    assert json.loads(row["sampling_params"]["structured_outputs"]["json"])["type"] == "object"
     assert "prompt" in engine_request(specs[1], first_request(specs[1], doc))
     assert engine_request(specs[0], first_request(specs[0], Document("e", "  "))) ["no_call"] is True
 
@@ -321,7 +321,59 @@ def test_vllm_engine_annotators_become_vllm_processor_configs(tmp_path, guidelin
             P.build(specs[0], batch_size=64)
 
 
+def test_a_cpu_replica_reserves_cpus_not_gpus_and_the_light_stages_their_share(tmp_path, guideline):
+    """gpus: 0 = vLLM's CPU build: each replica is one bundle of `cpus` CPUs (no GPU asked for), and the
+    chat-template, tokenize and detokenize actors reserve the engine's stage share, so that a small node
+    (2 CPUs) holds the whole pipeline instead of waiting on its own actors."""
+    pytest.importorskip("ray.data.llm")
+    from diziner.llm.pool import load_pool
+    from diziner.scale import processors as P
+    from diziner.scale.stages import AnnotatorSpec
+
+    path = tmp_path / "pool.yaml"
+    path.write_text("annotators:\n  - {id: q, backend: vllm-engine, model: m, gpus: 0, cpus: 2, replicas: 3,\n"
+                    "     engine_kwargs: {kv_cache_memory_bytes: 1073741824}}\n")
+    spec = AnnotatorSpec(0, load_pool(path).annotators[0], ["q"], guideline)
+    cfg = P.vllm_config(spec, batch_size=8, stage_num_cpus=0.25)
+    [bundle] = cfg.placement_group_config["bundles"]
+    assert bundle["CPU"] == 2.0 and not bundle.get("GPU") and cfg.concurrency == 3
+    assert cfg.engine_kwargs["tensor_parallel_size"] == 1 and cfg.accelerator_type is None
+    for stage in (cfg.chat_template_stage, cfg.tokenize_stage, cfg.detokenize_stage):
+        assert stage["num_cpus"] == 0.25 and stage["enabled"] is True
+    # that Ray then schedules the replica on CPUs alone is run for real in tests/test_vllm_engine.py
+
+
+@pytest.mark.parametrize("style", ["chat", "fewshot"])
+def test_engine_rows_of_one_annotator_survive_arrow_as_one_batch(tmp_path, guideline, style):
+    """Ray Data carries a batch of rows as one Arrow table: a key one row lacks comes back as None
+    in it (vLLM's SamplingParams(temperature=None) then fails the whole batch), and dicts are merged
+    field by field. So a document that needs no call has the same keys as a real one (its prompt on
+    the annotator's own path), and the JSON schema travels as a string."""
+    pa = pytest.importorskip("pyarrow")
+    from diziner.llm.pool import AnnotatorConfig
+    from diziner.scale.stages import AnnotatorSpec, engine_request, first_request
+
+    cfg = AnnotatorConfig(id="q", backend="vllm-engine", model="m", prompt_style=style,
+                          params={"temperature": 0.0, "repetition_penalty": 1.1})
+    spec = AnnotatorSpec(0, cfg, ["q"], guideline)
+    rows = [engine_request(spec, first_request(spec, Document(i, t))) for i, t in
+            (("a", "Nadia met Acme in Oslo."), ("b", "  "), ("c", "Paris."))]
+    assert [r["no_call"] for r in rows] == [False, True, False]
+    back = pa.Table.from_pylist(rows).to_pylist()
+    for sent, got in zip(rows, back):
+        assert set(got) == set(sent) and None not in got.values()
+        sampling = {k: v for k, v in got["sampling_params"].items() if k != "structured_outputs"}
+        assert None not in sampling.values() and sampling == {k: v for k, v in sent["sampling_params"].items()
+                                                              if k != "structured_outputs"}
+    assert back[1]["sampling_params"]["max_tokens"] == 1 and not back[1]["sampling_params"].get("structured_outputs")
+    schema = json.loads(back[0]["sampling_params"]["structured_outputs"]["json"])
+    assert schema == first_request(spec, Document("a", "x")).json_schema
+
+
 @pytest.mark.parametrize("extra, problem", [
+    ("    gpus: 0\n    engine_kwargs: {tensor_parallel_size: 2}\n", "a CPU replica .gpus: 0. is one process"),
+    ("    gpus: 0\n    accelerator_type: H100\n", "accelerator_type is for GPU replicas"),
+    ("    cpus: 0\n", "greater than 0"),
     ("    base_url: http://127.0.0.1:8000/v1\n", "takes no base_url"),
     ("    engine_kwargs: {tensor_parallel_size: 2}\n    gpus: 4\n", r"gpus \(4\) must equal"),
     ("    engine_kwargs: {tensor_parallel_size: two}\n", "must be integers"),

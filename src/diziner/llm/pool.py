@@ -96,7 +96,7 @@ class BackendConfig(BaseModel):
 
 
 VLLM_ENGINE = "vllm-engine"  # served inside a Ray Data pipeline (diziner annotate --engine ray, docs/scale.md)
-_ENGINE_FIELDS = ("engine_kwargs", "replicas", "gpus", "accelerator_type")
+_ENGINE_FIELDS = ("engine_kwargs", "replicas", "gpus", "cpus", "accelerator_type")
 
 
 class AnnotatorConfig(BackendConfig):
@@ -107,7 +107,8 @@ class AnnotatorConfig(BackendConfig):
     # backend vllm-engine only: vLLM engine replicas inside the Ray pipeline
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)  # vLLM engine arguments (max_model_len, ...)
     replicas: int = Field(default=1, ge=1)
-    gpus: int = Field(default=1, ge=1)  # GPUs each replica (tensor_parallel_size x pipeline_parallel_size)
+    gpus: int = Field(default=1, ge=0)  # GPUs each replica (tensor_parallel_size x pipeline_parallel_size); 0: vLLM's CPU build
+    cpus: float = Field(default=1, gt=0)  # CPUs a CPU replica (gpus: 0) reserves
     accelerator_type: str | None = None  # e.g. H100: schedule the replicas on such GPUs
 
     @field_validator("id")
@@ -128,7 +129,9 @@ class AnnotatorConfig(BackendConfig):
             pp = self.engine_kwargs.get("pipeline_parallel_size", 1)
             if not (isinstance(tp, int) and isinstance(pp, int) and tp >= 1 and pp >= 1):
                 raise ValueError("engine_kwargs tensor_parallel_size and pipeline_parallel_size must be integers >= 1")
-            if "gpus" in self.model_fields_set and ("tensor_parallel_size" in self.engine_kwargs
+            if self.gpus == 0:
+                self._cpu_replica_checks(tp, pp)
+            elif "gpus" in self.model_fields_set and ("tensor_parallel_size" in self.engine_kwargs
                                                     or "pipeline_parallel_size" in self.engine_kwargs):
                 if tp * pp != self.gpus:
                     raise ValueError(f"gpus ({self.gpus}) must equal tensor_parallel_size x pipeline_parallel_size "
@@ -142,6 +145,13 @@ class AnnotatorConfig(BackendConfig):
         if self.endpoint is None:
             self.endpoint = "completion" if self.prompt_style == "fewshot" else "chat"
         return self
+
+    def _cpu_replica_checks(self, tp: int, pp: int) -> None:
+        if tp * pp != 1:
+            raise ValueError("a CPU replica (gpus: 0) is one process: tensor_parallel_size and "
+                             "pipeline_parallel_size must be 1")
+        if self.accelerator_type:
+            raise ValueError("accelerator_type is for GPU replicas, not gpus: 0")
 
 
 class SupervisorConfig(BackendConfig):

@@ -70,6 +70,7 @@ class RayOptions:
     output_format: str = "jsonl"  # jsonl: the local engine's files | parquet: a folder of shards
     http_concurrency: int = 1  # HTTP stage actors per openai annotator
     http_num_cpus: float = 0.25  # CPUs each HTTP actor reserves (it waits on the network)
+    stage_num_cpus: float = 0.25  # CPUs each light actor around a vLLM engine reserves (templating, tokenizing)
     num_cpus: int | None = None  # CPUs of a local runtime started here
 
     def check(self) -> None:
@@ -454,7 +455,7 @@ def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any,
     if quiet:
         ctx.enable_progress_bars = False
     procs = [P.build(s, batch_size=opts.batch_size, http_concurrency=ropts.http_concurrency,
-                     http_num_cpus=ropts.http_num_cpus) for s in run.specs]
+                     http_num_cpus=ropts.http_num_cpus, stage_num_cpus=ropts.stage_num_cpus) for s in run.specs]
     k, start = _run_shards(run, ray, _unique(documents, where), procs, quiet)
     if start == 0:
         raise InputError(where, None, "no documents found")

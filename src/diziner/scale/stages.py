@@ -220,16 +220,22 @@ class PrepareEngine:
 def engine_request(spec: AnnotatorSpec, req: LLMRequest | None) -> dict[str, Any]:
     """A vLLM engine row for ``req``: chat ``messages`` (or a completion ``prompt``), ``sampling_params``
     from the request's params, and the output JSON schema as structured output. A document that
-    needs no call still gets a one-token row (the engine stage takes every row); its answer is ignored."""
+    needs no call still gets a one-token row (the engine stage takes every row); its answer is ignored.
+
+    Ray Data batches rows as Arrow tables, where a key one row lacks is None in it and dicts merge
+    field by field: the one-token row has the keys of a real one (vLLM would get temperature=None),
+    and the schema travels as a JSON string."""
     from diziner.llm.openai_compat import flatten_messages
 
     if req is None:
-        return {"messages": [{"role": "user", "content": "."}], "sampling_params": {"max_tokens": 1},
-                "no_call": True}
+        like = engine_request(spec, first_request(spec, Document("", "x")))
+        sampling = {k: v for k, v in like["sampling_params"].items() if k != "structured_outputs"}
+        text = {"prompt": "."} if "prompt" in like else {"messages": [{"role": "user", "content": "."}]}
+        return {**text, "sampling_params": {**sampling, "max_tokens": 1}, "no_call": True}
     params = {**spec.cfg.params, **req.params}
     sampling = {k: params[k] for k in PrepareEngine.SAMPLING if k in params}
     if req.json_schema is not None and spec.cfg.structured_output != "none":
-        sampling["structured_outputs"] = {"json": req.json_schema}
+        sampling["structured_outputs"] = {"json": json.dumps(req.json_schema)}
     out: dict[str, Any] = {"sampling_params": sampling, "no_call": False}
     if spec.cfg.endpoint == "completion":
         out["prompt"] = req.prompt if req.prompt is not None else flatten_messages(req.messages or [])
