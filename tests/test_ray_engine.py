@@ -135,6 +135,27 @@ def test_failed_calls_are_recorded_per_annotator_as_the_local_engine_does(ray_ru
     assert got["streaming"]["usable_annotators"] == ["a", "b"]
 
 
+def test_a_batch_mixing_documents_with_and_without_a_call_sends_only_real_bodies(ray_runtime, guideline, tmp_path):
+    """Ray Data batches rows as Arrow tables, which give every row the union of the keys: the
+    payload of a document that needs no call must not turn into a request full of nulls, and a
+    real body must not carry the no-call marker (a hosted API refuses unknown arguments)."""
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.scale.stages import SKIP
+    from diziner.testing.server import TestServer
+
+    docs = [Document(f"d{i}", "   " if i % 3 == 1 else f"Nadia Berg {i} met Acme in Oslo.") for i in range(30)]
+    with TestServer(title_word_responder) as srv:
+        pool = make_pool(srv, ("a", "b"))
+        got = annotate_ray(guideline, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True,
+                           options=StreamOptions(batch_size=30), ray_options=RayOptions(), no_cache=True,
+                           cache_path=tmp_path / "cache.sqlite")
+        bodies = [r["json"] for r in srv.requests]
+    real = sum(1 for d in docs if d.text.strip())
+    assert len(bodies) == 2 * real == got["usage"]["total"]["calls"]
+    for body in bodies:
+        assert SKIP not in body and None not in body.values() and body["model"] in ("m-a", "m-b")
+
+
 # ----------------------------------------------------------------------------- faults and resume
 
 

@@ -198,10 +198,12 @@ class Prepare:
         self.spec = spec
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        # a JSON string, not a dict: Ray Data batches rows as Arrow tables, which give every dict in a
+        # column the union of the keys (a real body would carry the no-call marker, a skipped one nulls)
         req = first_request(self.spec, _document(row))
         if req is None or cached(self.spec, req):
-            return {"payload": {SKIP: True}}
-        return {"payload": openai_body(self.spec, req)[1]}
+            return {"payload": SKIP}
+        return {"payload": json.dumps(openai_body(self.spec, req)[1])}
 
 
 class PrepareEngine:
@@ -293,9 +295,10 @@ class StageAnswer:
 
 def http_stage_answer(row: dict[str, Any]) -> StageAnswer:
     """The HTTP stage's answer of a row (see :class:`_Answer`)."""
-    payload = _plain(row.get("payload"))
-    if not isinstance(payload, dict) or payload.get(SKIP):
+    sent = row.get("payload")
+    if not isinstance(sent, str) or sent == SKIP:
         return StageAnswer(None)
+    payload = json.loads(sent)
     resp = _plain(row.get("http_response") or {})
     latency = float(resp.get("latency_s") or 0.0)
     status, error = int(resp.get("status") or 0), str(resp.get("error") or "")
@@ -498,7 +501,9 @@ class Session:
         return asyncio.ensure_future(self._post(url, headers or {}, data))
 
     async def _post(self, url: str, headers: dict[str, Any], data: Any) -> _Answer:
-        if isinstance(data, str) and SKIP in data[:40] and json.loads(data).get(SKIP):
+        # the stage JSON-encodes the payload, here a string: the body Prepare encoded, or the no-call marker
+        data = json.loads(data)
+        if data == SKIP:
             return _Answer(200, "", error="no call")
         assert self._sem is not None
         async with self._sem:
