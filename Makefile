@@ -31,9 +31,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	# the size limits of the redesign (issue 15): no function over 80 lines or complexity 20
 	$(BIN)/python scripts/code_limits.py --check
-	# the vllm-engine path against vLLM's CPU build, in its own environment (.venv-vllm)
-	PYTHON=$(PYTHON) bash scripts/test-vllm.sh
+	$(MAKE) --no-print-directory test-vllm
 
+# the vllm-engine path against vLLM's CPU build, in its own environment (.venv-vllm)
 test-vllm:
 	PYTHON=$(PYTHON) bash scripts/test-vllm.sh
 

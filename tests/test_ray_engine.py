@@ -372,7 +372,7 @@ def test_engine_rows_of_one_annotator_survive_arrow_as_one_batch(tmp_path, guide
     the annotator's own path), and the JSON schema travels as a string."""
     pa = pytest.importorskip("pyarrow")
     from diziner.llm.pool import AnnotatorConfig
-    from diziner.scale.stages import AnnotatorSpec, engine_request, first_request
+    from diziner.scale.stages import AnnotatorSpec, PrepareEngine, engine_request, first_request
 
     cfg = AnnotatorConfig(id="q", backend="vllm-engine", model="m", prompt_style=style,
                           params={"temperature": 0.0, "repetition_penalty": 1.1})
@@ -380,6 +380,9 @@ def test_engine_rows_of_one_annotator_survive_arrow_as_one_batch(tmp_path, guide
     rows = [engine_request(spec, first_request(spec, Document(i, t))) for i, t in
             (("a", "Nadia met Acme in Oslo."), ("b", "  "), ("c", "Paris."))]
     assert [r["no_call"] for r in rows] == [False, True, False]
+    prepare = PrepareEngine(spec)  # what the workers run: the one-token row built once, the same each time
+    assert [prepare({"id": i, "text": t}) for i, t in (("b", "  "), ("a", "Nadia met Acme in Oslo."), ("d", ""))] == [
+        rows[1], rows[0], rows[1]]
     back = pa.Table.from_pylist(rows).to_pylist()
     for sent, got in zip(rows, back):
         assert set(got) == set(sent) and None not in got.values()

@@ -214,9 +214,15 @@ class PrepareEngine:
 
     def __init__(self, spec: AnnotatorSpec):
         self.spec = spec
+        self._no_call: dict[str, Any] | None = None  # the one-token row, built once per worker
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        return engine_request(self.spec, first_request(self.spec, _document(row)))
+        req = first_request(self.spec, _document(row))
+        if req is not None:
+            return engine_request(self.spec, req)
+        if self._no_call is None:
+            self._no_call = engine_request(self.spec, None)
+        return self._no_call
 
 
 def engine_request(spec: AnnotatorSpec, req: LLMRequest | None) -> dict[str, Any]:
