@@ -14,12 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+from diziner.atomic import read_jsonl
+
 
 def spans_per_sentence(folder: Path) -> float | None:
     rates = []
     for f in sorted((folder / "annotations").glob("*.jsonl")):
-        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-        ok = [r for r in rows if r.get("status", "ok") == "ok"]
+        ok = [r for r in read_jsonl(f) if r.get("status", "ok") == "ok"]
         if ok:
             rates.append(sum(len(r.get("spans") or []) for r in ok) / len(ok))
     return sum(rates) / len(rates) if rates else None
