@@ -105,3 +105,61 @@ def test_bench_delivers_the_pools_aggregation(tmp_path, shared_benchmarks, monke
     assert r["delivered_aggregation"] == "union" and r["naive"] == {} and "delivered_minus_best_naive" not in r["diff_ci95"]
     assert r["delivered"] == r["union_refined"] != r["consensus_refined"]
     assert r["command"].endswith("--no-naive")
+
+
+def test_bench_delivers_over_the_selected_and_the_iteration0_guideline(tmp_path, shared_benchmarks, monkeypatch):
+    """The delivered output is what refine writes: the union over the selected guideline's runs and the
+    iteration-0 guideline's (no new call: both were run on test anyway); the selected guideline alone
+    stays reported (``delivered_selected_only``) with the interval of the difference."""
+    from diziner.benchmarks.registry import DATASETS
+    from diziner.cli import main
+    from diziner.loop import same_guideline_content
+    from diziner.guideline import load_guideline
+    from diziner.testing.faults import fenced_document
+
+    monkeypatch.setenv("BENCH_KEY", "sk-test")
+    labels = list(DATASETS["bc5cdr"].labels)
+    plain = annotator_responder(labels)
+
+    def respond(body: dict) -> str:  # a refined guideline (one with rules) loses the first mention, finds the last word
+        out = json.loads(plain(body))
+        doc = fenced_document(body) or ""
+        if doc.split() and "Rules:\\n-" in json.dumps(body):
+            out["mentions"] = out["mentions"][1:] + [{"text": doc.split()[-1], "label": labels[0]}]
+        return json.dumps(out)
+
+    with TestServer(responder=respond) as srv:
+        pool = server_pool(srv.base_url, ["m-one", "m-two"], key_env="BENCH_KEY")
+        pool["aggregation"] = "union"
+        pool_file = tmp_path / "pool.yaml"
+        pool_file.write_text(yaml.safe_dump(pool))
+        args = ["bench", "bc5cdr", "--pool", str(pool_file), "--test-size", "20", "--iterations", "3",
+                "--sample-size", "5", "--cache", str(tmp_path / "c.sqlite"), "--quiet", "--no-naive"]
+        assert main(args + ["--out", str(tmp_path / "paired")]) == 0
+        before = srv.counts["requests"]
+        assert main(args + ["--out", str(tmp_path / "alone"), "--selected-only"]) == 0
+        assert srv.counts["requests"] == before  # the same calls, from the cache
+    r = json.loads((tmp_path / "paired" / "bc5cdr.json").read_text())
+    alone = json.loads((tmp_path / "alone" / "bc5cdr.json").read_text())
+    sel = r["selected_iteration"]
+    run = tmp_path / "paired" / "bc5cdr" / "run" / "iterations"
+    assert sel > 0 and not same_guideline_content(load_guideline(run / str(sel) / "guideline.yaml"),
+                                                  load_guideline(run / "0" / "guideline.yaml"))
+    assert r["delivered_guidelines"] == [sel, 0] and alone["delivered_guidelines"] == [sel]
+    assert set(r["paired_system"]["annotators"]) == {"ann0", "ann1", "ann0@it0", "ann1@it0"}
+    assert r["delivered_selected_only"] == alone["delivered"] == alone["delivered_selected_only"]
+    assert r["delivered"] == r["paired_system"]["delivered"]["f1"] != r["delivered_selected_only"]
+    lo, hi = r["diff_ci95"]["delivered_minus_delivered_selected_only"]
+    assert lo <= r["delivered"] - r["delivered_selected_only"] <= hi
+    assert "delivered_minus_delivered_selected_only" not in alone["diff_ci95"]
+    assert alone["command"].endswith("--selected-only")
+    test = tmp_path / "paired" / "bc5cdr" / "test" / f"guideline-{sel}+0"
+    paired = {(json.loads(x)["id"], s["start"], s["end"], s["label"]) for x in (test / "delivered.jsonl").open()
+              for s in json.loads(x)["spans"]}
+    for t in (0, sel):  # each guideline's union is in it, but where runs overlap the best-supported span wins
+        one = tmp_path / "paired" / "bc5cdr" / "test" / f"guideline-{t}" / "delivered.jsonl"
+        spans = {(json.loads(x)["id"], s["start"], s["end"], s["label"]) for x in one.open()
+                 for s in json.loads(x)["spans"]}
+        assert all(sp in paired or any(p[0] == sp[0] and p[1] < sp[2] and sp[1] < p[2] for p in paired)
+                   for sp in spans)
+        assert len(spans & paired) > len(spans) / 2

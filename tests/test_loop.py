@@ -105,8 +105,16 @@ def test_refine_writes_documented_run_directory(tmp_path, example):
     for x in lines:
         for s in x["spans"]:
             assert x["text"][s["start"]:s["end"]] == s["text"]
-            assert set(s["support"]["annotators"]) <= {"a", "b", "c"}
+            assert set(s["support"]["annotators"]) <= {"a", "b", "c", "a@it0", "b@it0", "c@it0"}
             assert isinstance(s["hotspot"], bool)
+    # a refined guideline was selected: the final annotation also ran the iteration-0 guideline, and the
+    # delivered union is over the runs of both (each annotator's file under each guideline)
+    assert res.selected_iteration > 0 and metrics["final_guidelines"] == ["final/guideline.yaml",
+                                                                          "iterations/0/guideline.yaml"]
+    done = json.loads((out / "final/done.json").read_text())
+    assert {"a", "b", "a@it0", "b@it0"} <= set(done["annotators"])
+    assert (out / "final/by_annotator/a@it0.jsonl").is_file()
+    assert any("a@it0" in s["support"]["annotators"] for x in lines for s in x["spans"])
     # gold is reported, never used: F1 recorded per iteration and for the final annotation
     assert "consensus" in metrics["iterations"][0]["f1"]
     assert metrics["final_f1"]["a"] == pytest.approx(1.0)
@@ -211,13 +219,17 @@ def test_cli_refine_bad_inputs_are_one_line(tmp_path, examples_dir, capsys):
 def test_cli_dry_run_plans_calls_without_calling(tmp_path, examples_dir, capsys):
     from diziner.cli import main
 
-    rc = main(["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
-               "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r"), "--dry-run",
-               "--iterations", "2", "--sample-size", "10"])
+    args = ["refine", "--schema", str(examples_dir / "schema.yaml"), "--texts", str(examples_dir / "texts.jsonl"),
+            "--pool", str(examples_dir / "pool-local.yaml"), "--out", str(tmp_path / "r"), "--dry-run",
+            "--iterations", "2", "--sample-size", "10"]
+    rc = main(args)
     plan = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert plan["pilot"]["calls"] == 2 * 20 and plan["final"]["calls"] == 2 * 40
+    # 2 annotators x 40 documents under the selected and the iteration-0 guideline (at most)
+    assert plan["pilot"]["calls"] == 2 * 20 and plan["final"]["calls"] == 2 * 2 * 40
     assert plan["pilot"]["tokens_in_est"] > 0
+    assert main(args + ["--selected-only"]) == 0
+    assert json.loads(capsys.readouterr().out)["final"]["calls"] == 2 * 40
     assert not (tmp_path / "r").exists()
 
 
@@ -237,6 +249,7 @@ def test_iterations_zero_annotates_the_corpus_with_the_iteration0_guideline(tmp_
     assert [r["id"] for r in rows] == [d.id for d in docs] and any(r["spans"] for r in rows)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["iterations"] == [] and metrics["selected_iteration"] == 0 and metrics["final_f1"]["consensus"] > 0
+    assert metrics["final_guidelines"] == ["final/guideline.yaml"]  # nothing to pair the iteration-0 guideline with
     from diziner.cli import main
 
     assert main(["report", str(out), "--out", str(tmp_path / "report.html")]) == 0  # a run without a pilot renders
@@ -333,3 +346,16 @@ def test_an_unchanged_guideline_does_not_count_towards_stopping():
     assert same_guideline_content(g0, g1)
     g2 = g1.model_copy(update={"goal": "Tag the names of people."})
     assert not same_guideline_content(g1, g2)
+
+
+def test_selected_only_delivers_the_selected_guideline_alone(tmp_path, example):
+    """``final_with_initial=False`` (``--selected-only``): the final annotation runs the selected guideline only."""
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG", "LOC", "PRODUCT"}), "b": Scripted(by_text, {"PER", "ORG"}),
+               "c": Scripted(by_text, {"PER", "LOC"}, spurious=True)}
+    opts = RefineOptions(iterations=3, sample_size=8, seed=1, final_with_initial=False)
+    res = refine(schema, docs, _pool(), tmp_path / "run", opts, gold=gold, clients=_clients(scripts), quiet=True)
+    assert res.selected_iteration > 0
+    done = json.loads((tmp_path / "run/final/done.json").read_text())
+    assert done["guidelines"] == ["final/guideline.yaml"] and not any("@" in a for a in done["annotators"])
+    assert sorted(p.name for p in (tmp_path / "run/final/by_annotator").iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl"]

@@ -407,3 +407,113 @@ def test_the_local_ledger_names_the_document_of_each_call(server, guideline, tmp
                     quiet=True, options=StreamOptions(batch_size=16))
     records = lines(tmp_path / "out.ledger.jsonl")
     assert sorted((r["doc_id"], r["annotator"]) for r in records) == sorted((d.id, a) for d in docs for a in ("a", "b"))
+
+
+# ----------------------------------------------------------------------------- several guidelines
+
+def refined_with_marker(guideline, iteration: int = 3):
+    """A guideline that differs from ``guideline`` by one common instruction the scripted
+    server reacts to (see ``marker_responder``)."""
+    from diziner.guideline import Instruction
+
+    return guideline.model_copy(update={"iteration": iteration,
+                                        "common": [Instruction(id="1", text="ALSO-LOWER: tag lower-case nouns as LOC.")]})
+
+
+def marker_responder(body: dict) -> str:
+    """The title-word annotators; a request whose guideline carries ALSO-LOWER also tags the
+    first lower-case word of four letters or more as LOC (so the two guidelines disagree)."""
+    import re
+
+    from diziner.testing.faults import fenced_document, title_word_responder
+
+    out = json.loads(title_word_responder(body))
+    doc = fenced_document(body) or ""
+    if "ALSO-LOWER" in json.dumps(body).replace(doc, ""):
+        m = re.search(r"\b[a-z]{4,}\b", doc)
+        if m:
+            out["mentions"].append({"text": m.group(0), "label": "LOC"})
+    return json.dumps(out)
+
+
+def test_guideline_runs_name_each_annotator_under_each_guideline(guideline):
+    from diziner.annotate.runner import guideline_runs
+    from diziner.schema import LabelDef
+
+    g3 = refined_with_marker(guideline)
+    plan = guideline_runs(["a", "b"], [g3, guideline])
+    assert list(plan) == ["a", "b", "a@it0", "b@it0"]
+    assert plan["a"] == ("a", g3) and plan["b@it0"] == ("b", guideline)
+    same = guideline_runs(["a"], [g3, guideline.model_copy(update={"iteration": 3}), guideline])
+    assert list(same) == ["a", "a@g2", "a@it0"]  # two guidelines of iteration 3: by position
+    other = guideline.schema_.model_copy(update={"labels": [LabelDef(name="X", definition="x")]})
+    with pytest.raises(DizinerError, match="different labels"):
+        guideline_runs(["a"], [guideline, guideline.model_copy(update={"schema_": other})])
+
+
+def test_annotating_with_two_guidelines_unions_the_runs_of_both(guideline, tmp_path: Path):
+    """The engine with a second guideline: one file per annotator and guideline, every iteration-0
+    request identical to the one the iteration-0 guideline alone makes (served by the cache), and
+    the union delivers the spans only the refined guideline's runs found, with support counting runs."""
+    from diziner.stream import annotate_corpus
+    from diziner.testing.server import TestServer
+
+    docs = make_docs(40, seed=21)
+    g3 = refined_with_marker(guideline)
+    with TestServer(marker_responder, keep_requests=False) as srv:
+        pool = make_pool(srv)
+        cache = tmp_path / "c.sqlite"
+        alone = annotate_corpus(guideline, docs, pool, tmp_path / "g0" / "out.jsonl", cache_path=cache, quiet=True,
+                                aggregation="union")
+        before = srv.counts["requests"]
+        both = annotate_corpus(g3, docs, pool, tmp_path / "both" / "out.jsonl", cache_path=cache, quiet=True,
+                               aggregation="union", also=[guideline])
+        assert srv.counts["requests"] - before == 2 * len(docs)  # only the refined guideline's calls are new
+    assert both["annotators"] == ["a", "b", "a@it0", "b@it0"] and alone["annotators"] == ["a", "b"]
+    for a in ("a", "b"):  # the iteration-0 runs are the iteration-0 guideline's annotations
+        assert lines(tmp_path / "both" / f"out.{a}@it0.jsonl") == lines(tmp_path / "g0" / f"out.{a}.jsonl")
+    lower = {(r["id"], s["text"]) for a in ("a", "b") for r in lines(tmp_path / "both" / f"out.{a}.jsonl")
+             for s in r["spans"] if s["text"].islower()}
+    assert lower  # the refined guideline's runs found spans the iteration-0 ones did not
+    rows = lines(tmp_path / "both" / "out.jsonl")
+    delivered = {(r["id"], s["text"]): s for r in rows for s in r["spans"]}
+    assert lower <= set(delivered)
+    assert {a for s in delivered.values() for a in s["support"]["annotators"]} == {"a", "b", "a@it0", "b@it0"}
+    some = delivered[sorted(lower)[0]]
+    assert set(some["support"]["annotators"]) <= {"a", "b"}  # found by the refined runs only
+    g0_rows = {(r["id"], s["text"]) for r in lines(tmp_path / "g0" / "out.jsonl") for s in r["spans"]}
+    assert g0_rows <= set(delivered)  # nothing the iteration-0 union delivered is lost
+
+
+def test_cli_annotate_with_two_guidelines(guideline, tmp_path: Path, capsys):
+    """``--guideline`` twice: the runs of both guidelines beside each other; a guideline of another
+    schema, or several with --engine ray, is a one-line error and nothing is written."""
+    from diziner.cli import main
+    from diziner.schema import LabelDef
+    from diziner.testing.server import TestServer
+
+    docs = make_docs(30, seed=4)
+    with TestServer(marker_responder, keep_requests=False) as srv:
+        texts, g0path, pool, _ = cli_files(tmp_path, srv, guideline, docs)
+        g3path = tmp_path / "refined.yaml"
+        g3path.write_text(refined_with_marker(guideline).to_yaml())
+        out = tmp_path / "res" / "out.jsonl"
+        base = ["annotate", "--guideline", str(g3path), "--guideline", str(g0path), "--pool", str(pool),
+                "--texts", str(texts), "--cache", str(tmp_path / "c.sqlite")]
+        assert main(base + ["--out", str(out), "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["annotators"] == ["a", "b", "a@it0", "b@it0"]
+        assert all((out.parent / f"out.{r}.jsonl").is_file() for r in summary["annotators"])
+        assert main(base + ["--out", str(tmp_path / "dry.jsonl"), "--dry-run"]) == 0
+        assert json.loads(capsys.readouterr().out)["calls"] == 2 * 2 * len(docs)
+        assert main(base + ["--out", str(tmp_path / "ray.jsonl"), "--engine", "ray"]) == 2
+        assert "one --guideline" in capsys.readouterr().err
+        other = guideline.schema_.model_copy(update={"labels": [*guideline.schema_.labels,
+                                                                LabelDef(name="X", definition="x")]})
+        bad = tmp_path / "other.yaml"
+        bad.write_text(guideline.model_copy(update={"schema_": other}).to_yaml())
+        assert main(["annotate", "--guideline", str(g0path), "--guideline", str(bad), "--pool", str(pool),
+                     "--texts", str(texts), "--out", str(tmp_path / "x.jsonl")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "different labels" in err and "\n" not in err
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "ray.jsonl").exists()

@@ -70,22 +70,23 @@ def _bootstrap_diff_ci(gold: dict[str, list[Span]], a: dict[str, list[Span]], b:
     return float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))
 
 
-async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger) -> dict[str, Any]:
-    """Annotate the test sample with one guideline through the annotation engine (the sample as
-    weight window; files in ``out_dir``); score each annotator, the consensus, the union and what
-    the engine delivered."""
+async def _score_system(documents, guideline, clients, pool, gold, opts, out_dir: Path, ledger,
+                        also: list | None = None) -> dict[str, Any]:
+    """Annotate the test sample with one guideline (and each of ``also``, as refine's final
+    annotation does) through the annotation engine (the sample as weight window; files in
+    ``out_dir``); score each annotator run, the consensus, the union and what the engine delivered."""
     from diziner.evaluate import score_outputs
     from diziner.aggregator import delivered_spans
     from diziner.llm.ledger import summarise
-    from diziner.stream import StreamPaths, annotate_documents_in_memory
+    from diziner.stream import StreamPaths, annotate_documents_in_memory, run_ids
 
     i0 = len(ledger.records)
     t0 = time.time()
-    ids = [a.id for a in pool.annotators]
+    ids = run_ids(pool, guideline, also or [])
     paths = StreamPaths(out_dir / "delivered.jsonl", {a: out_dir / f"{a}.jsonl" for a in ids}, out_dir / "failed.jsonl")
     _, runs, agg = await annotate_documents_in_memory(
         guideline, documents, pool, paths, opts["refine"].stream_options(), clients=(clients, None, ledger),
-        quiet=opts.get("quiet", False), label=f"test: {out_dir.name}")
+        quiet=opts.get("quiet", False), label=f"test: {out_dir.name}", also=also or [])
     usable = agg.usable_
     ann = {a: runs[a].spans_by_doc() for a in usable}
     labels = guideline.schema_.label_names
@@ -200,18 +201,28 @@ class _Tested:
     systems: dict[int, dict[str, Any]]
     naive_scores: dict[str, dict[str, Any]]
     naive_spans: dict[str, dict]
+    paired: dict[str, Any] | None = None  # the selected guideline with the iteration-0 one (what refine delivers)
+
+    @property
+    def delivered(self) -> dict[str, Any]:
+        """The system whose delivered output refine writes: the pair of guidelines, else the selected one."""
+        return self.paired if self.paired is not None else self.systems[self.run.selected_iteration]
 
     def paired_diffs(self, data: _TestSet) -> tuple[dict[str, tuple[float, float]], str, str | None]:
-        """The delivered output (the aggregation of the selected guideline's annotations) against
-        what a user has without it, paired bootstrap over sentences; returns (intervals, best
-        iteration-0 annotator, best plain-prompt model)."""
-        s0, ss = self.systems[0], self.systems[self.run.selected_iteration]
+        """The delivered output (what refine writes: the aggregation over the selected guideline's
+        runs, and the iteration-0 guideline's when paired) against what a user has without it,
+        paired bootstrap over sentences; returns (intervals, best iteration-0 annotator, best
+        plain-prompt model)."""
+        s0, ss = self.systems[0], self.delivered
         ids = [d.id for d in data.test_docs]
         gold = data.test_gold
         best_it0 = max(s0["annotators"], key=lambda a: s0["annotators"][a]["f1"])
         diffs = {"delivered_minus_delivered_iteration0": _bootstrap_diff_ci(gold, s0["_delivered"], ss["_delivered"], ids),
                  "delivered_minus_best_iteration0_annotator": _bootstrap_diff_ci(gold, s0["_ann"][best_it0],
                                                                                  ss["_delivered"], ids)}
+        if self.paired is not None:
+            alone = self.systems[self.run.selected_iteration]["_delivered"]
+            diffs["delivered_minus_delivered_selected_only"] = _bootstrap_diff_ci(gold, alone, ss["_delivered"], ids)
         best_naive = None
         if self.naive_scores:
             best_naive = max(self.naive_scores, key=lambda m: self.naive_scores[m]["f1"])
@@ -236,7 +247,7 @@ async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *,
                            naive: bool, quiet: bool, command: str) -> _Tested:
     """Refine on dev, then score iteration 0 and the selected guideline (every one with
     ``oracle_all``) and, with ``naive``, the plain prompt on the test sample."""
-    from diziner.loop import refine_async
+    from diziner.loop import paired_guidelines, refine_async
 
     run = await refine_async(data.schema, data.dev_docs, pool, ds_dir / "run", opts, gold=data.dev_gold,
                              clients=tuple(clients), quiet=quiet, command=command)
@@ -248,15 +259,22 @@ async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *,
     for t in to_test:
         systems[t] = await _score_system(data.test_docs, guidelines[t], clients.annotators, pool, data.test_gold, bo,
                                          ds_dir / "test" / f"guideline-{t}", clients.ledger)
+    sel = run.selected_iteration
+    also = paired_guidelines(guidelines[sel], guidelines[0], opts.final_with_initial)
+    paired = None
+    if also:
+        paired = await _score_system(data.test_docs, guidelines[sel], clients.annotators, pool, data.test_gold, bo,
+                                     ds_dir / "test" / f"guideline-{sel}+0", clients.ledger, also=also)
     naive_scores, naive_spans = (await _score_naive(data.test_docs, data.schema, pool, clients.annotators,
                                                     data.test_gold)) if naive else ({}, {})
-    return _Tested(run, systems, naive_scores, naive_spans)
+    return _Tested(run, systems, naive_scores, naive_spans, paired)
 
 
 async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = DEFAULTS.pilot.seed,
                         iterations: int = DEFAULTS.pilot.iterations, sample_size: int = DEFAULTS.pilot.sample_size, oracle_all: bool = False, cache_path=None, no_cache: bool = False,
                         quiet: bool = False, command: str = "", naive: bool = True,
-                        disjoint_from: int | None = None, aggregation: str | None = None) -> dict[str, Any]:
+                        disjoint_from: int | None = None, aggregation: str | None = None,
+                        with_initial: bool = True) -> dict[str, Any]:
     from diziner.aggregation import Aggregation
     from diziner.llm.factory import PoolClients
     from diziner.loop import RefineOptions
@@ -265,7 +283,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
     data = _TestSet.load(name, test_size, seed, disjoint_from)
     pool.check_env()
     ds_dir = out / name
-    opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False)
+    opts = RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed, final_annotation=False,
+                         final_with_initial=with_initial)
     opts.final_aggregation = Aggregation.pick(aggregation, None, pool.aggregation)
     opts.aggregation()  # a bad name fails before any client is built
     pc = PoolClients.build(pool, cache_path=cache_path, no_cache=no_cache, ledger=ds_dir / "ledger.jsonl")
@@ -276,7 +295,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         await pc.aclose()
     run, systems = tested.run, tested.systems
     sel = run.selected_iteration
-    s0, ss = systems[0], systems[sel]
+    s0, ss, sd = systems[0], systems[sel], tested.delivered
     diffs, best_it0, best_naive = tested.paired_diffs(data)
     xs, ys = tested.agreement_points()
     usage = pc.ledger.summary()["total"]
@@ -291,8 +310,10 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "refined": {a: v["f1"] for a, v in ss["annotators"].items()},
         "naive": {m: v["f1"] for m, v in tested.naive_scores.items()},
         "naive_detail": tested.naive_scores,
-        "delivered": ss["delivered"]["f1"],
+        "delivered": sd["delivered"]["f1"],
         "delivered_iteration0": s0["delivered"]["f1"],
+        "delivered_selected_only": ss["delivered"]["f1"],
+        "delivered_guidelines": [sel, 0] if tested.paired is not None else [sel],
         "delivered_aggregation": str(opts.aggregation()),
         "best_naive": best_naive,
         "best_iteration0_annotator": best_it0,
@@ -312,6 +333,8 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "agreement_f1_points": len(xs),
         "oracle": tested.oracle(),
         "systems": {str(t): {k: v for k, v in s.items() if not k.startswith("_")} for t, s in systems.items()},
+        "paired_system": None if tested.paired is None else {k: v for k, v in tested.paired.items()
+                                                             if not k.startswith("_")},
         "calls": usage["calls"],
         "cache_hits": usage["cached"],
         "tokens_in": usage["tokens_in"],

@@ -71,6 +71,8 @@ class RefineOptions:
     final_annotation: bool = True
     final_min_support: float | None = None  # the span vote's threshold (0 = union); prefer final_aggregation
     final_aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
+    # the final annotation also runs the iteration-0 guideline and delivers over both when the selected one differs
+    final_with_initial: bool = True
     max_mentions: int = DEFAULTS.annotation.max_mentions
     reask: int = DEFAULTS.annotation.reask
 
@@ -658,6 +660,7 @@ async def _refine_impl(
     guideline = Guideline.initial(schema)
     if opts.remove_goal:
         guideline = guideline.model_copy(update={"goal": ""})
+    initial = guideline
     t0 = time.time()
     with Progress(quiet) as progress:
         lp.progress = progress
@@ -665,7 +668,8 @@ async def _refine_impl(
         sel_it, selected, stopped = _write_selected(lp, records, guideline, stopped)
         final: dict[str, Any] = {}
         if opts.final_annotation:
-            final = await _final_annotation(documents, selected, lp, active)
+            final = await _final_annotation(documents, selected, lp, active,
+                                            also=paired_guidelines(selected, initial, opts.final_with_initial))
     final_f1: dict[str, float] = final.get("f1", {})
     summary = {
         "iterations": [r.to_json() for r in records],
@@ -676,6 +680,7 @@ async def _refine_impl(
         "agreement_by_iteration": {str(r.iteration): r.mean_pairwise_f1 for r in records},
         "label_agreement_by_iteration": {str(r.iteration): r.label_macro_f1 for r in records},
         "final_f1": final_f1,
+        "final_guidelines": final.get("guidelines", []),
         "final_failed_documents": final.get("failed_documents", []),
         "final_flagged_documents": final.get("flagged_documents", []),
         "wall_s": round(time.time() - t0, 2),
@@ -726,21 +731,32 @@ def _make_supervisor(kind: str, client, schema: Schema):
     return LLMSupervisor(client)
 
 
-async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) -> dict[str, Any]:
-    """Annotate the corpus with the selected guideline through the annotation engine (the whole
-    corpus as weight window) into ``final/``; returns ``final/done.json``'s content
-    (annotators, weights, f1, failed_documents, flagged_documents)."""
-    from diziner.stream import StreamPaths, annotate_documents_in_memory
+def paired_guidelines(selected: Guideline, initial: Guideline, with_initial: bool) -> list[Guideline]:
+    """The guidelines the final annotation runs beside the selected one: the iteration-0 guideline
+    when ``with_initial`` and the selected one prompts differently (BENCHMARKS §13), else none."""
+    if not with_initial or same_guideline_content(selected, initial):
+        return []
+    return [initial]
+
+
+async def _final_annotation(documents, guideline, lp: _Loop, active: list[str],
+                            also: list[Guideline] | None = None) -> dict[str, Any]:
+    """Annotate the corpus with the selected guideline (and each of ``also``: every annotator under
+    every guideline, :func:`diziner.annotate.runner.guideline_runs`) through the annotation engine
+    (the whole corpus as weight window) into ``final/``; returns ``final/done.json``'s content
+    (annotators — the runs —, guidelines, weights, f1, failed_documents, flagged_documents)."""
+    from diziner.stream import StreamPaths, annotate_documents_in_memory, run_ids
 
     fdir = lp.out / "final"
     if (fdir / "done.json").exists():
         return atomic.read_json(fdir / "done.json")
-    paths = StreamPaths.folder(fdir, active)
+    also = also or []
     pool = lp.pool.model_copy(update={"annotators": [a for a in lp.pool.annotators if a.id in active]})
+    paths = StreamPaths.folder(fdir, run_ids(pool, guideline, also))
     summary, runs, agg = await annotate_documents_in_memory(
         guideline, documents, pool, paths, lp.opts.stream_options(),
         clients=({a: lp.ann_clients[a] for a in active}, None, lp.ledger),
-        quiet=True, progress=lp.progress, label="final annotation")
+        quiet=True, progress=lp.progress, label="final annotation", also=also)
     if agg.analysis_ is not None:
         atomic.write_json(fdir / "analysis.json", agg.analysis_.to_json())
         atomic.write_text(fdir / "report.md", agg.analysis_.to_markdown())
@@ -755,7 +771,8 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str]) 
     if lp.gold is not None:
         f1 = _score(lp.gold, {**{a: runs[a].spans_by_doc() for a in agg.usable_}, "consensus": delivered_spans(rows)},
                     documents)
-    done = {"annotators": agg.usable_, "weights": summary["weights"], "f1": f1, "failed_documents": lost,
-            "flagged_documents": flagged}
+    guidelines = ["final/guideline.yaml"] + [f"iterations/{g.iteration}/guideline.yaml" for g in also]
+    done = {"annotators": agg.usable_, "guidelines": guidelines, "weights": summary["weights"], "f1": f1,
+            "failed_documents": lost, "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)
     return done

@@ -52,7 +52,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,17 @@ STATE_VERSION = 1
 RESERVED_IDS = ("failed", "ledger")  # <stem>.failed.jsonl and <stem>.ledger.jsonl sit beside <stem>.<annotator>.jsonl
 
 
+def run_ids(pool: Any, guideline: Guideline, also: Sequence[Guideline] = ()) -> list[str]:
+    """The ids of a run's per-annotator files: the pool's annotator ids, and with ``also`` one run
+    per annotator and guideline (:func:`diziner.annotate.runner.guideline_runs`)."""
+    ids = [a.id for a in pool.annotators]
+    if not also:
+        return ids
+    from diziner.annotate.runner import guideline_runs
+
+    return list(guideline_runs(ids, [guideline, *also]))
+
+
 def check_annotator_ids(ids: list[str]) -> None:
     """Refuse annotator ids whose per-annotator file would be another output file."""
     bad = [a for a in ids if a in RESERVED_IDS]
@@ -78,6 +89,7 @@ __all__ = [
     "StreamOptions",
     "StreamPaths",
     "check_annotator_ids",
+    "run_ids",
     "annotate_corpus",
     "annotate_documents_in_memory",
     "annotate_file",
@@ -378,6 +390,7 @@ async def annotate_stream_async(
     on_fit: Callable[[list[Document], dict, Any], None] | None = None,
     progress: Any = None,
     label: str = "annotate",
+    also: Sequence[Guideline] = (),
 ) -> dict[str, Any]:
     """Annotate ``documents`` (any iterable, read once, lazily) and write ``out`` and its siblings.
 
@@ -390,10 +403,13 @@ async def annotate_stream_async(
     the aggregator fitted on it (not when a resumed run reads the saved fit): with the whole
     corpus as window (:func:`annotate_documents_in_memory`) it sees every result.
     ``progress`` (a :class:`diziner.progress.Progress` already open) and ``label`` name the bar.
-    Returns a summary: documents, annotators, weights, failures, spans, ``usage`` (the whole
+    ``also``: further guidelines; every annotator then annotates with each guideline too, as runs
+    ``<annotator>@it<iteration>`` (:func:`run_ids`), and the aggregation is over all the runs
+    (support counts runs). Returns a summary: documents, annotators, weights, failures, spans, ``usage`` (the whole
     ledger file, every resume included), ``usage_this_run``, ``faults`` and streaming figures.
     """
-    run = _StreamRun(guideline, pool, paths or StreamPaths.of(out, [a.id for a in pool.annotators]), options, source)
+    run = _StreamRun(guideline, pool, paths or StreamPaths.of(out, run_ids(pool, guideline, also)), options, source,
+                     also=also)
     run.on_fit = on_fit
     run.resume()
     pc = run.clients(pool, clients, cache_path, no_cache, budget_usd)
@@ -429,6 +445,7 @@ def annotate_corpus(
     quiet: bool = False,
     options: StreamOptions | None = None,
     aggregation: str | None = None,
+    also: Sequence[Guideline] = (),
 ) -> dict[str, Any]:
     """Annotate ``documents`` with a fixed guideline by every annotator of the pool and aggregate:
     this engine with the whole corpus as weight window (:func:`annotate_documents_in_memory`).
@@ -438,16 +455,17 @@ def annotate_corpus(
     ``<out stem>.failed.jsonl``, each annotator's file beside it (``<out stem>.<annotator>.jsonl``)
     and the call ledger (``<out stem>.ledger.jsonl``). Returns the engine's summary.
     ``aggregation`` (text, see :class:`~diziner.aggregation.Aggregation`; ``min_support`` alone
-    = ``vote:X``) defaults to the pool's, then the project default.
+    = ``vote:X``) defaults to the pool's, then the project default. ``also``: further guidelines
+    (see :func:`annotate_stream_async`).
     """
     from diziner.aggregation import Aggregation
 
     agg = Aggregation.parse(Aggregation.pick(aggregation, min_support, getattr(pool, "aggregation", None)), min_support)
     sopts = dataclasses.replace(options or StreamOptions(), aggregation=str(agg), min_support=None)
-    paths = StreamPaths.of(out, [a.id for a in pool.annotators])
+    paths = StreamPaths.of(out, run_ids(pool, guideline, also))
     summary, _, _ = asyncio.run(annotate_documents_in_memory(
         guideline, documents, pool, paths, sopts, clients=clients, cache_path=cache_path, no_cache=no_cache,
-        budget_usd=budget_usd, quiet=quiet))
+        budget_usd=budget_usd, quiet=quiet, also=also))
     return summary
 
 
@@ -484,23 +502,26 @@ class _StreamRun:
     :func:`annotate_stream_async` calls the steps in order."""
 
     def __init__(self, guideline: Guideline, pool: Any, paths: StreamPaths, options: StreamOptions | None,
-                 source: str | Path | None):
+                 source: str | Path | None, also: Sequence[Guideline] = ()):
         from diziner.aggregation import Aggregation
         from diziner.aggregator import Aggregator
+        from diziner.annotate.runner import guideline_runs
 
         opts = options or StreamOptions()
         opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
                                                                       getattr(pool, "aggregation", None)))
         opts.check()
         self.guideline, self.opts, self.out = guideline, opts, paths.out
-        self.ids = [a.id for a in pool.annotators]
+        self.annotator_ids = [a.id for a in pool.annotators]
         self.styles = {a.id: a.prompt_style for a in pool.annotators}
+        self.plan = guideline_runs(self.annotator_ids, [guideline, *also]) if also else None
+        self.ids = list(self.plan) if self.plan else self.annotator_ids  # the runs: annotator × guideline
         if sorted(paths.annotators) != sorted(self.ids):
             raise DizinerError(f"the output paths name annotators {sorted(paths.annotators)}, the pool {sorted(self.ids)}")
         self.paths = paths
         self.expect = {
             "version": STATE_VERSION,
-            "guideline_sha": guideline_sha(guideline),
+            "guideline_sha": guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)],
             "annotators": self.ids,
             "weight_sample": opts.window(),
             "weights_mode": opts.weights,
@@ -561,7 +582,7 @@ class _StreamRun:
         else:
             pc = PoolClients.borrow(clients)
         self.ann_clients = pc.annotators
-        missing = [a for a in self.ids if a not in self.ann_clients]
+        missing = [a for a in self.annotator_ids if a not in self.ann_clients]
         if missing:
             raise DizinerError(f"no client for annotator(s) {', '.join(missing)}")
         return pc
@@ -600,9 +621,9 @@ class _StreamRun:
             maybe_kill("annotate_doc")
 
         return await annotate_documents(batch, self.guideline,
-                                        {a: (self.ann_clients[a], self.styles[a]) for a in self.ids},
+                                        {a: (self.ann_clients[a], self.styles[a]) for a in self.annotator_ids},
                                         iteration=None, reask=self.opts.reask, max_mentions=self.opts.max_mentions,
-                                        on_result=on_result)
+                                        on_result=on_result, runs=self.plan)
 
     async def fit_window(self, batches: Iterator[list[Document]]) -> list[tuple[list[Document], dict]]:
         """A fresh run: annotate the weight window, fit the aggregator on it, write the state;

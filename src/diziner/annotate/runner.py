@@ -14,19 +14,19 @@ import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from diziner.annotate.chunk import chunk_text, merge_chunk_spans
 from diziner.annotate.ground import ground_mentions
 from diziner.annotate.parse import LabelMatcher, parse_mentions
 from diziner.annotate.prompt import build_reask_request, build_request, template_id
 from diziner.corpus.model import Document, Span
-from diziner.errors import InputError, LLMCallError
+from diziner.errors import DizinerError, InputError, LLMCallError
 from diziner.guideline import Guideline
 from diziner.llm.base import LLMClient
 
 __all__ = ["DocResult", "AnnotatorRun", "read_answered_spans", "annotate_document", "annotate_documents", "annotate_documents_sync",
-           "GROUNDING_KEYS"]
+           "guideline_runs", "GROUNDING_KEYS"]
 
 GROUNDING_KEYS = ("exact", "fuzzy", "ungrounded", "duplicate")
 OnResult = Callable[[str, "DocResult"], Any | Awaitable[Any]]
@@ -264,17 +264,43 @@ def _failed(out: DocResult, reason: str) -> DocResult:
     return out
 
 
+def guideline_runs(annotator_ids: Iterable[str], guidelines: Sequence[Guideline]) -> dict[str, tuple[str, Guideline]]:
+    """Every annotator under every guideline: run id -> (the annotator whose client, prompt style
+    and model-specific instructions the run uses, its guideline). The first guideline's runs keep
+    the annotator ids; a further guideline's are ``<annotator>@it<its iteration>``, or
+    ``<annotator>@g<position>`` when two guidelines share an iteration (pool ids cannot hold ``@``).
+    The guidelines must annotate the same labels (one schema)."""
+    ids = list(annotator_ids)
+    if not guidelines:
+        raise DizinerError("no guideline to annotate with")
+    labels = list(guidelines[0].schema_.label_names)
+    for g in guidelines[1:]:
+        if list(g.schema_.label_names) != labels:
+            raise DizinerError(f"the guidelines annotate different labels ({', '.join(labels)} vs "
+                               f"{', '.join(g.schema_.label_names)}); every guideline of one run needs the same schema")
+    iterations = [g.iteration for g in guidelines]
+    plan: dict[str, tuple[str, Guideline]] = {a: (a, guidelines[0]) for a in ids}
+    for k, g in enumerate(guidelines[1:], 2):
+        tag = f"it{g.iteration}" if iterations.count(g.iteration) == 1 else f"g{k}"
+        plan.update({f"{a}@{tag}": (a, g) for a in ids})
+    return plan
+
+
 async def annotate_documents(documents: list[Document], guideline: Guideline,
                              annotators: dict[str, tuple[LLMClient, str]], *, iteration: int | None = None,
                              reask: int = 1, max_mentions: int = 32, max_chunk_tokens: int = 1500,
                              on_result: OnResult | None = None,
-                             params: dict[str, dict[str, Any]] | None = None) -> dict[str, AnnotatorRun]:
+                             params: dict[str, dict[str, Any]] | None = None,
+                             runs: Mapping[str, tuple[str, Guideline]] | None = None) -> dict[str, AnnotatorRun]:
     """Annotate every document with every annotator, concurrently.
 
-    ``annotators``: id -> (client, prompt style "chat" | "fewshot"). ``on_result(annotator_id,
+    ``annotators``: id -> (client, prompt style "chat" | "fewshot"). ``on_result(run id,
     DocResult)`` (sync or async) is called as each result arrives, e.g. to append it to a
     JSONL file for resume. ``params``: optional per-annotator overrides of the request params.
-    Returns annotator id -> :class:`AnnotatorRun` with results in document order.
+    ``runs`` (from :func:`guideline_runs`): run id -> (annotator id, guideline), to annotate with
+    several guidelines at once; by default each annotator is one run with ``guideline``. A run's
+    request is exactly the one its annotator makes alone with that guideline (same prompt, same
+    cache entry). Returns run id -> :class:`AnnotatorRun` with results in document order.
     """
     seen: set[str] = set()
     for d in documents:
@@ -283,25 +309,31 @@ async def annotate_documents(documents: list[Document], guideline: Guideline,
         seen.add(d.id)
     for aid, (_, style) in annotators.items():
         template_id(style)  # raises ConfigError for an unknown style before any call
-    ids = list(annotators)
-    runs = {aid: AnnotatorRun(aid, style, template_id(style)) for aid, (_, style) in annotators.items()}
-    collected: dict[str, dict[str, DocResult]] = {aid: {} for aid in ids}
+    plan = dict(runs) if runs is not None else {a: (a, guideline) for a in annotators}
+    unknown = sorted({a for a, _ in plan.values()} - set(annotators))
+    if unknown:
+        raise DizinerError(f"no client for annotator(s) {', '.join(unknown)}")
+    ids = list(plan)
+    others = list(annotators)
+    out = {rid: AnnotatorRun(rid, annotators[a][1], template_id(annotators[a][1])) for rid, (a, _) in plan.items()}
+    collected: dict[str, dict[str, DocResult]] = {rid: {} for rid in ids}
 
-    async def one(aid: str, doc: Document) -> None:
+    async def one(rid: str, doc: Document) -> None:
+        aid, g = plan[rid]
         client, style = annotators[aid]
-        res = await annotate_document(doc, guideline, aid, client, style, iteration=iteration, reask=reask,
+        res = await annotate_document(doc, g, aid, client, style, iteration=iteration, reask=reask,
                                       max_mentions=max_mentions, max_chunk_tokens=max_chunk_tokens,
-                                      other_annotators=ids, params=(params or {}).get(aid))
-        collected[aid][doc.id] = res
+                                      other_annotators=others, params=(params or {}).get(aid))
+        collected[rid][doc.id] = res
         if on_result is not None:
-            r = on_result(aid, res)
+            r = on_result(rid, res)
             if inspect.isawaitable(r):
                 await r
 
-    await asyncio.gather(*(one(aid, d) for aid in ids for d in documents))
-    for aid in ids:
-        runs[aid].results = {d.id: collected[aid][d.id] for d in documents}
-    return runs
+    await asyncio.gather(*(one(rid, d) for rid in ids for d in documents))
+    for rid in ids:
+        out[rid].results = {d.id: collected[rid][d.id] for d in documents}
+    return out
 
 
 def annotate_documents_sync(documents: list[Document], guideline: Guideline,

@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
                                                     "sample of the same seed (the reported one), e.g. --disjoint-from 300."),
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation (as refine --aggregation); "
                                                   "default the project's."),
+        with_initial: bool = typer.Option(True, "--with-initial/--selected-only",
+                                          help="Deliver as refine does: over the selected and the iteration-0 guideline's "
+                                          "runs when they differ (default), or the selected guideline's only."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
         no_cache: bool = typer.Option(False, "--no-cache"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and token estimate; call nothing."),
@@ -72,11 +75,12 @@ def register(app: typer.Typer) -> None:
         command = (f"diziner bench {' '.join(datasets)} --pool {pool} --out {out} --test-size {test_size} --seed {seed} "
                    f"--iterations {iterations} --sample-size {sample_size}" + (" --oracle-all" if oracle_all else "")
                    + ("" if naive else " --no-naive") + (f" --disjoint-from {disjoint_from}" if disjoint_from else "")
-                   + (f" --aggregation {aggregation}" if aggregation is not None else ""))
+                   + (f" --aggregation {aggregation}" if aggregation is not None else "")
+                   + ("" if with_initial else " --selected-only"))
         results = run_bench(datasets, pl, out, test_size=test_size, seed=seed, iterations=iterations,
                             sample_size=sample_size, oracle_all=oracle_all, cache_path=cache, no_cache=no_cache,
                             quiet=quiet, command=command, naive=naive, disjoint_from=disjoint_from,
-                            aggregation=aggregation)
+                            aggregation=aggregation, with_initial=with_initial)
         for r in results:
             nv = ", ".join(f"{m} {v:.3f}" for m, v in r["naive"].items())
             typer.echo(f"{r['dataset']}: delivered F1 {r['delivered_iteration0']:.3f} -> {r['delivered']:.3f} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -101,6 +101,10 @@ def register(app: typer.Typer) -> None:
         aggregation: Optional[str] = typer.Option(None, help="Delivered aggregation: consensus | union | vote:X | "
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
         no_final: bool = typer.Option(False, "--no-final", help="Skip annotating the whole corpus with the selected guideline."),
+        with_initial: bool = typer.Option(True, "--with-initial/--selected-only",
+                                          help="The final annotation also runs the iteration-0 guideline and delivers over "
+                                          "both when a refined guideline is selected (the default; BENCHMARKS.md §13), "
+                                          "or runs the selected guideline only."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
@@ -129,17 +133,20 @@ def register(app: typer.Typer) -> None:
                              weights=weights, patience=patience, drop_low_agreement=drop_low_agreement,
                              supervisor=supervisor, max_change_ratio=max_change_ratio, gold_supervised=gold_supervised,
                              freeze_goal=freeze_goal, remove_goal=remove_goal, final_annotation=not no_final,
-                             final_min_support=min_support, final_aggregation=aggregation)
+                             final_min_support=min_support, final_aggregation=aggregation,
+                             final_with_initial=with_initial)
         opts.check()  # every option in range, one line, before anything is created or loaded
         if dry_run:
             pilot = min(len(docs), iterations * sample_size)
             g0 = Guideline.initial(sch)
             plan = {"pilot_documents": pilot, "corpus_documents": len(docs), "iterations": iterations,
                     "pilot": _estimate(docs[:pilot], g0, pl, 1),
-                    "final": _estimate(docs, g0, pl, 1) if not no_final else None,
+                    "final": _estimate(docs, g0, pl, 2 if with_initial else 1) if not no_final else None,
                     "note": "token figures are estimates (prompt characters / 4, 60 output tokens per call) with the "
                             "iteration-0 guideline; refined guidelines are longer; re-asks and an LLM supervisor add "
-                            "calls; cost_usd_est from prices.yaml / the pool's price:, null where a price is unknown"}
+                            "calls; final: the corpus under the selected and the iteration-0 guideline (half of it "
+                            "when iteration 0 is selected or with --selected-only); cost_usd_est from prices.yaml / "
+                            "the pool's price:, null where a price is unknown"}
             parts = [plan["pilot"]] + ([plan["final"]] if plan["final"] else [])
             plan["cost_usd_est"] = (None if any(p["cost_usd_est"] is None for p in parts)
                                     else round(sum(p["cost_usd_est"] for p in parts), 4))
@@ -163,10 +170,17 @@ def register(app: typer.Typer) -> None:
                 typer.echo("final F1 vs gold: " + ", ".join(f"{k} {v:.3f}" for k, v in res.final_f1.items()))
             typer.echo(f"guideline: {res.out / 'final' / 'guideline.md'}")
             typer.echo(f"annotations: {res.out / 'final' / 'annotations.jsonl'}")
+            if len(summary.get("final_guidelines", [])) > 1:
+                again = " ".join(f"--guideline {res.out / g}" for g in summary["final_guidelines"])
+                typer.echo(f"delivered over {len(summary['final_guidelines'])} guidelines; more texts the same way: "
+                           f"diziner annotate {again} --pool {pool} --texts TEXTS --out OUT")
 
     @app.command("annotate")
     def annotate_cmd(
-        guideline: Optional[Path] = typer.Option(None, "--guideline", help="Guideline YAML (e.g. RUN/final/guideline.yaml)."),
+        guideline: Optional[List[Path]] = typer.Option(
+            None, "--guideline", help="Guideline YAML (e.g. RUN/final/guideline.yaml). Repeat it to annotate with several "
+            "guidelines (each annotator under each; runs <annotator>@it<iteration>) and deliver over all of them, as "
+            "refine's final annotation does with the selected and the iteration-0 guideline."),
         schema: Optional[Path] = typer.Option(None, "--schema", help="Instead of --guideline: a schema YAML, annotated with its "
                                               "iteration-0 guideline (no pilot)."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators."),
@@ -211,15 +225,20 @@ def register(app: typer.Typer) -> None:
         from diziner.llm.pool import load_pool
         from diziner.stream import StreamOptions, annotate_file
 
-        if (guideline is None) == (schema is None):
+        if (not guideline) == (schema is None):
             raise DizinerError("give either --guideline (a refined guideline) or --schema (its iteration-0 guideline)")
-        if guideline is not None:
-            g = load_guideline(guideline)
+        also = []
+        if guideline:
+            g, *also = [load_guideline(p) for p in guideline]
         else:
             from diziner.guideline import Guideline
             from diziner.schema import load_schema
 
             g = Guideline.initial(load_schema(schema))
+        if also:
+            from diziner.annotate.runner import guideline_runs
+
+            guideline_runs([], [g, *also])  # one schema, before anything is read or written
         pl = load_pool(pool)
         if not texts.is_file():
             from diziner.errors import InputError
@@ -230,7 +249,7 @@ def register(app: typer.Typer) -> None:
         sopts.check()
         if dry_run:
             docs = _load_texts(texts, fmt, text_field)
-            plan = _estimate(docs, g, pl, 1)
+            plan = _estimate(docs, g, pl, 1 + len(also))
             from diziner.aggregation import Aggregation
 
             agg = Aggregation.parse(Aggregation.pick(sopts.aggregation, sopts.min_support, pl.aggregation), sopts.min_support)
@@ -245,6 +264,8 @@ def register(app: typer.Typer) -> None:
         if engine == "ray":
             from diziner.scale import RayOptions, annotate_file_ray
 
+            if also:
+                raise DizinerError("--engine ray annotates with one --guideline; several are the local engine's")
             ropts = RayOptions(address=ray_address, shard_size=shard_size, output_format=output_format)
             ropts.check()
             summary = annotate_file_ray(g, texts, pl, out, fmt=fmt, text_field=text_field, options=sopts,
@@ -255,7 +276,7 @@ def register(app: typer.Typer) -> None:
         else:
             summary = annotate_file(g, texts, pl, out, fmt=fmt, text_field=text_field, count=not (quiet or as_json),
                                     options=sopts, cache_path=cache, no_cache=no_cache, budget_usd=budget,
-                                    quiet=quiet or as_json)
+                                    quiet=quiet or as_json, also=also)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         elif not quiet:
