@@ -132,3 +132,25 @@ def test_top_level_name_is_lazy():
     code = ("import sys, diziner; assert 'diziner.api' not in sys.modules; "
             "from diziner import Annotator; assert Annotator.__module__ == 'diziner.api'; print('ok')")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+
+
+def test_predict_with_a_second_guideline_equals_the_engine_with_both(setup, monkeypatch):
+    """``also=``: the API delivers as refine and ``annotate --guideline A --guideline B`` do."""
+    from diziner.api import Annotator
+    from diziner.corpus.model import Document
+    from diziner.guideline import Instruction, load_guideline
+    from diziner.llm.pool import load_pool
+    from diziner.stream import annotate_corpus
+
+    tmp, g, p, srv = setup
+    monkeypatch.setenv("API_TEST_KEY", "sk-test")
+    g0 = load_guideline(g)
+    refined = g0.model_copy(update={"iteration": 2, "common": [Instruction(id="1", text="Tag surnames alone too.")]})
+    with Annotator(refined, p, cache_path=tmp / "c6.sqlite", also=[g]) as ann:
+        got = ann.predict(TEXTS)
+    docs = [Document(f"text-{i}", t) for i, t in enumerate(TEXTS)]
+    annotate_corpus(refined, docs, load_pool(p), tmp / "ref2" / "out.jsonl", cache_path=tmp / "c7.sqlite", quiet=True,
+                    also=[g0])
+    ref = [json.loads(x)["spans"] for x in (tmp / "ref2" / "out.jsonl").read_text().splitlines()]
+    assert got == ref
+    assert {a for r in got for s in r for a in s["support"]["annotators"]} >= {"ann0", "ann0@it0"}

@@ -46,11 +46,12 @@ def test_refine_then_annotate_with_embedded_pool(tmp_path, examples_dir: Path):
     assert main(args) == 0
     ledger2 = (run / "ledger.jsonl").read_text().splitlines()
     assert len(ledger2) == n_calls
-    # annotate with the refined guideline: every call is a cache hit for documents seen in the final annotation
+    # annotate with the guidelines refine delivered with (the selected one, and the iteration-0 one when
+    # they differ): every call is a cache hit, and the output is refine's
     out = tmp_path / "ann.jsonl"
-    assert main(["annotate", "--guideline", str(run / "final" / "guideline.yaml"), "--pool",
-                 str(examples_dir / "pool-local.yaml"), "--texts", str(texts), "--out", str(out),
-                 "--cache", str(cache), "--quiet"]) == 0
+    guidelines = [x for g in metrics["final_guidelines"] for x in ("--guideline", str(run / g))]
+    assert main(["annotate", *guidelines, "--pool", str(examples_dir / "pool-local.yaml"), "--texts", str(texts),
+                 "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
     assert (run / "final" / "annotations.jsonl").read_text() == out.read_text()
 
 
@@ -61,7 +62,7 @@ def test_demo_runs_and_prints_the_comparison(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "iteration-0 guideline: delivered" in out and "refined guideline:     delivered" in out
-    assert "the union of the annotators" in out  # the embedded pool delivers the union (examples/pool-local.yaml)
+    assert "the union of the annotator" in out  # the embedded pool delivers the union (examples/pool-local.yaml)
     assert "selected iteration" in out
     # the plain-prompt row: one F1 per pool model (gemma-3-270m, smollm2-135m)
     line = next(x for x in out.splitlines() if "plain 3-shot prompt:" in x)

@@ -13,6 +13,10 @@ pool annotates each text (prompt, structured output, parsing, grounding, the res
 cache), an :class:`~diziner.aggregator.Aggregator` (the engine's) gives the annotator
 weights and hotspots, and the pool's aggregation (or ``aggregation=``) chooses the
 delivered spans, each with ``support = {annotators, weight, token_support}`` and ``hotspot``.
+``also=[guideline, ...]`` adds guidelines: every annotator then annotates under each (runs
+``<annotator>@it<t>``) and the spans are aggregated over all the runs, as ``refine`` delivers
+with its selected and iteration-0 guideline (``Annotator(run/"final/guideline.yaml", pool,
+also=[run/"iterations/0/guideline.yaml"])``).
 
 Weights and the hotspot threshold come from :meth:`Annotator.fit` when it was called (a
 fit/predict shape: fit on a sample, predict batch after batch with the same weights and
@@ -70,11 +74,15 @@ class Annotator:
 
     def __init__(self, guideline: Any, pool: Any, *, aggregation: str | None = None,
                  cache_path: str | Path | None = None, weights: str = DEFAULTS.analysis.weights,
-                 percentile: float = DEFAULTS.analysis.percentile):
+                 percentile: float = DEFAULTS.analysis.percentile, also: Iterable[Any] = ()):
         from diziner.aggregation import Aggregation
+        from diziner.annotate.runner import guideline_runs
 
         self.guideline = _guideline(guideline)
         self.pool = _pool(pool)
+        also = [_guideline(g) for g in also]
+        # with further guidelines every annotator runs under each (refine's delivery; docs/analysis.md)
+        self.runs = guideline_runs(self.pool.ids, [self.guideline, *also]) if also else None
         self.aggregation = Aggregation.parse(Aggregation.pick(aggregation, None, self.pool.aggregation))
         self.weights_mode = weights
         self.percentile = percentile
@@ -111,7 +119,7 @@ class Annotator:
 
         clients = await self._ensure_clients()
         return await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
-                                                               for a in self.pool.annotators})
+                                                               for a in self.pool.annotators}, runs=self.runs)
 
     def _aggregator(self) -> Any:
         from diziner.aggregator import Aggregator

@@ -120,10 +120,13 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
     print(f"F1 vs gold on all {n_docs} documents (gold used only for this score):")
     agg = str(Aggregation.parse(Aggregation.pick(opts.final_aggregation, opts.final_min_support, pool.aggregation),
                                 opts.final_min_support))
-    print(f"(delivered = what refine writes: the {agg} of the annotators)")
+    paired = len(metrics.get("final_guidelines", [])) > 1
+    runs = "annotator runs of the selected and the iteration-0 guideline" if paired else "annotators"
+    print(f"(delivered = what refine writes: the {agg} of the {runs})")
     print(f"  iteration-0 guideline: delivered {f1['consensus']:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "
-          + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus"))
+          + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus" and "@" not in a)
+          + ("   (delivered over both guidelines)" if paired else ""))
     print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
           + "   (no guideline: what one model gives without diziner)")
     if _kept_iteration0(out):
