@@ -113,6 +113,12 @@ def test_refine_writes_documented_run_directory(tmp_path, example):
                                                                           "iterations/0/guideline.yaml"]
     done = json.loads((out / "final/done.json").read_text())
     assert {"a", "b", "a@it0", "b@it0"} <= set(done["annotators"])
+    from diziner.commands.refine import same_delivery_command
+
+    assert same_delivery_command(out, metrics, Path("pool.yaml")) == (
+        f"diziner annotate --guideline {out / 'final/guideline.yaml'} --guideline {out / 'iterations/0/guideline.yaml'}"
+        " --pool pool.yaml --texts TEXTS --out OUT")
+    assert same_delivery_command(out, {"final_guidelines": ["final/guideline.yaml"]}, Path("p.yaml")) is None
     assert (out / "final/by_annotator/a@it0.jsonl").is_file()
     assert any("a@it0" in s["support"]["annotators"] for x in lines for s in x["spans"])
     # gold is reported, never used: F1 recorded per iteration and for the final annotation

@@ -733,7 +733,7 @@ def _make_supervisor(kind: str, client, schema: Schema):
 
 def paired_guidelines(selected: Guideline, initial: Guideline, with_initial: bool) -> list[Guideline]:
     """The guidelines the final annotation runs beside the selected one: the iteration-0 guideline
-    when ``with_initial`` and the selected one prompts differently (BENCHMARKS §13), else none."""
+    when ``with_initial`` and the selected one prompts differently (BENCHMARKS.md §14), else none."""
     if not with_initial or same_guideline_content(selected, initial):
         return []
     return [initial]

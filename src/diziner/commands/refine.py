@@ -71,6 +71,16 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
     return est
 
 
+def same_delivery_command(run: Path, summary: dict, pool: Path) -> str | None:
+    """The ``annotate`` command that annotates more texts as the run's final annotation did, when it
+    ran more than one guideline (metrics.json ``final_guidelines``); None otherwise."""
+    guidelines = summary.get("final_guidelines") or []
+    if len(guidelines) < 2:
+        return None
+    return ("diziner annotate " + " ".join(f"--guideline {run / g}" for g in guidelines)
+            + f" --pool {pool} --texts TEXTS --out OUT")
+
+
 def register(app: typer.Typer) -> None:
     from diziner.options import DEFAULTS  # the one place of every default (also RefineOptions, Limits, StreamOptions)
 
@@ -103,7 +113,7 @@ def register(app: typer.Typer) -> None:
         no_final: bool = typer.Option(False, "--no-final", help="Skip annotating the whole corpus with the selected guideline."),
         with_initial: bool = typer.Option(True, "--with-initial/--selected-only",
                                           help="The final annotation also runs the iteration-0 guideline and delivers over "
-                                          "both when a refined guideline is selected (the default; BENCHMARKS.md §13), "
+                                          "both when a refined guideline is selected (the default; BENCHMARKS.md §14), "
                                           "or runs the selected guideline only."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
@@ -170,10 +180,9 @@ def register(app: typer.Typer) -> None:
                 typer.echo("final F1 vs gold: " + ", ".join(f"{k} {v:.3f}" for k, v in res.final_f1.items()))
             typer.echo(f"guideline: {res.out / 'final' / 'guideline.md'}")
             typer.echo(f"annotations: {res.out / 'final' / 'annotations.jsonl'}")
-            if len(summary.get("final_guidelines", [])) > 1:
-                again = " ".join(f"--guideline {res.out / g}" for g in summary["final_guidelines"])
-                typer.echo(f"delivered over {len(summary['final_guidelines'])} guidelines; more texts the same way: "
-                           f"diziner annotate {again} --pool {pool} --texts TEXTS --out OUT")
+            again = same_delivery_command(res.out, summary, pool)
+            if again:
+                typer.echo(f"delivered over {len(summary['final_guidelines'])} guidelines; more texts the same way: {again}")
 
     @app.command("annotate")
     def annotate_cmd(
