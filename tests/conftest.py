@@ -1,6 +1,7 @@
 """Shared test fixtures."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,28 @@ def guideline(examples_dir: Path):
     from diziner.schema import load_schema
 
     return Guideline.initial(load_schema(examples_dir / "schema.yaml"))
+
+
+def refined_with_marker(guideline, iteration: int = 3):
+    """A guideline that differs from ``guideline`` by one common instruction the scripted
+    server reacts to (see ``marker_responder``)."""
+    from diziner.guideline import Instruction
+
+    return guideline.model_copy(update={"iteration": iteration,
+                                        "common": [Instruction(id="1", text="ALSO-LOWER: tag lower-case nouns as LOC.")]})
+
+
+def marker_responder(body: dict) -> str:
+    """The title-word annotators; a request whose guideline carries ALSO-LOWER also tags the
+    first lower-case word of four letters or more as LOC (so the two guidelines disagree)."""
+    import re
+
+    from diziner.testing.faults import fenced_document, title_word_responder
+
+    out = json.loads(title_word_responder(body))
+    doc = fenced_document(body) or ""
+    if "ALSO-LOWER" in json.dumps(body).replace(doc, ""):
+        m = re.search(r"\b[a-z]{4,}\b", doc)
+        if m:
+            out["mentions"].append({"text": m.group(0), "label": "LOC"})
+    return json.dumps(out)

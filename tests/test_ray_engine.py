@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_corpus
+from conftest import make_corpus, marker_responder, refined_with_marker
 
 from diziner.corpus.model import Document
 from diziner.errors import ConfigError, DizinerError, InputError
@@ -621,3 +621,34 @@ def test_a_budget_stops_the_ray_run_between_shards_and_the_run_resumes(ray_runti
     got = annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts, budget_usd=10.0)
     assert server.counts["requests"] - before == 3 * 500 and got["documents"] == 500
     assert got["ray"]["resumed_shards"] == 1 and len(lines(tmp_path / "out.ledger.jsonl")) == 3 * 500
+
+
+def test_two_guidelines_on_ray_equal_the_local_engine_with_both(ray_runtime, guideline, tmp_path: Path):
+    """``also=``: every annotator under each guideline, runs ``<annotator>@it0``, the same files as the
+    local engine; a vllm-engine annotator under several guidelines is a one-line error before Ray runs."""
+    from diziner.llm.pool import load_pool
+    from diziner.scale import RayOptions, annotate_ray
+    from diziner.testing.server import TestServer
+
+    docs = make_docs(300, seed=9)
+    refined = refined_with_marker(guideline)
+    opts = StreamOptions(batch_size=64)
+    with TestServer(marker_responder, keep_requests=False) as srv:
+        pool = make_pool(srv, ids=("a", "b"))
+        local = annotate_stream(refined, iter(docs), pool, tmp_path / "local" / "out.jsonl", quiet=True, options=opts,
+                                cache_path=tmp_path / "cache.sqlite", also=[guideline])
+        # four HTTP stages on the test's 2-CPU runtime: each actor reserves a tenth of a CPU
+        got = annotate_ray(refined, iter(docs), pool, tmp_path / "ray" / "out.jsonl", quiet=True, options=opts,
+                           ray_options=RayOptions(shard_size=100, http_num_cpus=0.1), also=[guideline])
+    runs = ["a", "b", "a@it0", "b@it0"]
+    assert got["annotators"] == local["annotators"] == runs
+    ref, res = outputs(tmp_path / "local", runs), outputs(tmp_path / "ray", runs)
+    for name in ref:
+        assert res[name] == ref[name], name
+    assert any(s["text"].islower() for r in res["out.a.jsonl"] for s in r["spans"])  # the refined runs differ
+    assert got["weights"] == pytest.approx(local["weights"])
+    path = tmp_path / "pool.yaml"
+    path.write_text(VLLM_POOL)
+    with pytest.raises(ConfigError, match="several guidelines through HTTP annotators only") as e:
+        annotate_ray(refined, iter(docs), load_pool(path), tmp_path / "v" / "out.jsonl", quiet=True, also=[guideline])
+    assert "\n" not in str(e.value) and not (tmp_path / "v" / "out.jsonl").exists()

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_corpus
+from conftest import make_corpus, marker_responder, refined_with_marker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -411,31 +411,6 @@ def test_the_local_ledger_names_the_document_of_each_call(server, guideline, tmp
 
 # ----------------------------------------------------------------------------- several guidelines
 
-def refined_with_marker(guideline, iteration: int = 3):
-    """A guideline that differs from ``guideline`` by one common instruction the scripted
-    server reacts to (see ``marker_responder``)."""
-    from diziner.guideline import Instruction
-
-    return guideline.model_copy(update={"iteration": iteration,
-                                        "common": [Instruction(id="1", text="ALSO-LOWER: tag lower-case nouns as LOC.")]})
-
-
-def marker_responder(body: dict) -> str:
-    """The title-word annotators; a request whose guideline carries ALSO-LOWER also tags the
-    first lower-case word of four letters or more as LOC (so the two guidelines disagree)."""
-    import re
-
-    from diziner.testing.faults import fenced_document, title_word_responder
-
-    out = json.loads(title_word_responder(body))
-    doc = fenced_document(body) or ""
-    if "ALSO-LOWER" in json.dumps(body).replace(doc, ""):
-        m = re.search(r"\b[a-z]{4,}\b", doc)
-        if m:
-            out["mentions"].append({"text": m.group(0), "label": "LOC"})
-    return json.dumps(out)
-
-
 def test_guideline_runs_name_each_annotator_under_each_guideline(guideline):
     from diziner.annotate.runner import guideline_runs
     from diziner.schema import LabelDef
@@ -487,7 +462,7 @@ def test_annotating_with_two_guidelines_unions_the_runs_of_both(guideline, tmp_p
 
 def test_cli_annotate_with_two_guidelines(guideline, tmp_path: Path, capsys):
     """``--guideline`` twice: the runs of both guidelines beside each other; a guideline of another
-    schema, or several with --engine ray, is a one-line error and nothing is written."""
+    schema is a one-line error and nothing is written."""
     from diziner.cli import main
     from diziner.schema import LabelDef
     from diziner.testing.server import TestServer
@@ -506,8 +481,6 @@ def test_cli_annotate_with_two_guidelines(guideline, tmp_path: Path, capsys):
         assert all((out.parent / f"out.{r}.jsonl").is_file() for r in summary["annotators"])
         assert main(base + ["--out", str(tmp_path / "dry.jsonl"), "--dry-run"]) == 0
         assert json.loads(capsys.readouterr().out)["calls"] == 2 * 2 * len(docs)
-        assert main(base + ["--out", str(tmp_path / "ray.jsonl"), "--engine", "ray"]) == 2
-        assert "one --guideline" in capsys.readouterr().err
         other = guideline.schema_.model_copy(update={"labels": [*guideline.schema_.labels,
                                                                 LabelDef(name="X", definition="x")]})
         bad = tmp_path / "other.yaml"
@@ -516,4 +489,4 @@ def test_cli_annotate_with_two_guidelines(guideline, tmp_path: Path, capsys):
                      "--texts", str(texts), "--out", str(tmp_path / "x.jsonl")]) == 2
         err = capsys.readouterr().err.strip()
         assert "different labels" in err and "\n" not in err
-    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "ray.jsonl").exists()
+    assert not (tmp_path / "x.jsonl").exists()

@@ -273,13 +273,11 @@ def register(app: typer.Typer) -> None:
         if engine == "ray":
             from diziner.scale import RayOptions, annotate_file_ray
 
-            if also:
-                raise DizinerError("--engine ray annotates with one --guideline; several are the local engine's")
             ropts = RayOptions(address=ray_address, shard_size=shard_size, output_format=output_format)
             ropts.check()
             summary = annotate_file_ray(g, texts, pl, out, fmt=fmt, text_field=text_field, options=sopts,
                                         ray_options=ropts, quiet=quiet or as_json, cache_path=cache,
-                                        no_cache=no_cache, budget_usd=budget)
+                                        no_cache=no_cache, budget_usd=budget, also=also)
         elif engine != "local":
             raise DizinerError(f"unknown engine {engine!r} (use local or ray)")
         else:

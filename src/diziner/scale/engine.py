@@ -44,7 +44,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -311,19 +311,25 @@ class _RayRun:
                      "resumes from them")
 
 
-def _specs(guideline: Guideline, pool: Any, opts: Any, cache_path: str | Path | None, no_cache: bool) -> list[Any]:
-    """Each annotator's spec for the workers; the cache (an absolute path: the workers' working folder is not
-    the driver's) for the HTTP annotators only."""
+def _specs(plan: dict[str, tuple[str, Guideline]], pool: Any, opts: Any, cache_path: str | Path | None,
+           no_cache: bool) -> list[Any]:
+    """Each run's spec for the workers (a run: an annotator under a guideline,
+    :func:`diziner.annotate.runner.guideline_runs`); the cache (an absolute path: the workers' working
+    folder is not the driver's) for the HTTP annotators only."""
     from diziner.llm.pool import VLLM_ENGINE
     from diziner.scale.stages import AnnotatorSpec
 
     ids = [a.id for a in pool.annotators]
+    cfg = {a.id: a for a in pool.annotators}
     cache = str(Path(cache_path).expanduser().resolve()) if cache_path is not None else None
-    return [AnnotatorSpec(i, a, ids, guideline, reask=opts.reask, max_mentions=opts.max_mentions,
-                          global_concurrency=pool.global_concurrency,
-                          api_key=os.environ.get(a.api_key_env) if a.api_key_env else None,
-                          cache_path=None if a.backend == VLLM_ENGINE else cache, cache_read=not no_cache)
-            for i, a in enumerate(pool.annotators)]
+    specs = []
+    for i, (aid, g) in enumerate(plan.values()):
+        a = cfg[aid]
+        specs.append(AnnotatorSpec(i, a, ids, g, reask=opts.reask, max_mentions=opts.max_mentions,
+                                   global_concurrency=pool.global_concurrency,
+                                   api_key=os.environ.get(a.api_key_env) if a.api_key_env else None,
+                                   cache_path=None if a.backend == VLLM_ENGINE else cache, cache_read=not no_cache))
+    return specs
 
 
 def _budget(budget_usd: float | None, specs: list[Any]) -> float | None:
@@ -344,8 +350,9 @@ def _budget(budget_usd: float | None, specs: list[Any]) -> float | None:
 
 def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_options: RayOptions | None, *,
              cache_path: str | Path | None = None, no_cache: bool = False,
-             budget_usd: float | None = None) -> _RayRun:
-    """Check the options and the pool, build each annotator's spec, load a resumable state."""
+             budget_usd: float | None = None, also: Sequence[Guideline] = ()) -> _RayRun:
+    """Check the options and the pool, build each run's spec (each annotator, under each guideline with
+    ``also``), load a resumable state."""
     from diziner.aggregation import Aggregation
     from diziner.aggregator import Aggregator
     from diziner.llm.ledger import RunningSummary
@@ -358,13 +365,17 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
     opts.check()
     ropts = ray_options or RayOptions()
     ropts.check()
-    ids = [a.id for a in pool.annotators]
+    from diziner.annotate.runner import guideline_runs
+
+    plan = guideline_runs([a.id for a in pool.annotators], [guideline, *also])
+    ids = list(plan)  # the runs: the annotator ids, and <annotator>@it<t> under a further guideline
     paths = StreamPaths.of(out, ids)  # checks the annotator ids
     pool.check_env()
-    specs = _specs(guideline, pool, opts, cache_path, no_cache)
-    P.check_backends(specs)
+    specs = _specs(plan, pool, opts, cache_path, no_cache)
+    P.check_backends(specs, several_guidelines=bool(also))
     budget = _budget(budget_usd, specs)
-    expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": guideline_sha(guideline), "annotators": ids,
+    sha = guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)]
+    expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": sha, "annotators": ids,
               "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
               "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
               "output_format": ropts.output_format}
@@ -432,20 +443,21 @@ def _cache_notice(ray: Any, specs: list[Any]) -> None:
 def annotate_ray(guideline: Guideline, documents: Iterable[Document], pool: Any, out: str | Path, *,
                  options: Any = None, ray_options: RayOptions | None = None, quiet: bool = False,
                  source: str | Path | None = None, cache_path: str | Path | None = None, no_cache: bool = False,
-                 budget_usd: float | None = None) -> dict[str, Any]:
+                 budget_usd: float | None = None, also: Sequence[Guideline] = ()) -> dict[str, Any]:
     """Annotate ``documents`` on Ray Data and write ``out`` and its siblings (see the module docstring).
 
     ``cache_path``: the response cache (SQLite) the workers share on each machine (None: no cache);
     ``no_cache``: do not read it (fresh answers are still stored). ``budget_usd``: no shard is started
     once this run's known spend reaches it (:class:`~diziner.errors.BudgetExceeded`; the finished
-    shards are kept). Returns the summary of :func:`diziner.stream.annotate_stream_async` (``usage``:
+    shards are kept). ``also``: further guidelines, as for the local engine (runs ``<annotator>@it<t>``;
+    HTTP annotators only). Returns the summary of :func:`diziner.stream.annotate_stream_async` (``usage``:
     the whole ledger; ``usage_this_run``: the shards this run wrote; ``faults``) plus a ``ray`` section.
     """
     from diziner.scale import processors as P
 
     out = Path(out)
     run = _prepare(guideline, pool, out, options, ray_options, cache_path=cache_path, no_cache=no_cache,
-                   budget_usd=budget_usd)
+                   budget_usd=budget_usd, also=also)
     opts, ropts = run.opts, run.ropts
     where = str(source) if source is not None else None
     ray = init_ray(ropts)

@@ -25,12 +25,17 @@ from diziner.scale.stages import AnnotatorSpec
 SUPPORTED = ("openai", VLLM_ENGINE)
 
 
-def check_backends(specs: list[AnnotatorSpec]) -> None:
-    """Every annotator has a backend the Ray engine can run (else a one-line ConfigError)."""
+def check_backends(specs: list[AnnotatorSpec], *, several_guidelines: bool = False) -> None:
+    """Every annotator has a backend the Ray engine can run (else a one-line ConfigError). Under several
+    guidelines a ``vllm-engine`` annotator is refused: each run would start its own engine replicas."""
     for s in specs:
         if s.cfg.backend not in SUPPORTED:
             raise ConfigError(f"annotator {s.cfg.id!r}: backend {s.cfg.backend!r} does not run on the Ray engine "
                               f"(use {' or '.join(SUPPORTED)}, or --engine local)")
+        if several_guidelines and s.cfg.backend == VLLM_ENGINE:
+            raise ConfigError(f"annotator {s.cfg.id!r} (backend vllm-engine): the Ray engine annotates with several "
+                              "guidelines through HTTP annotators only (each guideline would start its own engine "
+                              "replicas); serve the model (vllm serve) and name its URL, or give one --guideline")
 
 
 def http_url(spec: AnnotatorSpec) -> str:
