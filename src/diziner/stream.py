@@ -221,6 +221,12 @@ def guideline_sha(guideline: Guideline) -> str:
     return hashlib.sha256(guideline.to_yaml().encode("utf-8")).hexdigest()[:16]
 
 
+def guidelines_sha(guideline: Guideline, also: Sequence[Guideline] = ()) -> str | list[str]:
+    """What a resume state records of a run's guidelines: the guideline's sha, or with further
+    guidelines the list of all their shas (a resume with other guidelines is refused)."""
+    return guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)]
+
+
 def count_documents(path: str | Path, fmt: str | None = None, text_field: str = "text") -> int:
     """Number of documents in a corpus file, read as a stream (for the progress bar)."""
     from diziner.corpus.readers import iter_documents
@@ -521,7 +527,7 @@ class _StreamRun:
         self.paths = paths
         self.expect = {
             "version": STATE_VERSION,
-            "guideline_sha": guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)],
+            "guideline_sha": guidelines_sha(guideline, also),
             "annotators": self.ids,
             "weight_sample": opts.window(),
             "weights_mode": opts.weights,

@@ -357,7 +357,7 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
     from diziner.aggregator import Aggregator
     from diziner.llm.ledger import RunningSummary
     from diziner.scale import processors as P
-    from diziner.stream import StreamOptions, StreamPaths, guideline_sha
+    from diziner.stream import StreamOptions, StreamPaths, guidelines_sha
 
     opts = options or StreamOptions()
     opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
@@ -374,8 +374,8 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
     specs = _specs(plan, pool, opts, cache_path, no_cache)
     P.check_backends(specs, several_guidelines=bool(also))
     budget = _budget(budget_usd, specs)
-    sha = guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)]
-    expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": sha, "annotators": ids,
+    expect = {"version": STATE_VERSION, "engine": "ray", "guideline_sha": guidelines_sha(guideline, also),
+              "annotators": ids,
               "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
               "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
               "output_format": ropts.output_format}
