@@ -61,6 +61,36 @@ def smollm2():
     return c
 
 
+@needs_llama
+def test_a_temperature_above_zero_samples_instead_of_keeping_greedy_top_k():
+    """Greedy is the default (temperature 0, top_k 1); a request with a temperature (a pool's
+    decoding params, a re-ask's raised temperature) must sample, not stay at top_k 1."""
+    from diziner.llm.local import LocalLlamaClient
+
+    c = LocalLlamaClient(AnnotatorConfig(id="smol", backend="local", model="smollm2-135m"))
+    greedy = c.call_kwargs(LLMRequest(prompt="x"))
+    assert greedy["temperature"] == 0.0 and greedy["top_k"] == 1
+    sampled = c.call_kwargs(LLMRequest(prompt="x", params={"temperature": 0.7, "seed": 3}))
+    assert sampled["temperature"] == 0.7 and sampled["seed"] == 3 and sampled["top_k"] != 1
+    chosen = c.call_kwargs(LLMRequest(prompt="x", params={"temperature": 0.7, "top_k": 5}))
+    assert chosen["top_k"] == 5  # the request's own top_k wins
+
+
+@pytest.mark.slow
+@needs_llama
+def test_sampling_follows_the_seed(smollm2):
+    """With a temperature the answer depends on the seed (and only on it: the same seed gives the
+    same answer, so sampled calls are reproducible and cacheable)."""
+    def ask(seed: int) -> str:
+        req = LLMRequest(messages=[{"role": "user", "content": "Write one sentence about a city."}],
+                         params={"temperature": 1.0, "seed": seed, "max_tokens": 24})
+        return asyncio.run(smollm2.complete(req)).text
+
+    answers = [ask(seed) for seed in (1, 2, 3)]
+    assert len(set(answers)) > 1
+    assert ask(2) == answers[1]
+
+
 @pytest.mark.slow
 @needs_llama
 def test_smollm2_chat_json_enum_and_deterministic(smollm2):

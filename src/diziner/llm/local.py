@@ -11,7 +11,9 @@ last). Calls are serialised by a lock and run in a worker thread. Chat requests 
 model's chat template (``create_chat_completion`` with ``response_format`` json_object +
 schema); completion requests use ``create_completion`` with a grammar compiled from the
 schema (``LlamaGrammar.from_json_schema``, compiled once per schema). Defaults are greedy
-(temperature 0, top_k 1), which is deterministic.
+(temperature 0, top_k 1), which is deterministic; a request with a temperature above 0 samples
+with llama-cpp-python's defaults (top_k 40, top_p 0.95, min_p 0.05) unless it sets them, and
+with its ``seed`` (the same seed, the same answer).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ from diziner.llm.pool import BackendConfig
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _GREEDY = {"temperature": 0.0, "top_k": 1, "top_p": 1.0}
+# with a temperature above 0: llama-cpp-python's own sampling defaults, unless the request sets them
+_SAMPLING = {"top_k": 40, "top_p": 0.95, "min_p": 0.05}
 _ARGS = {"temperature", "top_k", "top_p", "min_p", "max_tokens", "stop", "seed", "repeat_penalty",
          "frequency_penalty", "presence_penalty", "typical_p", "tfs_z", "mirostat_mode", "mirostat_tau",
          "mirostat_eta", "logit_bias", "logprobs"}
@@ -418,13 +422,11 @@ class LocalLlamaClient:
         return g
 
     def call_kwargs(self, req: LLMRequest) -> dict[str, Any]:
-        kw: dict[str, Any] = dict(_GREEDY)
-        kw["max_tokens"] = 512
-        for k, v in req.params.items():
-            if k in _ARGS:
-                kw[k] = v
-        if kw.get("temperature", 0) == 0:
-            kw["top_k"] = 1
+        asked = {k: v for k, v in req.params.items() if k in _ARGS}
+        greedy = not asked.get("temperature")
+        kw: dict[str, Any] = {**(_GREEDY if greedy else _SAMPLING), "max_tokens": 512, **asked}
+        if greedy:
+            kw["temperature"], kw["top_k"] = 0.0, 1
         return kw
 
     def _run(self, req: LLMRequest, submitted: float) -> LLMResponse:
