@@ -119,7 +119,8 @@ class Annotator:
 
         clients = await self._ensure_clients()
         return await annotate_documents(docs, self.guideline, {a.id: (clients[a.id], a.prompt_style)
-                                                               for a in self.pool.annotators}, runs=self.runs)
+                                                               for a in self.pool.annotators}, runs=self.runs,
+                                        params=self.pool.annotation_params())
 
     def _aggregator(self) -> Any:
         from diziner.aggregator import Aggregator

@@ -242,7 +242,8 @@ def _usage_line(ledger) -> str:
 # ----------------------------------------------------------------------------- annotation step
 
 
-async def _annotate(documents, guideline, clients, styles, *, iteration, options, out_dir: Path | None, progress: Progress, label: str):
+async def _annotate(documents, guideline, clients, styles, *, iteration, options, out_dir: Path | None,
+                    progress: Progress, label: str, params: dict[str, dict] | None = None):
     from diziner.annotate.runner import annotate_documents
 
     ids = list(clients)
@@ -268,6 +269,7 @@ async def _annotate(documents, guideline, clients, styles, *, iteration, options
         reask=options.reask,
         max_mentions=options.max_mentions,
         on_result=on_result,
+        params=params,
     )
     if out_dir is not None:
         for a, run in runs.items():
@@ -478,7 +480,7 @@ async def _annotate_step(lp: _Loop, t: int, sample: list[Document], guideline: G
     atomic.write_jsonl(it_dir / "sample.jsonl", [{"id": d.id, "text": d.text} for d in sample])
     runs = await _annotate(sample, guideline, {a: lp.ann_clients[a] for a in active}, lp.styles, iteration=t,
                            options=lp.opts, out_dir=it_dir / "annotations", progress=lp.progress,
-                           label=f"iteration {t}: annotate")
+                           label=f"iteration {t}: annotate", params=lp.pool.annotation_params())
     usable = usable_annotators(runs, lp.progress, 2, f"iteration {t}")
     return runs, usable, {a: runs[a].spans_by_doc() for a in usable}
 

@@ -520,6 +520,7 @@ class _StreamRun:
         self.guideline, self.opts, self.out = guideline, opts, paths.out
         self.annotator_ids = [a.id for a in pool.annotators]
         self.styles = {a.id: a.prompt_style for a in pool.annotators}
+        self.params = pool.annotation_params()
         self.plan = guideline_runs(self.annotator_ids, [guideline, *also]) if also else None
         self.ids = list(self.plan) if self.plan else self.annotator_ids  # the runs: annotator × guideline
         if sorted(paths.annotators) != sorted(self.ids):
@@ -629,7 +630,7 @@ class _StreamRun:
         return await annotate_documents(batch, self.guideline,
                                         {a: (self.ann_clients[a], self.styles[a]) for a in self.annotator_ids},
                                         iteration=None, reask=self.opts.reask, max_mentions=self.opts.max_mentions,
-                                        on_result=on_result, runs=self.plan)
+                                        on_result=on_result, runs=self.plan, params=self.params)
 
     async def fit_window(self, batches: Iterator[list[Document]]) -> list[tuple[list[Document], dict]]:
         """A fresh run: annotate the weight window, fit the aggregator on it, write the state;

@@ -48,7 +48,7 @@ def _estimate(documents, guideline, pool, calls_per_doc: int) -> dict:
     for a in pool.annotators:
         chars = 0
         for d in sample:
-            req = build_request(guideline, a.id, a.prompt_style, d.text)
+            req = build_request(guideline, a.id, a.prompt_style, d.text, params=a.params or None)
             body = req.prompt if req.prompt is not None else "".join(m["content"] for m in req.messages or [])
             chars += len(body)
         per_doc_in = chars / max(1, len(sample)) / 4

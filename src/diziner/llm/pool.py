@@ -182,6 +182,11 @@ class Pool(BaseModel):
     _source: str | None = PrivateAttr(default=None)
     _lines: dict[tuple, int] = PrivateAttr(default_factory=dict)
 
+    def annotation_params(self) -> dict[str, dict[str, Any]]:
+        """Annotator id -> its ``params`` (those that set any): they override diziner's annotation
+        defaults (greedy decoding, an output budget sized to ``max_mentions``) in every engine."""
+        return {a.id: dict(a.params) for a in self.annotators if a.params}
+
     @field_validator("aggregation")
     @classmethod
     def _known_aggregation(cls, v: str | None) -> str | None:

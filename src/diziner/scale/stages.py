@@ -140,7 +140,8 @@ def _document(row: dict[str, Any]) -> Document:
 
 def _annotate(spec: AnnotatorSpec, doc: Document, client: Any) -> Any:
     return annotate_document(doc, spec.guideline, spec.cfg.id, client, spec.cfg.prompt_style, iteration=None,
-                             reask=spec.reask, max_mentions=spec.max_mentions, other_annotators=spec.ids)
+                             reask=spec.reask, max_mentions=spec.max_mentions, other_annotators=spec.ids,
+                             params=spec.cfg.params or None)
 
 
 # ----------------------------------------------------------------------------- the first request
