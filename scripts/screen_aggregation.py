@@ -7,17 +7,19 @@ never screened on), for the iteration-0 and the selected guideline, for the whol
 for each annotator subset asked for, prints the strict micro F1 of:
 
 - each annotator alone, and the best of them;
-- ``consensus``: the token consensus (``min_support`` None, the current default);
-- ``vote>=x``: span vote with weight ≥ x (0 = union);
-- ``rel-ann`` / ``rel-label``: candidates whose posterior under annotator reliabilities
-  fitted without gold (per annotator / per annotator and label) exceeds 0.5.
+- what the engine delivers under each rule (``diziner.aggregator.Aggregator``: weights fitted
+  on these documents, one reading per token): ``consensus`` (the token consensus), ``union``,
+  ``vote:0.25``, ``vote:0.5`` (span vote with weight at least x), ``reliability`` and
+  ``reliability:label`` (annotator reliabilities fitted without gold, per annotator / per
+  annotator and label).
 
 Weights are those of the analysis of the same annotations (mean pairwise F1), as in
-``diziner bench``. Gold is used only to score.
+``diziner bench``. Gold is used only to score. The ``delivered`` and ``failed`` files beside
+the annotators' are not read.
 
 Example:
-    PYTHONPATH=src .venv/bin/python scripts/screen_aggregation.py /tmp/screen-out bc5cdr crossner_politics \\
-        --subset gemma,smollm2 --json /tmp/screen.json
+    PYTHONPATH=src .venv/bin/python scripts/screen_aggregation.py SCREEN-OUT bc5cdr crossner_politics \\
+        --subset gemma,smollm2 --json screen.json
 """
 from __future__ import annotations
 
@@ -27,26 +29,63 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diziner.annotate.runner import read_answered_spans
 
 
-RULES: dict[str, dict[str, Any]] = {
-    "consensus": {"min_support": None},
-    "vote>=0": {"min_support": 0.0},
-    "vote>=0.25": {"min_support": 0.25},
-    "vote>=0.5": {"min_support": 0.5},
-    "rel-ann": {"reliability": "annotator"},
-    "rel-label": {"reliability": "label"},
-}
+RULES = ("consensus", "union", "vote:0.25", "vote:0.5", "reliability", "reliability:label")
+NOT_ANNOTATORS = ("delivered", "failed")  # the files a bench run writes beside the annotators'
+
+
+def annotator_files(folder: Path) -> list[Path]:
+    """The per-annotator files of one guideline's test folder (not its delivered or failed file)."""
+    return [p for p in sorted(folder.glob("*.jsonl")) if p.stem not in NOT_ANNOTATORS]
+
+
+def _runs(files: list[Path], documents: list[Any]) -> dict[str, Any]:
+    from diziner.annotate.runner import AnnotatorRun, DocResult
+    from diziner.atomic import iter_jsonl
+
+    runs = {}
+    for path in files:
+        run = AnnotatorRun(path.stem)
+        for i, obj in iter_jsonl(path):
+            r = DocResult.from_json(obj, path=str(path), line=i)
+            run.results[r.doc_id] = r
+        # a document the file lacks is one the annotator did not answer
+        run.results = {d.id: run.results.get(d.id) or DocResult(d.id, "failed", "absent", text=d.text)
+                       for d in documents}
+        runs[run.annotator_id] = run
+    return runs
+
+
+def screen_rules(documents: list[Any], files: list[Path], labels: list[str], gold: dict[str, list]
+                 ) -> dict[str, Any]:
+    """F1 of each annotator alone and of what the engine delivers under each rule (its Aggregator:
+    weights fitted on these documents, one reading per token), with the weights and agreement."""
+    from diziner.aggregator import Aggregator
+    from diziner.corpus.model import Span
+    from diziner.evaluate import score_outputs
+
+    runs = _runs(files, documents)
+    outs: dict[Any, Any] = {("one", a): run.spans_by_doc() for a, run in runs.items()}
+    fitted = None
+    for rule in RULES:
+        agg = Aggregator(labels, aggregation=rule).fit(documents, runs)
+        fitted = fitted or agg
+        rows, _ = agg.predict(documents, runs)
+        outs[rule] = {r["id"]: [Span(r["id"], x["start"], x["end"], x["label"], x["text"]) for x in r["spans"]]
+                      for r in rows}
+    sc = score_outputs(gold, outs, documents)
+    f1 = {("alone:" + k[1]) if isinstance(k, tuple) else k: round(v["micro"]["f1"], 4) for k, v in sc.items()}
+    f1["best alone"] = max(v for k, v in f1.items() if k.startswith("alone:"))
+    an = fitted.analysis_ if fitted is not None else None
+    return {"f1": f1, "weights": {a: round(w, 3) for a, w in (fitted.weights_ if fitted else {}).items()},
+            "agreement": round(float(an.mean_agreement), 4) if an is not None else None}
 
 
 def screen(out: Path, name: str, subsets: list[list[str]]) -> dict[str, Any]:
-    from diziner.analysis import aggregate, analyze
     from diziner.bench import screening_sample
     from diziner.benchmarks.registry import load_split, schema_path
     from diziner.corpus.model import Span
-    from diziner.evaluate import score_outputs
-    from diziner.loop import _spans_from_dicts
     from diziner.schema import load_schema
 
     res = json.loads((out / f"{name}.json").read_text())
@@ -57,27 +96,13 @@ def screen(out: Path, name: str, subsets: list[list[str]]) -> dict[str, Any]:
     tag_map = schema.tag_map()
     gold = {d.id: [Span(s.doc_id, s.start, s.end, tag_map.get(s.label, s.label), s.text) for s in test.spans_of(d.id)]
             for d in docs}
-    labels = schema.label_names
     report: dict[str, Any] = {"dataset": name, "test_size": len(docs), "disjoint_from": ts.get("disjoint_from"),
                               "naive": res.get("naive", {}), "guidelines": {}}
     for t in sorted({0, res["selected_iteration"]}):
-        folder = out / name / "test" / f"guideline-{t}"
-        ann_all = {p.stem: read_answered_spans(p) for p in sorted(folder.glob("*.jsonl"))}
-        rows = {}
-        for sub in subsets or [list(ann_all)]:
-            ann = {a: ann_all[a] for a in sub}
-            an = analyze(docs, ann, labels=labels)
-            weights = dict(an.weights)
-            outs: dict[Any, Any] = {("one", a): ann[a] for a in ann}
-            for rule, kw in RULES.items():
-                agg = aggregate(docs, ann, weights, labels=labels, **kw)
-                outs[rule] = {d: _spans_from_dicts(d, rows_) for d, rows_ in agg.items()}
-            sc = score_outputs(gold, outs, docs)
-            f1 = {("alone:" + k[1]) if isinstance(k, tuple) else k: round(v["micro"]["f1"], 4) for k, v in sc.items()}
-            f1["best alone"] = max(v for k, v in f1.items() if k.startswith("alone:"))
-            rows["+".join(sub)] = {"f1": f1, "weights": {a: round(w, 3) for a, w in weights.items()},
-                                   "agreement": round(float(an.mean_agreement), 4)}
-        report["guidelines"][str(t)] = rows
+        files = {p.stem: p for p in annotator_files(out / name / "test" / f"guideline-{t}")}
+        report["guidelines"][str(t)] = {"+".join(sub): screen_rules(docs, [files[a] for a in sub], schema.label_names,
+                                                                   gold)
+                                        for sub in subsets or [list(files)]}
     return report
 
 
@@ -91,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     reports = []
     for name in a.datasets:
-        folder = a.out / name / "test" / "guideline-0"
-        pool = sorted(p.stem for p in folder.glob("*.jsonl"))
+        pool = [p.stem for p in annotator_files(a.out / name / "test" / "guideline-0")]
         subsets = [pool] + [s.split(",") for s in a.subset]
         r = screen(a.out, name, subsets)
         reports.append(r)
