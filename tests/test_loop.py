@@ -147,6 +147,20 @@ def test_rerun_resumes_without_calls_and_refuses_other_configs(tmp_path, example
                clients=_clients(scripts), quiet=True)
 
 
+def test_rerun_refuses_a_pool_whose_params_changed(tmp_path, example):
+    """An annotator's params decide its requests: a run made with other params is not resumed."""
+    schema, docs, gold, by_text = example
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    opts = RefineOptions(iterations=1, sample_size=6, seed=3)
+    pool = _pool(("a", "b"))
+    refine(schema, docs, pool, tmp_path / "run", opts, clients=_clients(scripts), quiet=True)
+    assert "params" not in json.dumps(json.loads((tmp_path / "run/run.json").read_text())["pool"])  # none set
+    hotter = pool.model_copy(deep=True)
+    hotter.annotators[1].params = {"temperature": 0.7}
+    with pytest.raises(DizinerError, match=r"different settings \(pool.annotators: .*'params': \{'temperature': 0.7"):
+        refine(schema, docs, hotter, tmp_path / "run", opts, clients=_clients(scripts), quiet=True)
+
+
 def test_refuses_to_write_into_a_foreign_folder(tmp_path, example):
     schema, docs, gold, by_text = example
     (tmp_path / "mine").mkdir()

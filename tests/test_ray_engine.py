@@ -207,6 +207,10 @@ def test_an_interrupted_run_resumes_from_its_finished_shards(ray_runtime, server
     assert not out.exists() and len(list((tmp_path / "ray" / "out.jsonl.ray").glob("part-*[0-9].jsonl"))) == 3
     with pytest.raises(DizinerError, match="different shard_size"):  # a changed run is refused, not mixed
         annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=RayOptions(shard_size=300))
+    hotter = pool.model_copy(deep=True)
+    hotter.annotators[0].params = {"temperature": 0.7, "seed": 1}
+    with pytest.raises(DizinerError, match="different params"):  # other params make other requests
+        annotate_ray(guideline, iter(docs), hotter, out, quiet=True, options=opts, ray_options=ropts)
     before = server.counts["requests"]
     got = annotate_ray(guideline, iter(docs), pool, out, quiet=True, options=opts, ray_options=ropts)
     assert server.counts["requests"] - before == 3 * (1300 - 1000)  # only the unfinished documents

@@ -536,6 +536,8 @@ class _StreamRun:
             "min_support": opts.min_support,
             "aggregation": str(opts.agg()),
         }
+        if self.params:  # only when set, so a partial run of an older version stays resumable
+            self.expect["params"] = self.params
         self.where = str(source) if source is not None else None
         self.aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(),
                                      weights=opts.weights, percentile=opts.percentile)

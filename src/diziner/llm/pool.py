@@ -245,7 +245,8 @@ class Pool(BaseModel):
         out = {
             "annotators": [
                 {"id": a.id, "backend": a.backend, "model": a.model, "base_url": a.base_url,
-                 "prompt_style": a.prompt_style, "structured_output": a.structured_output}
+                 "prompt_style": a.prompt_style, "structured_output": a.structured_output,
+                 **({"params": dict(a.params)} if a.params else {})}  # only when set: older runs stay resumable
                 for a in self.annotators
             ],
             "supervisor": {"backend": self.supervisor.backend, "model": self.supervisor.model or None},

@@ -379,6 +379,8 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
               "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
               "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
               "output_format": ropts.output_format}
+    if pool.annotation_params():  # only when set, so a partial run of an older version stays resumable
+        expect["params"] = pool.annotation_params()
     shards = Shards(out, ids, ropts.output_format)
     state = _load_state(shards, expect)
     aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(), weights=opts.weights,
