@@ -197,35 +197,25 @@ def test_resume_after_an_interrupted_run(server, guideline, tmp_path: Path):
 
 
 def test_resume_refuses_a_different_run(server, guideline, tmp_path: Path):
+    """Other options, or other annotator params (they decide the requests), are refused; the same run resumes."""
     docs = make_docs(120, seed=8)
     pool = make_pool(server)
     out = tmp_path / "out.jsonl"
+    opts = StreamOptions(batch_size=50, weight_sample=50)
     with pytest.raises(Boom):
         annotate_stream(guideline, failing_after(docs, 110), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
-                        options=StreamOptions(batch_size=50, weight_sample=50))
+                        options=opts)
     with pytest.raises(DizinerError, match="different weight_sample"):
         annotate_stream(guideline, iter(docs), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
                         options=StreamOptions(batch_size=50, weight_sample=60))
-    assert not out.exists()
-
-
-def test_resume_refuses_a_pool_whose_params_changed(server, guideline, tmp_path: Path):
-    """An annotator's params decide its requests: a partial run made with other params is not resumed."""
-    docs = make_docs(120, seed=8)
-    pool = make_pool(server)
-    out = tmp_path / "out.jsonl"
-    with pytest.raises(Boom):
-        annotate_stream(guideline, failing_after(docs, 110), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
-                        options=StreamOptions(batch_size=50, weight_sample=50))
     hotter = pool.model_copy(deep=True)
     hotter.annotators[0].params = {"temperature": 0.7, "seed": 1}
     with pytest.raises(DizinerError, match="different params"):
-        annotate_stream(guideline, iter(docs), hotter, out, cache_path=tmp_path / "c.sqlite", quiet=True,
-                        options=StreamOptions(batch_size=50, weight_sample=50))
+        annotate_stream(guideline, iter(docs), hotter, out, cache_path=tmp_path / "c.sqlite", quiet=True, options=opts)
+    assert not out.exists()
     done = len(lines(out.parent / "out.jsonl.partial"))
-    got = annotate_stream(guideline, iter(docs), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True,
-                          options=StreamOptions(batch_size=50, weight_sample=50))
-    assert done > 0 and got["streaming"]["resumed_documents"] == done  # the same pool resumes
+    got = annotate_stream(guideline, iter(docs), pool, out, cache_path=tmp_path / "c.sqlite", quiet=True, options=opts)
+    assert done > 0 and got["streaming"]["resumed_documents"] == done
 
 
 def test_duplicate_ids_and_empty_input_are_input_errors(server, guideline, tmp_path: Path):
