@@ -166,7 +166,13 @@ def test_annotate_500_documents_under_faults(tmp_path, monkeypatch, capsys):
     assert faults["ungrounded_mentions"] > 0
     assert faults["parse_failures"] + faults["truncated_answers"] > 0  # the unstructured annotator met cut JSON
     cons = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [r["id"] for r in cons] == ids
+    # a document every annotator failed on is delivered in the failed file, not as an empty annotation
+    # (which ones depends on how the faults fell on the concurrent requests)
+    nobody = {r["id"] for r in rows if r["status"] == "ok"} ^ set(ids)
+    failed_file = tmp_path / "out.failed.jsonl"
+    failed_ids = [json.loads(l)["id"] for l in failed_file.read_text().splitlines()] if failed_file.exists() else []
+    assert sorted(failed_ids) == sorted(nobody)
+    assert [r["id"] for r in cons] == [i for i in ids if i not in nobody]
     for r in cons:
         for s in r["spans"]:
             assert r["text"][s["start"]:s["end"]] == s["text"]
