@@ -41,20 +41,9 @@ def annotator_files(folder: Path) -> list[Path]:
 
 
 def _runs(files: list[Path], documents: list[Any]) -> dict[str, Any]:
-    from diziner.annotate.runner import AnnotatorRun, DocResult
-    from diziner.atomic import iter_jsonl
+    from diziner.annotate.runner import AnnotatorRun
 
-    runs = {}
-    for path in files:
-        run = AnnotatorRun(path.stem)
-        for i, obj in iter_jsonl(path):
-            r = DocResult.from_json(obj, path=str(path), line=i)
-            run.results[r.doc_id] = r
-        # a document the file lacks is one the annotator did not answer
-        run.results = {d.id: run.results.get(d.id) or DocResult(d.id, "failed", "absent", text=d.text)
-                       for d in documents}
-        runs[run.annotator_id] = run
-    return runs
+    return {p.stem: AnnotatorRun.from_file(p).cover(documents) for p in files}
 
 
 def screen_rules(documents: list[Any], files: list[Path], labels: list[str], gold: dict[str, list]

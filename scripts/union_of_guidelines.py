@@ -55,22 +55,19 @@ def flat_union(first: list[Path], second: list[Path], labels: list[str], corpus:
     ``corpus`` (id -> Document): the documents with their own tokens (a benchmark's), else each
     file's text, tokenized."""
     from diziner.aggregator import Aggregator
-    from diziner.annotate.runner import AnnotatorRun, DocResult
+    from diziner.annotate.runner import AnnotatorRun
     from diziner.corpus.model import Document
 
     runs, docs = {}, {}
     for tag, files in (("1", first), ("2", second)):
         for path in files:
-            run = AnnotatorRun(f"{path.stem}@{tag}")
-            for i, obj in iter_jsonl(path):
-                r = DocResult.from_json(obj, path=str(path), line=i)
-                run.results[r.doc_id] = r
+            run = AnnotatorRun.from_file(path, f"{path.stem}@{tag}")
+            for r in run.results.values():
                 docs.setdefault(r.doc_id, (corpus or {}).get(r.doc_id) or Document(r.doc_id, r.text))
             runs[run.annotator_id] = run
     documents = list(docs.values())
     for run in runs.values():  # a document a run lacks is one it did not answer
-        run.results = {d.id: run.results.get(d.id) or DocResult(d.id, "failed", "absent", text=d.text)
-                       for d in documents}
+        run.cover(documents)
     rows, _ = Aggregator(labels, aggregation="union").fit(documents, runs).predict(documents, runs)
     return {r["id"]: [Span(r["id"], x["start"], x["end"], x["label"], x["text"]) for x in r["spans"]] for r in rows}
 

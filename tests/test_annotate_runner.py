@@ -220,3 +220,17 @@ def test_docresult_from_json_errors_name_file_and_line(bad, problem):
     with pytest.raises(InputError) as e:
         DocResult.from_json(bad, path="ann.jsonl", line=7)
     assert e.value.message.startswith("ann.jsonl:7:") and problem in e.value.message
+
+
+def test_a_run_read_from_its_file_covers_the_documents_in_order(tmp_path):
+    """``AnnotatorRun.from_file`` reads an annotator file; ``cover`` keeps one result per document, in their
+    order, and a document the file lacks is a failed one (``absent``), not an empty annotation."""
+    path = tmp_path / "out.gemma.jsonl"
+    path.write_text(json.dumps({"id": "b", "text": "Ada met Bob .", "status": "ok",
+                                 "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ada"}]}) + "\n")
+    run = AnnotatorRun.from_file(path)
+    assert run.annotator_id == "out.gemma" and list(run.results) == ["b"]
+    docs = [Document("a", "Nothing here ."), Document("b", "Ada met Bob .")]
+    assert run.cover(docs) is run and list(run.results) == ["a", "b"]
+    assert run.results["a"].status == "failed" and run.results["a"].reason == "absent"
+    assert [(s.start, s.end, s.label) for s in run.spans_by_doc()["b"]] == [(0, 3, "PER")] and "a" not in run.spans_by_doc()

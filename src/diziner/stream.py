@@ -227,6 +227,13 @@ def guidelines_sha(guideline: Guideline, also: Sequence[Guideline] = ()) -> str 
     return guideline_sha(guideline) if not also else [guideline_sha(g) for g in (guideline, *also)]
 
 
+def params_state(pool: Any) -> dict[str, Any]:
+    """What a resume state records of the annotators' params (they decide the requests): nothing when
+    none is set, so a partial run of an older version stays resumable."""
+    params = pool.annotation_params()
+    return {"params": params} if params else {}
+
+
 def count_documents(path: str | Path, fmt: str | None = None, text_field: str = "text") -> int:
     """Number of documents in a corpus file, read as a stream (for the progress bar)."""
     from diziner.corpus.readers import iter_documents
@@ -535,9 +542,8 @@ class _StreamRun:
             "percentile": opts.percentile,
             "min_support": opts.min_support,
             "aggregation": str(opts.agg()),
+            **params_state(pool),
         }
-        if self.params:  # only when set, so a partial run of an older version stays resumable
-            self.expect["params"] = self.params
         self.where = str(source) if source is not None else None
         self.aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(),
                                      weights=opts.weights, percentile=opts.percentile)

@@ -178,6 +178,25 @@ class AnnotatorRun:
     prompt: str = ""
     results: dict[str, DocResult] = field(default_factory=dict)
 
+    @classmethod
+    def from_file(cls, path: str | Path, annotator_id: str | None = None) -> "AnnotatorRun":
+        """The run an annotator file holds (``DocResult`` lines, as ``annotate``/``bench`` write them;
+        id: the file's stem unless given). A bad line is the project's one-line input error."""
+        from diziner.atomic import iter_jsonl
+
+        run = cls(annotator_id or Path(path).stem)
+        for i, obj in iter_jsonl(path):
+            r = DocResult.from_json(obj, path=str(path), line=i)
+            run.results[r.doc_id] = r
+        return run
+
+    def cover(self, documents: Sequence[Document]) -> "AnnotatorRun":
+        """Keep one result per document, in their order; a document the run lacks is one it did not
+        answer (failed, reason ``absent``). Returns the run."""
+        self.results = {d.id: self.results.get(d.id) or DocResult(d.id, "failed", "absent", text=d.text)
+                        for d in documents}
+        return self
+
     def spans_by_doc(self) -> dict[str, list[Span]]:
         """Spans of the documents annotated successfully; failed documents are absent (not empty)."""
         return {d: list(r.spans) for d, r in self.results.items() if r.ok}

@@ -357,7 +357,7 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
     from diziner.aggregator import Aggregator
     from diziner.llm.ledger import RunningSummary
     from diziner.scale import processors as P
-    from diziner.stream import StreamOptions, StreamPaths, guidelines_sha
+    from diziner.stream import StreamOptions, StreamPaths, guidelines_sha, params_state
 
     opts = options or StreamOptions()
     opts = dataclasses.replace(opts, aggregation=Aggregation.pick(opts.aggregation, opts.min_support,
@@ -378,9 +378,7 @@ def _prepare(guideline: Guideline, pool: Any, out: Path, options: Any, ray_optio
               "annotators": ids,
               "weight_sample": opts.window(), "batch_size": opts.batch_size, "weights_mode": opts.weights,
               "percentile": opts.percentile, "aggregation": str(opts.agg()), "shard_size": ropts.shard_size,
-              "output_format": ropts.output_format}
-    if pool.annotation_params():  # only when set, so a partial run of an older version stays resumable
-        expect["params"] = pool.annotation_params()
+              "output_format": ropts.output_format, **params_state(pool)}
     shards = Shards(out, ids, ropts.output_format)
     state = _load_state(shards, expect)
     aggregator = Aggregator(list(guideline.schema_.label_names), aggregation=opts.agg(), weights=opts.weights,
