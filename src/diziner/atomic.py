@@ -28,8 +28,11 @@ def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
     0644 usually) — not the 0600 of the temp file.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise _cannot_write(p, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -37,13 +40,27 @@ def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode() if mode is None else mode)
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise _cannot_write(p, e) from None
         raise
     return p
+
+
+def _cannot_write(path: Path, e: OSError) -> Exception:
+    """The project's one-line error for a path that cannot be written (a folder, or under a file)."""
+    from diziner.errors import InputError
+
+    if path.is_dir():
+        return InputError(path, None, "cannot write: is a folder, not a file")
+    blocker = next((a for a in path.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return InputError(path, None, f"cannot write: {blocker} is a file, not a folder")
+    return InputError(path, None, f"cannot write: {e.strerror or e}")
 
 
 def write_text(path: str | Path, text: str, mode: int | None = None) -> Path:

@@ -69,12 +69,26 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except Exception as e:  # click usage errors and the like (typer may vendor click)
         names = {c.__name__ for c in type(e).__mro__}
+        if "UsageError" in names and "NoArgsIsHelpError" not in names:  # a bad option value: one line too
+            print(f"error: {_usage_line(e)}", file=sys.stderr)
+            return 2
         if "ClickException" in names:
             e.show()  # type: ignore[attr-defined]
             return int(getattr(e, "exit_code", 2) or 2)
         if "Abort" in names:
             return 1
         raise
+
+
+def _usage_line(e: Exception) -> str:
+    """Click's usage error (a bad option value, a missing argument) as one line, with the help to read."""
+    words: list[str] = []
+    ctx = getattr(e, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the sub-command path, whatever the program was called
+        words.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    message = " ".join(e.format_message().split())  # type: ignore[attr-defined]
+    return f"{message} (hint: see 'diziner {' '.join(words + ['--help'])}')"
 
 
 def entry() -> None:

@@ -69,4 +69,35 @@ class Guideline(BaseModel):
 
 
 def load_guideline(path: str | Path) -> Guideline:
-    return load_yaml_model(path, Guideline, "guideline")  # type: ignore[return-value]
+    """Read and validate a guideline file; a worked example must use the schema's labels and quote
+    its own text (as the schema's demonstrations must, and as every revision's examples are kept)."""
+    g: Guideline = load_yaml_model(path, Guideline, "guideline")  # type: ignore[assignment]
+    labels = set(g.schema_.label_names)
+    lists = [(("common",), g.common)] + [(("model_specific", k), v) for k, v in g.model_specific.items()]
+    for loc, items in lists:
+        for where, ex in _examples(loc, items):
+            for m, mention in enumerate(ex.mentions):
+                if mention.label not in labels:
+                    problem = f"label {mention.label!r} is not in the schema ({', '.join(sorted(labels))})"
+                elif not mention.text.strip() or mention.text not in ex.text:
+                    problem = f"mention {mention.text!r} does not occur in the example text"
+                else:
+                    continue
+                _bad_example(Path(path), (*where, "mentions", m), problem)
+    return g
+
+
+def _examples(loc: tuple, items: list[Instruction]):
+    """(YAML location, example) of every worked example under ``items``, children included."""
+    for i, ins in enumerate(items):
+        for k, ex in enumerate(ins.examples):
+            yield (*loc, i, "examples", k), ex
+        yield from _examples((*loc, i, "children"), ins.children)
+
+
+def _bad_example(path: Path, loc: tuple, problem: str) -> None:
+    from diziner.errors import InputError
+    from diziner.schema import _yaml_line
+
+    where = ".".join(str(x) for x in loc)
+    raise InputError(path, _yaml_line(path, path.read_text(encoding="utf-8"), loc), f"{where}: {problem}")

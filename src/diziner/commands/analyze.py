@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
     def analyze_cmd(
         files: list[Path] = typer.Argument(..., help="Two or more annotation files of the same documents."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for analysis.json and report.md."),
-        format: str | None = typer.Option(None, "--format", "-f", help="conll, jsonl, genia or text (default: detect)."),
+        format: str | None = typer.Option(None, "--format", "-f", help="conll, jsonl, genia, text, csv or parquet (default: detect)."),
         text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         names: str | None = typer.Option(None, "--names", help="Comma-separated annotator names (default: file names)."),
         labels: str | None = typer.Option(None, "--labels", help="Comma-separated label order (default: sorted labels used)."),
@@ -141,6 +141,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(None, None, f"--weights must be f1 or hybrid, got {weights!r}")
         if not 0.0 <= percentile <= 100.0:
             raise InputError(None, None, f"--percentile must be within [0, 100], got {percentile:g}")
+        if examples < 0:
+            raise InputError(None, None, f"--examples must be at least 0, got {examples}")
         if names:
             ann_names = [n.strip() for n in names.split(",")]
             if len(ann_names) != len(files) or any(not n for n in ann_names):

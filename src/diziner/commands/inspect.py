@@ -94,9 +94,12 @@ def yaml_kind(path: Path) -> str | None:
     from diziner.errors import InputError
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = yaml.safe_load(raw.decode("utf-8"))
     except OSError as e:
         raise InputError(path, None, f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, raw[: e.start].count(b"\n") + 1, f"not valid UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(path, mark.line + 1 if mark else None, f"invalid YAML: {getattr(e, 'problem', e)}") from None
@@ -141,7 +144,7 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="Annotation file (CoNLL, JSONL, text or nested JSON), or a schema, "
                                                   "pool or guideline YAML (validated).")],
         format: Annotated[
-            str | None, typer.Option("--format", "-f", help="conll, jsonl, text or genia (default: detect).")
+            str | None, typer.Option("--format", "-f", help="conll, jsonl, text, genia, csv or parquet (default: detect).")
         ] = None,
         scheme: Annotated[
             str, typer.Option("--scheme", help="CoNLL tag scheme: auto, bio, iob1, iobes, bilou.")
@@ -153,7 +156,8 @@ def register(app: typer.Typer) -> None:
         """Count documents, sentences, tokens, mentions (per label) and problems in FILE.
 
         --json prints one object with keys documents, sentences, tokens, mentions,
-        labels (label -> count), nested_mentions, problems, problem_kinds.
+        labels (label -> count), nested_mentions, problems, problem_kinds, problem_examples
+        (the first five), format (and scheme, for CoNLL).
 
         Example: diziner inspect ../shared/benchmarks/jnlpba/test.tsv --json
         """

@@ -610,15 +610,28 @@ def _iter_csv(path: Path, problems: list[str], out: dict[str, Any],
     import io
 
     raw = _decode_all(path)
-    reader = csv.DictReader(io.StringIO(raw, newline=""))
-    header = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(raw, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise InputError(path, 1, f"invalid CSV ({e})") from None
     if text_field not in header:
         raise InputError(path, 1, f"a CSV file needs a '{text_field}' column (the header has: "
                          f"{', '.join(header) or 'nothing'}; see --text-field)")
     seen: set[str] = set()
     count = 0
-    for row in reader:
+    while True:
+        start = reader.line_num + 1  # the line the next row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # e.g. a quote that is never closed, which would swallow the rows after it
+            raise InputError(path, start, f"invalid CSV ({e})") from None
         n = reader.line_num
+        if None in row:  # more fields than the header: an unquoted comma would cut the text short
+            raise InputError(path, n, f"{len(header) + len(row[None])} fields, but the header has {len(header)} "
+                             "(quote a field that holds a comma)")
         text = row.get(text_field)
         if text is None or not text.strip():
             continue

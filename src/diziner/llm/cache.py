@@ -103,13 +103,21 @@ class LLMCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-        self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._retry_locked(lambda: self._conn.execute(_SCHEMA))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            self._retry_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._retry_locked(lambda: self._conn.execute(_SCHEMA))
+        except (OSError, sqlite3.DatabaseError) as e:  # e.g. --cache names a text file or a folder
+            from diziner.errors import InputError
+
+            if getattr(self, "_conn", None) is not None:
+                self._conn.close()
+            raise InputError(self.path, None, f"cannot open as a response cache (an SQLite file): {e}",
+                             hint="name a new file or an earlier cache with --cache") from None
 
     def _retry_locked(self, fn, attempts: int = 50):
         # Creating the DB / switching to WAL can race with another process even with busy_timeout.

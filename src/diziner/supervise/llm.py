@@ -18,7 +18,7 @@ placeholders, id form, rules tied to the report, schema labels, grounded example
 unusable answer gets one re-ask carrying the reasons, then the phase fails: the result
 has ``ok=False``, ``error`` names the phase and the reason, and the previous guideline is
 kept. Every limit is enforced in code after the phases, on the per-instruction diff of
-Θ(t) and Θ(t+1) matched by content (:meth:`LLMSupervisor._assemble`,
+Θ(t) and Θ(t+1) matched by content (:class:`_Assembly`,
 :mod:`diziner.supervise.validate`): a new text under an old id is an addition, and an
 earlier instruction is deleted only with the supervisor's reason.
 """
