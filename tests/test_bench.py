@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 
@@ -49,7 +50,9 @@ def test_bench_writes_documented_results(tmp_path, shared_benchmarks, monkeypatc
         assert -1.0 <= lo <= hi <= 1.0, (key, lo, hi)
     assert r["test_sample"] == {"seed": 13, "size": 30, "disjoint_from": None}
     md = (out / "results.md").read_text()
-    assert "| crossner_politics | 30 |" in md and "naive F1 (m-one / m-two / m-three)" in md
+    assert re.search(r"\| crossner_politics( \([0-9a-f]{7}(, modified)?\))? \| 30 \|", md), md
+    assert "naive F1 (m-one / m-two / m-three)" in md
+    assert set(r["code"]) == {"version", "commit", "modified"}
     assert first_calls is None or first_calls > 0
 
 

@@ -379,3 +379,41 @@ def test_selected_only_delivers_the_selected_guideline_alone(tmp_path, example):
     done = json.loads((tmp_path / "run/final/done.json").read_text())
     assert done["guidelines"] == ["final/guideline.yaml"] and not any("@" in a for a in done["annotators"])
     assert sorted(p.name for p in (tmp_path / "run/final/by_annotator").iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl"]
+
+
+def test_iteration0_kept_is_delivered_with_its_companion(tmp_path, example):
+    """When selection keeps iteration 0 the final annotation also runs its companion (iteration 0 plus
+    the mentions its pilot agreed on, BENCHMARKS.md §15) and delivers over both; ``--selected-only`` does not."""
+    from diziner.guideline import Guideline, load_guideline
+
+    schema, docs, gold, by_text = example
+    prompts: list[str] = []
+
+    def seen(script):
+        def call(req: LLMRequest) -> str:
+            prompts.append(json.dumps(req.messages or req.prompt, ensure_ascii=False))
+            return script(req)
+        return call
+
+    scripts = {"a": Scripted(by_text, {"PER", "ORG"}), "b": Scripted(by_text, {"PER", "LOC"})}
+    opts = RefineOptions(iterations=1, sample_size=6, seed=3)
+    res = refine(schema, docs, _pool(("a", "b")), tmp_path / "run", opts, gold=gold,
+                 clients=({k: CallableClient(seen(v), name=k) for k, v in scripts.items()}, None, Ledger()), quiet=True)
+    out = tmp_path / "run"
+    assert res.selected_iteration == 0
+    done = json.loads((out / "final" / "done.json").read_text())
+    assert done["guidelines"] == ["final/guideline.yaml", "final/companion-guideline.yaml"]
+    assert sorted(done["annotators"]) == ["a", "a@companion", "b", "b@companion"]
+    companion = load_guideline(out / "final" / "companion-guideline.yaml")
+    g0 = Guideline.initial(schema)
+    assert companion.common[:-1] == g0.common and companion.goal == g0.goal
+    rule = companion.common[-1].text
+    assert rule.startswith("Mentions every annotator tagged the same way in this corpus: ") and "(PER)" in rule
+    assert "Mentions every annotator tagged" in (out / "final" / "companion-guideline.md").read_text()
+    # only the companion runs asked with the rule: once per document and annotator
+    assert sum(1 for p in prompts if "Mentions every annotator tagged" in p) == 2 * len(docs)
+    assert {p.name for p in (out / "final" / "by_annotator").iterdir()} >= {"a@companion.jsonl", "b@companion.jsonl"}
+    again = refine(schema, docs, _pool(("a", "b")), tmp_path / "alone", RefineOptions(iterations=1, sample_size=6, seed=3,
+                   final_with_initial=False), gold=gold, clients=_clients(scripts), quiet=True)
+    assert again.selected_iteration == 0
+    assert json.loads((tmp_path / "alone" / "final" / "done.json").read_text())["guidelines"] == ["final/guideline.yaml"]

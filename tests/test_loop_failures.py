@@ -85,6 +85,8 @@ def schema(examples_dir: Path):
 def final_run(tmp_path: Path, schema):
     opts = RefineOptions(iterations=1, sample_size=6, seed=1)
     res = refine(schema, DOCS, _pool(), tmp_path / "run", opts, clients=_clients(), quiet=True)
+    assert json.loads((tmp_path / "run" / "final" / "done.json").read_text())["guidelines"] == [
+        "final/guideline.yaml", "final/companion-guideline.yaml"]
     return tmp_path / "run", res
 
 
@@ -92,7 +94,9 @@ def test_final_rows_flag_who_failed(final_run):
     out, _ = final_run
     rows = {r["id"]: r for r in _lines(out / "final" / "annotations.jsonl")}
     flagged = rows["d1"]
-    assert flagged["failed"] == [{"annotator": "b", "reason": "http_5xx: server error 503 after 3 attempts"}]
+    # iteration 0 is kept, so the final annotation also ran its companion: b failed under both guidelines
+    assert flagged["failed"] == [{"annotator": run, "reason": "http_5xx: server error 503 after 3 attempts"}
+                                 for run in ("b", "b@companion")]
     assert "failed" not in rows["d0"]  # everyone answered: no flag
 
 
@@ -102,8 +106,8 @@ def test_a_document_nobody_answered_is_listed_as_failed_not_written_empty(final_
     assert [r["id"] for r in rows] == ["d0", "d1", "d3", "d4", "d5"]  # d2: nobody answered
     failed = _lines(out / "final" / "failed.jsonl")
     assert failed == [{"id": "d2", "text": BOTH_FAIL,
-                       "failed": [{"annotator": "a", "reason": "http_5xx: server error 503 after 3 attempts"},
-                                  {"annotator": "b", "reason": "http_5xx: server error 503 after 3 attempts"}]}]
+                       "failed": [{"annotator": run, "reason": "http_5xx: server error 503 after 3 attempts"}
+                                  for run in ("a", "b", "a@companion", "b@companion")]}]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final_failed_documents"] == ["d2"]
     assert metrics["final_flagged_documents"] == ["d1"]
@@ -113,7 +117,7 @@ def test_the_answering_annotator_s_spans_are_delivered_for_a_document_the_other_
     out, _ = final_run
     row = {r["id"]: r for r in _lines(out / "final" / "annotations.jsonl")}["d1"]
     assert [(s["text"], s["label"]) for s in row["spans"]] == [("Borealis", "ORG"), ("Nadia", "PER")]
-    assert all(s["support"]["annotators"] == ["a"] for s in row["spans"])
+    assert all(s["support"]["annotators"] == ["a", "a@companion"] for s in row["spans"])
 
 
 def test_annotate_corpus_flags_and_lists_failed_documents(tmp_path: Path, schema):

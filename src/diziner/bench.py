@@ -201,7 +201,14 @@ class _Tested:
     systems: dict[int, dict[str, Any]]
     naive_scores: dict[str, dict[str, Any]]
     naive_spans: dict[str, dict]
-    paired: dict[str, Any] | None = None  # the selected guideline with the iteration-0 one (what refine delivers)
+    paired: dict[str, Any] | None = None  # the selected guideline with the iteration-0 one or its companion
+    paired_with: str | None = None  # "0" or "companion" (what refine delivers beside the selected guideline)
+
+    @property
+    def delivered_guidelines(self) -> list[Any]:
+        """The guidelines of the delivered output: the selected iteration, and 0 or "companion" when paired."""
+        sel = self.run.selected_iteration
+        return [sel] if self.paired is None else [sel, 0 if self.paired_with == "0" else "companion"]
 
     @property
     def delivered(self) -> dict[str, Any]:
@@ -247,7 +254,7 @@ async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *,
                            naive: bool, quiet: bool, command: str) -> _Tested:
     """Refine on dev, then score iteration 0 and the selected guideline (every one with
     ``oracle_all``) and, with ``naive``, the plain prompt on the test sample."""
-    from diziner.loop import paired_guidelines, refine_async
+    from diziner.loop import companion_of, paired_guidelines, refine_async
 
     run = await refine_async(data.schema, data.dev_docs, pool, ds_dir / "run", opts, gold=data.dev_gold,
                              clients=tuple(clients), quiet=quiet, command=command)
@@ -260,14 +267,16 @@ async def _refine_and_test(data: _TestSet, pool, ds_dir: Path, opts, clients, *,
         systems[t] = await _score_system(data.test_docs, guidelines[t], clients.annotators, pool, data.test_gold, bo,
                                          ds_dir / "test" / f"guideline-{t}", clients.ledger)
     sel = run.selected_iteration
-    also = paired_guidelines(guidelines[sel], guidelines[0], opts.final_with_initial)
+    companion = companion_of(guidelines[0], ds_dir / "run", [a.id for a in pool.annotators])
+    also = paired_guidelines(guidelines[sel], guidelines[0], opts.final_with_initial, companion)
     paired = None
     if also:
+        tag = "companion" if also[0] is companion else "0"
         paired = await _score_system(data.test_docs, guidelines[sel], clients.annotators, pool, data.test_gold, bo,
-                                     ds_dir / "test" / f"guideline-{sel}+0", clients.ledger, also=also)
+                                     ds_dir / "test" / f"guideline-{sel}+{tag}", clients.ledger, also=also)
     naive_scores, naive_spans = (await _score_naive(data.test_docs, data.schema, pool, clients.annotators,
                                                     data.test_gold)) if naive else ({}, {})
-    return _Tested(run, systems, naive_scores, naive_spans, paired)
+    return _Tested(run, systems, naive_scores, naive_spans, paired, None if paired is None else tag)
 
 
 async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, seed: int = DEFAULTS.pilot.seed,
@@ -313,7 +322,7 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "delivered": sd["delivered"]["f1"],
         "delivered_iteration0": s0["delivered"]["f1"],
         "delivered_selected_only": ss["delivered"]["f1"],
-        "delivered_guidelines": [sel, 0] if tested.paired is not None else [sel],
+        "delivered_guidelines": tested.delivered_guidelines,
         "delivered_aggregation": str(opts.aggregation()),
         "best_naive": best_naive,
         "best_iteration0_annotator": best_it0,
@@ -342,9 +351,32 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
         "cost_usd": usage["cost_usd"],
         "wall_s": round(time.time() - t0, 1),
         "command": command,
+        "code": code_version(),
     }
     atomic.write_json(out / f"{name}.json", result)
     return result
+
+
+def code_version(path: Path | None = None) -> dict[str, Any]:
+    """The code a result comes from: diziner's version and, when ``path`` (default: this
+    package's folder) is inside a git checkout, its commit and whether tracked files differ
+    from it (untracked files do not count); both None outside a checkout or without git."""
+    import subprocess
+
+    from diziner import __version__
+
+    where = str(path or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=7", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"version": __version__, "commit": commit, "modified": None if status is None else bool(status)}
 
 
 def markdown_row(r: dict[str, Any]) -> str:
@@ -364,7 +396,11 @@ def markdown_row(r: dict[str, Any]) -> str:
     by_label = r.get("label_agreement_by_iteration") or {}
     agr = " → ".join(f"{v:.3f}" + (f" ({by_label[t]:.3f})" if by_label.get(t) is not None else "")
                      for t, v in r["agreement_by_iteration"].items())
-    return (f"| {r['dataset']} | {r['test_size']} | {naive} | {per} | "
+    code = r.get("code") or {}
+    name = r["dataset"]
+    if code.get("commit"):
+        name += f" ({code['commit']}{', modified' if code.get('modified') else ''})"
+    return (f"| {name} | {r['test_size']} | {naive} | {per} | "
             f"{r.get('delivered_iteration0', r['consensus_iteration0']):.3f}→{r.get('delivered', r['consensus_refined']):.3f} "
             f"[{lo:+.3f}, {hi:+.3f}] | {r.get('delivered_aggregation', 'consensus')} | {vs_naive_s} | {vs_it0_s} | "
             f"{r['consensus_iteration0']:.3f}→{r['consensus_refined']:.3f} | {r['union_iteration0']:.3f}→{r['union_refined']:.3f} | "

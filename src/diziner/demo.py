@@ -121,7 +121,9 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
     agg = str(Aggregation.parse(Aggregation.pick(opts.final_aggregation, opts.final_min_support, pool.aggregation),
                                 opts.final_min_support))
     paired = len(metrics.get("final_guidelines", [])) > 1
-    runs = "annotator runs of the selected and the iteration-0 guideline" if paired else "annotators"
+    second = ("its companion (iteration 0 plus the mentions its pilot agreed on)"
+              if "final/companion-guideline.yaml" in metrics.get("final_guidelines", []) else "the iteration-0 guideline")
+    runs = f"annotator runs of the selected guideline and {second}" if paired else "annotators"
     print(f"(delivered = what refine writes: the {agg} of the {runs})")
     print(f"  iteration-0 guideline: delivered {f1['consensus']:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "

@@ -71,7 +71,8 @@ class RefineOptions:
     final_annotation: bool = True
     final_min_support: float | None = None  # the span vote's threshold (0 = union); prefer final_aggregation
     final_aggregation: str | None = None  # consensus | union | vote:X | reliability[:label]; None = the default
-    # the final annotation also runs the iteration-0 guideline and delivers over both when the selected one differs
+    # the final annotation also runs the iteration-0 guideline and delivers over both when the selected one differs,
+    # else the iteration-0 guideline's companion (supervise/glossary.py) when its pilot agreed on a mention
     final_with_initial: bool = True
     max_mentions: int = DEFAULTS.annotation.max_mentions
     reask: int = DEFAULTS.annotation.reask
@@ -670,8 +671,9 @@ async def _refine_impl(
         sel_it, selected, stopped = _write_selected(lp, records, guideline, stopped)
         final: dict[str, Any] = {}
         if opts.final_annotation:
-            final = await _final_annotation(documents, selected, lp, active,
-                                            also=paired_guidelines(selected, initial, opts.final_with_initial))
+            also = paired_guidelines(selected, initial, opts.final_with_initial,
+                                     companion_of(initial, out, active) if opts.final_with_initial else None)
+            final = await _final_annotation(documents, selected, lp, active, also=also)
     final_f1: dict[str, float] = final.get("f1", {})
     summary = {
         "iterations": [r.to_json() for r in records],
@@ -733,12 +735,40 @@ def _make_supervisor(kind: str, client, schema: Schema):
     return LLMSupervisor(client)
 
 
-def paired_guidelines(selected: Guideline, initial: Guideline, with_initial: bool) -> list[Guideline]:
-    """The guidelines the final annotation runs beside the selected one: the iteration-0 guideline
-    when ``with_initial`` and the selected one prompts differently (BENCHMARKS.md §14), else none."""
-    if not with_initial or same_guideline_content(selected, initial):
+def paired_guidelines(selected: Guideline, initial: Guideline, with_initial: bool,
+                      companion: Guideline | None = None) -> list[Guideline]:
+    """The guidelines the final annotation runs beside the selected one, when ``with_initial``: the
+    iteration-0 guideline when the selected one prompts differently (BENCHMARKS.md §14), else the
+    iteration-0 guideline's ``companion`` (:mod:`diziner.supervise.glossary`, §15) when there is one."""
+    if not with_initial:
         return []
-    return [initial]
+    if not same_guideline_content(selected, initial):
+        return [initial]
+    return [companion] if companion is not None else []
+
+
+def companion_of(initial: Guideline, run: Path, annotators: list[str]) -> Guideline | None:
+    """The companion of the iteration-0 guideline from the run's iteration-0 pilot (None without one)."""
+    from diziner.supervise.glossary import companion_guideline
+
+    return companion_guideline(initial, Path(run) / "iterations" / "0", annotators)
+
+
+COMPANION_FILE = "final/companion-guideline.yaml"
+
+
+def _also_file(out: Path, g: Guideline) -> str:
+    """Where a guideline the final annotation ran beside the selected one is kept (relative to the run):
+    a pilot iteration's own file, or the companion's, written here (with its Markdown)."""
+    from diziner.guideline_render import render_markdown
+    from diziner.supervise.glossary import is_companion
+
+    if not is_companion(g):
+        return f"iterations/{g.iteration}/guideline.yaml"
+
+    atomic.write_text(out / COMPANION_FILE, g.to_yaml())
+    atomic.write_text((out / COMPANION_FILE).with_suffix(".md"), render_markdown(g))
+    return COMPANION_FILE
 
 
 async def _final_annotation(documents, guideline, lp: _Loop, active: list[str],
@@ -753,6 +783,7 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str],
     if (fdir / "done.json").exists():
         return atomic.read_json(fdir / "done.json")
     also = also or []
+    guidelines = ["final/guideline.yaml"] + [_also_file(lp.out, g) for g in also]
     pool = lp.pool.model_copy(update={"annotators": [a for a in lp.pool.annotators if a.id in active]})
     paths = StreamPaths.folder(fdir, run_ids(pool, guideline, also))
     summary, runs, agg = await annotate_documents_in_memory(
@@ -773,7 +804,6 @@ async def _final_annotation(documents, guideline, lp: _Loop, active: list[str],
     if lp.gold is not None:
         f1 = _score(lp.gold, {**{a: runs[a].spans_by_doc() for a in agg.usable_}, "consensus": delivered_spans(rows)},
                     documents)
-    guidelines = ["final/guideline.yaml"] + [f"iterations/{g.iteration}/guideline.yaml" for g in also]
     done = {"annotators": agg.usable_, "guidelines": guidelines, "weights": summary["weights"], "f1": f1,
             "failed_documents": lost, "flagged_documents": flagged}
     atomic.write_json(fdir / "done.json", done)

@@ -287,8 +287,11 @@ def guideline_runs(annotator_ids: Iterable[str], guidelines: Sequence[Guideline]
     """Every annotator under every guideline: run id -> (the annotator whose client, prompt style
     and model-specific instructions the run uses, its guideline). The first guideline's runs keep
     the annotator ids; a further guideline's are ``<annotator>@it<its iteration>``, or
-    ``<annotator>@g<position>`` when two guidelines share an iteration (pool ids cannot hold ``@``).
+    ``<annotator>@companion`` for the companion of iteration 0 (:mod:`diziner.supervise.glossary`),
+    or ``<annotator>@g<position>`` when two guidelines share an iteration (pool ids cannot hold ``@``).
     The guidelines must annotate the same labels (one schema)."""
+    from diziner.supervise.glossary import is_companion
+
     ids = list(annotator_ids)
     if not guidelines:
         raise DizinerError("no guideline to annotate with")
@@ -297,10 +300,14 @@ def guideline_runs(annotator_ids: Iterable[str], guidelines: Sequence[Guideline]
         if list(g.schema_.label_names) != labels:
             raise DizinerError(f"the guidelines annotate different labels ({', '.join(labels)} vs "
                                f"{', '.join(g.schema_.label_names)}); every guideline of one run needs the same schema")
-    iterations = [g.iteration for g in guidelines]
+    companions = [is_companion(g) for g in guidelines]
+    iterations = [g.iteration for g, c in zip(guidelines, companions) if not c]
     plan: dict[str, tuple[str, Guideline]] = {a: (a, guidelines[0]) for a in ids}
     for k, g in enumerate(guidelines[1:], 2):
-        tag = f"it{g.iteration}" if iterations.count(g.iteration) == 1 else f"g{k}"
+        if companions[k - 1] and companions.count(True) == 1:
+            tag = "companion"
+        else:
+            tag = f"it{g.iteration}" if iterations.count(g.iteration) == 1 and not companions[k - 1] else f"g{k}"
         plan.update({f"{a}@{tag}": (a, g) for a in ids})
     return plan
 

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
                                                   "default the project's."),
         with_initial: bool = typer.Option(True, "--with-initial/--selected-only",
                                           help="Deliver as refine does: over the selected and the iteration-0 guideline's "
-                                          "runs when they differ (default), or the selected guideline's only."),
+                                          "runs when they differ, else over iteration 0's and its companion's "
+                                          "(default), or the selected guideline's only."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite)."),
         no_cache: bool = typer.Option(False, "--no-cache"),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and token estimate; call nothing."),
@@ -44,9 +45,18 @@ def register(app: typer.Typer) -> None:
         Example: diziner bench crossner_politics bc5cdr --pool examples/pool-local.yaml --out bench-out --test-size 300
         """
         from diziner.bench import run_bench
+        from diziner.errors import DizinerError
         from diziner.llm.pool import load_pool
+        from diziner.loop import RefineOptions
 
         pl = load_pool(pool)
+        if test_size < 1:
+            raise DizinerError(f"--test-size: test size must be at least 1 (got {test_size})")
+        if disjoint_from is not None and disjoint_from < 0:
+            raise DizinerError(f"--disjoint-from: must be at least 0 (got {disjoint_from})")
+        # every option in range, one line, before any data is loaded or anything created (as refine)
+        RefineOptions(iterations=iterations, sample_size=sample_size, seed=seed,
+                      final_aggregation=aggregation if aggregation is not None else pl.aggregation).check()
         if dry_run:
             from diziner.benchmarks.registry import load_split, schema_path
             from diziner.commands.refine import _estimate

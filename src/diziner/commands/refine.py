@@ -81,6 +81,32 @@ def same_delivery_command(run: Path, summary: dict, pool: Path) -> str | None:
             + f" --pool {pool} --texts TEXTS --out OUT")
 
 
+def _check_budget(budget: float | None) -> None:
+    """A negative budget is refused before anything is created (the ledger refuses it only once open)."""
+    if budget is not None and budget < 0:
+        from diziner.errors import DizinerError
+
+        raise DizinerError(f"--budget: budget must be >= 0 (got {budget:g})")
+
+
+def _check_annotate_out(out: Path, texts: Path, ids: list[str], folder_ok: bool = False) -> None:
+    """Before any call: ``out`` can be written, and neither it nor a file written beside it
+    (``<stem>.<annotator>.jsonl``, ``.failed``, ``.ledger``, the ``.partial`` files) is the texts."""
+    from diziner.errors import InputError
+    from diziner.stream import StreamPaths
+
+    if out.is_dir() and not folder_ok:
+        raise InputError(out, None, "is a folder; --out names the output JSONL file")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InputError(out, None, f"cannot write: {blocker} is a file, not a folder")
+    paths = StreamPaths.of(out, ids)
+    written = [*paths.finals(), *paths.partials(), paths.state, paths.ledger]
+    if texts.resolve() in {p.resolve() for p in written}:
+        raise InputError(out, None, f"would write over the input {texts} (a file annotate writes beside --out); "
+                         "choose another --out")
+
+
 def register(app: typer.Typer) -> None:
     from diziner.options import DEFAULTS  # the one place of every default (also RefineOptions, Limits, StreamOptions)
 
@@ -89,13 +115,13 @@ def register(app: typer.Typer) -> None:
     @app.command("refine")
     def refine_cmd(
         schema: Path = typer.Option(..., "--schema", help="Schema YAML (labels, definitions, examples, goal)."),
-        texts: Path = typer.Option(..., "--texts", help="Unlabelled documents: text (one per line), JSONL or CoNLL (tags ignored)."),
+        texts: Path = typer.Option(..., "--texts", help="Unlabelled documents: text (one per line), JSONL, CoNLL (tags ignored), GENIA, CSV or Parquet."),
         pool: Path = typer.Option(..., "--pool", help="Pool YAML: annotators and supervisor."),
         out: Path = typer.Option(..., "--out", help="Run directory (created; re-run the same command to resume)."),
         iterations: int = typer.Option(pilot.iterations, help="Maximum number of pilot iterations."),
         sample_size: int = typer.Option(pilot.sample_size, help="Documents per iteration (disjoint, lexically diverse sets)."),
         seed: int = typer.Option(pilot.seed, help="Seed for the iteration sets."),
-        fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts/--gold: conll, jsonl, text, genia (default: detect)."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="Format of --texts/--gold: conll, jsonl, text, genia, csv, parquet (default: detect)."),
         text_field: str = typer.Option("text", "--text-field", help="The text of a JSONL record / the text column of a CSV file."),
         gold: Optional[Path] = typer.Option(None, help="Gold annotations: scored and reported only, never used to select."),
         supervisor: Optional[str] = typer.Option(None, help="consensus | llm (default: the pool's supervisor)."),
@@ -112,9 +138,11 @@ def register(app: typer.Typer) -> None:
                                                   "reliability | reliability:label (default: the project's, docs/analysis.md)."),
         no_final: bool = typer.Option(False, "--no-final", help="Skip annotating the whole corpus with the selected guideline."),
         with_initial: bool = typer.Option(True, "--with-initial/--selected-only",
-                                          help="The final annotation also runs the iteration-0 guideline and delivers over "
-                                          "both when a refined guideline is selected (the default; BENCHMARKS.md §14), "
-                                          "or runs the selected guideline only."),
+                                          help="The final annotation also runs a second guideline and delivers over "
+                                          "both (the default): the iteration-0 one when a refined guideline is "
+                                          "selected (BENCHMARKS.md §14), else its companion, iteration 0 plus the "
+                                          "mentions its pilot agreed on (final/companion-guideline.yaml, §15); or "
+                                          "runs the selected guideline only."),
         cache: Optional[Path] = typer.Option(None, help="Response cache (SQLite); default ~/.cache/diziner/llm-cache.sqlite."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Do not read the response cache."),
         budget: Optional[float] = typer.Option(None, help="Stop making new calls once this many USD are spent."),
@@ -146,6 +174,7 @@ def register(app: typer.Typer) -> None:
                              final_min_support=min_support, final_aggregation=aggregation,
                              final_with_initial=with_initial)
         opts.check()  # every option in range, one line, before anything is created or loaded
+        _check_budget(budget)
         if dry_run:
             pilot = min(len(docs), iterations * sample_size)
             g0 = Guideline.initial(sch)
@@ -154,8 +183,9 @@ def register(app: typer.Typer) -> None:
                     "final": _estimate(docs, g0, pl, 2 if with_initial else 1) if not no_final else None,
                     "note": "token figures are estimates (prompt characters / 4, 60 output tokens per call) with the "
                             "iteration-0 guideline; refined guidelines are longer; re-asks and an LLM supervisor add "
-                            "calls; final: the corpus under the selected and the iteration-0 guideline (half of it "
-                            "when iteration 0 is selected or with --selected-only); cost_usd_est from prices.yaml / "
+                            "calls; final: the corpus under the selected guideline and a second one, iteration 0's or "
+                            "its companion (half of it with --selected-only, or when iteration 0 is selected and its "
+                            "pilot agreed on no mention); cost_usd_est from prices.yaml / "
                             "the pool's price:, null where a price is unknown"}
             parts = [plan["pilot"]] + ([plan["final"]] if plan["final"] else [])
             plan["cost_usd_est"] = (None if any(p["cost_usd_est"] is None for p in parts)
@@ -212,7 +242,7 @@ def register(app: typer.Typer) -> None:
         percentile: float = typer.Option(analysis.percentile, help="Hotspot threshold: percentile of the hot score H = max(U*, 2·D_type) over the weight sample's disputed tokens."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the planned calls and a token estimate; call nothing."),
         engine: str = typer.Option("local", "--engine", help="local (one process) | ray (Ray Data: a cluster, vLLM "
-                                   "engine replicas; pip install 'diziner[ray]'; docs/scale.md)."),
+                                   "engine replicas; pip install 'diziner\\[ray]'; docs/scale.md)."),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: the cluster (default: "
                                                   "RAY_ADDRESS, else a local runtime)."),
         shard_size: int = typer.Option(10_000, "--shard-size", min=1, help="--engine ray: documents per shard (the unit "
@@ -232,7 +262,7 @@ def register(app: typer.Typer) -> None:
         from diziner.errors import DizinerError
         from diziner.guideline import load_guideline
         from diziner.llm.pool import load_pool
-        from diziner.stream import StreamOptions, annotate_file
+        from diziner.stream import StreamOptions, annotate_file, run_ids
 
         if (not guideline) == (schema is None):
             raise DizinerError("give either --guideline (a refined guideline) or --schema (its iteration-0 guideline)")
@@ -252,10 +282,11 @@ def register(app: typer.Typer) -> None:
         if not texts.is_file():
             from diziner.errors import InputError
 
-            raise InputError(texts, None, "no such file")
+            raise InputError(texts, None, "is a directory, not a file" if texts.is_dir() else "no such file")
         sopts = StreamOptions(batch_size=batch_size, weight_sample=weight_sample, min_support=min_support,
                               aggregation=aggregation, weights=weights, percentile=percentile)
         sopts.check()
+        _check_budget(budget)
         if dry_run:
             docs = _load_texts(texts, fmt, text_field)
             plan = _estimate(docs, g, pl, 1 + len(also))
@@ -270,6 +301,7 @@ def register(app: typer.Typer) -> None:
             raise DizinerError(f"{out}: exists; refusing to overwrite it", hint="pass --force or choose another --out")
         if out.resolve() == texts.resolve():
             raise DizinerError(f"{out}: is the input file; choose another --out")
+        _check_annotate_out(out, texts, run_ids(pl, g, also), folder_ok=engine == "ray" and output_format == "parquet")
         if engine == "ray":
             from diziner.scale import RayOptions, annotate_file_ray
 
