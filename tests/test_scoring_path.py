@@ -72,7 +72,8 @@ def test_loop_iteration_and_final_f1_use_one_scoring_path(tmp_path: Path, exampl
     res = refine(schema, DOCS, _pool(), tmp_path / "run", opts, gold=GOLD, clients=_clients(), quiet=True)
     # the consensus is "U.S." (token), the annotators wrote "U.S": all three score the same
     assert res.iterations[0].f1 == {"a": 1.0, "b": 1.0, "consensus": 1.0}
-    assert res.final_f1 == {"a": 1.0, "b": 1.0, "consensus": 1.0}
+    # iteration 0 kept: its companion ran too, each run scored on the same path
+    assert res.final_f1 == {"a": 1.0, "b": 1.0, "a@companion": 1.0, "b@companion": 1.0, "consensus": 1.0}
 
 
 def test_bench_rows_use_one_scoring_path(tmp_path: Path, examples_dir: Path):
