@@ -22,17 +22,28 @@ def test_outside_a_checkout_only_the_version_is_known(tmp_path):
 
 def test_a_checkout_gives_its_commit_and_whether_tracked_files_changed(tmp_path):
     git(tmp_path, "init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    git(tmp_path, "add", "a.py")
+    pkg = tmp_path / "src" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("x = 1\n")
+    git(tmp_path, "add", "src")
     git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "one")
     head = git(tmp_path, "rev-parse", "--short=7", "HEAD")
-    sub = tmp_path / "pkg"
-    sub.mkdir()
-    assert code_version(sub) == {"version": __version__, "commit": head, "modified": False}
+    assert code_version(pkg) == {"version": __version__, "commit": head, "modified": False}
     (tmp_path / "new.txt").write_text("untracked files do not count\n")
-    assert code_version(tmp_path)["modified"] is False
-    (tmp_path / "a.py").write_text("x = 2\n")
-    assert code_version(tmp_path) == {"version": __version__, "commit": head, "modified": True}
+    assert code_version(pkg)["modified"] is False
+    (pkg / "__init__.py").write_text("x = 2\n")
+    assert code_version(pkg) == {"version": __version__, "commit": head, "modified": True}
+
+
+def test_an_installed_copy_inside_another_projects_checkout_is_not_that_projects_commit(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "README").write_text("a project\n")
+    git(tmp_path, "add", "README")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "one")
+    installed = tmp_path / ".venv" / "site-packages" / "pkg"  # untracked (ignored, as a virtualenv is)
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("x = 1\n")
+    assert code_version(installed) == {"version": __version__, "commit": None, "modified": None}
 
 
 def row(code: dict | None) -> str:

@@ -87,3 +87,14 @@ def test_pairing_takes_iteration0_beside_a_refined_guideline_else_the_companion(
     assert paired_guidelines(same, g0, True, comp) == [comp]
     assert paired_guidelines(same, g0, True, None) == []
     assert paired_guidelines(same, g0, False, comp) == [] and paired_guidelines(refined, g0, False, comp) == []
+
+
+def test_companion_runs_are_named_for_it():
+    from diziner.annotate.runner import guideline_runs
+
+    g0 = Guideline.initial(schema())
+    comp = glossary_guideline(g0, [("Ada", "PER")])
+    assert list(guideline_runs(["a"], [g0, comp])) == ["a", "a@companion"]
+    assert list(guideline_runs(["a"], [comp, g0])) == ["a", "a@it0"]  # the first guideline's runs keep the ids
+    other = glossary_guideline(g0, [("Paris", "LOC")])
+    assert list(guideline_runs(["a"], [g0, comp, other])) == ["a", "a@g2", "a@g3"]  # two companions: by position

@@ -359,8 +359,10 @@ async def bench_dataset(name: str, pool, out: Path, *, test_size: int = 300, see
 
 def code_version(path: Path | None = None) -> dict[str, Any]:
     """The code a result comes from: diziner's version and, when ``path`` (default: this
-    package's folder) is inside a git checkout, its commit and whether tracked files differ
-    from it (untracked files do not count); both None outside a checkout or without git."""
+    package's folder) is a folder of a git checkout that tracks its ``__init__.py`` (a
+    checkout of diziner, not a project whose virtualenv holds an installed copy), the commit
+    and whether tracked files differ from it (untracked files do not count); both None
+    otherwise or without git."""
     import subprocess
 
     from diziner import __version__
@@ -374,7 +376,8 @@ def code_version(path: Path | None = None) -> dict[str, Any]:
             return None
         return p.stdout.strip() if p.returncode == 0 else None
 
-    commit = git("rev-parse", "--short=7", "HEAD")
+    tracked = git("ls-files", "--error-unmatch", "--", "__init__.py")
+    commit = git("rev-parse", "--short=7", "HEAD") if tracked else None
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"version": __version__, "commit": commit, "modified": None if status is None else bool(status)}
 

@@ -304,10 +304,10 @@ def guideline_runs(annotator_ids: Iterable[str], guidelines: Sequence[Guideline]
     iterations = [g.iteration for g, c in zip(guidelines, companions) if not c]
     plan: dict[str, tuple[str, Guideline]] = {a: (a, guidelines[0]) for a in ids}
     for k, g in enumerate(guidelines[1:], 2):
-        if companions[k - 1] and companions.count(True) == 1:
-            tag = "companion"
+        if companions[k - 1]:
+            tag = "companion" if companions.count(True) == 1 else f"g{k}"
         else:
-            tag = f"it{g.iteration}" if iterations.count(g.iteration) == 1 and not companions[k - 1] else f"g{k}"
+            tag = f"it{g.iteration}" if iterations.count(g.iteration) == 1 else f"g{k}"
         plan.update({f"{a}@{tag}": (a, g) for a in ids})
     return plan
 
