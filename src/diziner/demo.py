@@ -128,7 +128,7 @@ def _print_results(out: Path, res, f1: dict, opts, pool, n_docs: int) -> None:  
     print(f"  iteration-0 guideline: delivered {f1['consensus']:.3f}  " + "  ".join(f"{a} {v:.3f}" for a, v in base_per.items()))
     print(f"  refined guideline:     delivered {res.final_f1.get('consensus', 0.0):.3f}  "
           + "  ".join(f"{a} {v:.3f}" for a, v in res.final_f1.items() if a != "consensus" and "@" not in a)
-          + ("   (delivered over both guidelines)" if paired else ""))
+          + (f"   (delivered over it and {second.split(' (')[0]})" if paired else ""))
     print("  plain 3-shot prompt:   " + "  ".join(f"{m} {v:.3f}" for m, v in naive.items())
           + "   (no guideline: what one model gives without diziner)")
     if _kept_iteration0(out):
