@@ -51,14 +51,20 @@ def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> Path:
     return p
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (so ``path`` cannot be created), else None."""
+    blocker = next((a for a in Path(path).parents if a.exists()), None)
+    return blocker if blocker is not None and not blocker.is_dir() else None
+
+
 def _cannot_write(path: Path, e: OSError) -> Exception:
     """The project's one-line error for a path that cannot be written (a folder, or under a file)."""
     from diziner.errors import InputError
 
     if path.is_dir():
         return InputError(path, None, "cannot write: is a folder, not a file")
-    blocker = next((a for a in path.parents if a.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    blocker = file_in_the_way(path)
+    if blocker is not None:
         return InputError(path, None, f"cannot write: {blocker} is a file, not a folder")
     return InputError(path, None, f"cannot write: {e.strerror or e}")
 

@@ -92,13 +92,14 @@ def _check_budget(budget: float | None) -> None:
 def _check_annotate_out(out: Path, texts: Path, ids: list[str], folder_ok: bool = False) -> None:
     """Before any call: ``out`` can be written, and neither it nor a file written beside it
     (``<stem>.<annotator>.jsonl``, ``.failed``, ``.ledger``, the ``.partial`` files) is the texts."""
+    from diziner.atomic import file_in_the_way
     from diziner.errors import InputError
     from diziner.stream import StreamPaths
 
     if out.is_dir() and not folder_ok:
         raise InputError(out, None, "is a folder; --out names the output JSONL file")
-    blocker = next((p for p in out.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
+    blocker = file_in_the_way(out)
+    if blocker is not None:
         raise InputError(out, None, f"cannot write: {blocker} is a file, not a folder")
     paths = StreamPaths.of(out, ids)
     written = [*paths.finals(), *paths.partials(), paths.state, paths.ledger]
